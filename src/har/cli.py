@@ -1,0 +1,264 @@
+"""The ``har`` command line. A thin shell: parse -> library call -> writer.
+
+Tests call :func:`main` in-process with an argument list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import enum
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence, TextIO
+
+from . import __version__
+from .errors import HarError
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0  # every input fully processed
+    INPUT_FAILED = 1  # at least one input could not be processed
+    USAGE = 2  # bad command line (argparse's own code)
+    PARTIAL = 3  # every input gave results, but some only in part (damaged/truncated)
+    MODEL = 4  # the model or its weights could not be loaded
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .models.zoo import DEFAULT_MODEL
+
+    parser = argparse.ArgumentParser(
+        prog="har", description="Recognize human actions (Kinetics-400) in videos.")
+    parser.add_argument("--version", action="version", version=f"har {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("predict", help="recognize actions in videos, files or directories",
+                       description="Recognize actions in videos. Prints a table per video; "
+                                   "--json/--csv write machine-readable results.")
+    p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR",
+                   help="video files, directories (searched recursively) or http(s) URLs")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL}; "
+                   "`har models` lists them)")
+    p.add_argument("--weights", help="weights file (.pth/.onnx) or http(s) URL; "
+                   "default: the cached download")
+    p.add_argument("--sha256", help="expected sha256 of --weights (pins a URL download)")
+    p.add_argument("--stride", type=_positive_int, default=16,
+                   help="frames between clip starts (default 16: non-overlapping clips)")
+    p.add_argument("--sampler", choices=("sliding", "uniform"), default="sliding",
+                   help="sliding window over the whole video (default) or N uniform clips")
+    p.add_argument("--num-clips", type=_positive_int, default=10,
+                   help="clips for --sampler uniform (default 10)")
+    p.add_argument("--topk", type=_positive_int, default=5, help="labels per video/clip (default 5)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="clips per inference batch (default: 8 on CPU, 32 on CUDA)")
+    p.add_argument("--json", metavar="FILE", help="write JSON results to FILE ('-' for stdout)")
+    p.add_argument("--csv", metavar="FILE", help="write one row per clip to FILE ('-' for stdout)")
+    p.add_argument("--clips", type=int, default=30, metavar="N",
+                   help="show at most N clip rows per video in the table (default 30; 0 hides)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("models", help="list the available models")
+    m.add_argument("--json", action="store_true", help="print the registry as JSON")
+    m.set_defaults(func=cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("har: interrupted", file=sys.stderr)
+        return 130
+    except HarError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(ExitCode.MODEL)
+    except BrokenPipeError:  # e.g. `har predict ... | head`
+        return int(ExitCode.OK)
+
+
+# -- predict --------------------------------------------------------------------
+def _check_device(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise HarError(f"--device {device}: CUDA is not available on this machine "
+                       "(no GPU, or a CPU-only PyTorch); use --device cpu")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise HarError(f"--device {device}: unknown device; use cpu, cuda or cuda:N")
+
+
+def _progress_bar(enabled: bool, label: str):
+    """A progress callback drawing a tqdm bar on stderr, and a closer."""
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    state: dict = {}
+
+    def update(n: int, info) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(total=info.frames, desc=label, unit="frame",
+                                      file=sys.stderr, leave=False, dynamic_ncols=True)
+        bar.update(n)
+
+    def close() -> None:
+        if "bar" in state:
+            state["bar"].close()
+
+    return update, close
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .recognizer import Recognizer
+    from .results import VideoResult, to_json_doc
+    from .video import expand_inputs
+
+    _check_device(args.device)
+    json_to_stdout = args.json == "-"
+    csv_to_stdout = args.csv == "-"
+    if json_to_stdout and csv_to_stdout:
+        raise HarError("--json - and --csv - both want stdout; send one of them to a file")
+    table_out: TextIO | None = None if (json_to_stdout or csv_to_stdout) else sys.stdout
+
+    sources, input_errors = expand_inputs(args.inputs)
+    recognizer = Recognizer(args.model, weights=args.weights, device=args.device,
+                            stride=args.stride, topk=args.topk, sampler=args.sampler,
+                            num_clips=args.num_clips, batch_size=args.batch_size,
+                            sha256=args.sha256)
+    results: list[VideoResult] = [VideoResult(path=item, error=msg) for item, msg in input_errors]
+    for item, msg in input_errors:
+        print(f"error: {msg}", file=sys.stderr)
+    show_progress = not args.no_progress and sys.stderr.isatty()
+    for i, src in enumerate(sources, 1):
+        label = f"[{i}/{len(sources)}] {Path(src).name}"
+        update, close = _progress_bar(show_progress, label)
+        try:
+            result = recognizer.predict(src, progress=update)
+        except Exception as exc:  # a bug must not lose the other inputs' results
+            result = VideoResult(path=src, error=f"{src}: internal error "
+                                 f"({type(exc).__name__}: {exc}); please report it")
+        finally:
+            close()
+        results.append(result)
+        if result.error:
+            print(f"error: {result.error}", file=sys.stderr)
+        for w in result.warnings:
+            print(f"warning: {src}: {w}; results cover what decoded", file=sys.stderr)
+        if table_out is not None and result.ok:
+            write_table(result, table_out, max_clips=args.clips)
+    if args.json:
+        doc = to_json_doc(args.model, results,
+                          settings={"stride": args.stride, "sampler": args.sampler,
+                                    "clip_len": recognizer.preset.clip_len,
+                                    "topk": args.topk})
+        _write_text(args.json, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    if args.csv:
+        _write_csv(args.csv, results)
+    if any(not r.ok for r in results):
+        failed = sum(not r.ok for r in results)
+        print(f"har: {failed} of {len(results)} input(s) failed", file=sys.stderr)
+        return ExitCode.INPUT_FAILED
+    if any(r.warnings for r in results):
+        return ExitCode.PARTIAL
+    return ExitCode.OK
+
+
+def _fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    m, s = divmod(max(seconds, 0.0), 60)
+    return f"{int(m)}:{s:05.2f}"
+
+
+def write_table(result, out: TextIO, max_clips: int = 30) -> None:
+    """A readable summary of one video."""
+    fps = f"{result.fps:.2f} fps" if result.fps else "? fps"
+    out.write(f"\n{result.path}\n  {result.width}x{result.height}, {fps}, {result.frames} frames, "
+              f"{_fmt_time(result.duration_s)}, {result.codec}, {len(result.clips)} clips\n")
+    width = max(len(p.label) for p in result.top)
+    for rank, p in enumerate(result.top, 1):
+        bar = "#" * int(round(p.score * 20))
+        out.write(f"  {rank}. {p.label:<{width}}  {p.score:6.1%}  {bar}\n")
+    if max_clips > 0 and result.clips:
+        out.write("  clip  frames          time                top-1\n")
+        shown = result.clips if len(result.clips) <= max_clips else result.clips[:max_clips]
+        for c in shown:
+            t = c.top[0]
+            out.write(f"  {c.index:>4}  {c.start_frame:>6}-{c.end_frame:<7} "
+                      f"{_fmt_time(c.start_s):>8}-{_fmt_time(c.end_s):<9}  "
+                      f"{t.label} ({t.score:.1%})\n")
+        if len(result.clips) > len(shown):
+            out.write(f"  ... {len(result.clips) - len(shown)} more clips (--clips N, or --json)\n")
+
+
+def _write_text(target: str, text: str) -> None:
+    if target == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        Path(target).write_text(text, encoding="utf-8")
+
+
+def _write_csv(target: str, results) -> None:
+    fh = sys.stdout if target == "-" else open(target, "w", newline="", encoding="utf-8")
+    try:
+        w = csv.writer(fh)
+        w.writerow(["path", "clip", "start_frame", "end_frame", "start_s", "end_s",
+                    "rank", "label", "score", "error"])
+        for r in results:
+            if not r.ok:
+                w.writerow([r.path, "", "", "", "", "", "", "", "", r.error])
+                continue
+            for c in r.clips:
+                for rank, p in enumerate(c.top, 1):
+                    w.writerow([r.path, c.index, c.start_frame, c.end_frame,
+                                f"{c.start_s:.4f}", f"{c.end_s:.4f}", rank, p.label,
+                                f"{p.score:.6f}", ""])
+    finally:
+        if fh is not sys.stdout:
+            fh.close()
+
+
+# -- models ---------------------------------------------------------------------
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models.zoo import REGISTRY
+
+    if args.json:
+        doc = [{"name": e.name, "arch": e.arch, "classes": e.num_classes,
+                "clip_len": e.clip_len, "input_size": e.preset.crop,
+                "accuracy": e.accuracy, "description": e.description,
+                "weights": [{"filename": w.filename, "format": w.format, "urls": list(w.urls),
+                             "sha256": w.sha256, "size": w.size, "note": w.note}
+                            for w in e.weights],
+                "license": e.license} for e in REGISTRY.values()]
+        print(json.dumps(doc, indent=2))
+        return ExitCode.OK
+    rows = [(e.name, e.description, e.accuracy) for e in REGISTRY.values()]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    print(f"{'name':<{w0}}  {'model':<{w1}}  reference accuracy")
+    for r in rows:
+        print(f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]}")
+    return ExitCode.OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Model architectures, the registry of named models, and checkpoint readers."""

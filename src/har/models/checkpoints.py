@@ -1,0 +1,100 @@
+"""Reading published weights files into a model, strictly.
+
+The authors' ``.pth`` files are ``{'arch': 'resnet-34', 'state_dict': {...}}``
+(sometimes with 'epoch' and 'optimizer'), saved from ``DataParallel`` so keys carry
+a ``module.`` prefix (once, twice, or not at all), with no ``num_batches_tracked``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from ..errors import WeightsError
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        # weights_only: never execute code from a weights file.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(
+            f"{path}: refused to load: the file holds Python objects beyond tensors and "
+            f"plain containers ({str(exc).splitlines()[0][:160]}); re-save its state_dict "
+            "with torch.save(model.state_dict(), ...) from trusted code") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint "
+                           f"({str(exc).splitlines()[0][:160]}); the file may be truncated "
+                           "or in another format") from None
+
+
+def strip_prefixes(state: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
+    """Remove any number of leading ``module.`` prefixes (DataParallel, nested)."""
+    return OrderedDict((re.sub(r"^(module\.)+", "", k), v) for k, v in state.items())
+
+
+def read_state_dict(path: str | Path, expected_arch: str | None = None
+                    ) -> "OrderedDict[str, torch.Tensor]":
+    """A ``.pth``/``.pt`` file -> a clean state dict (prefixes stripped)."""
+    path = Path(path)
+    obj = _torch_load(path)
+    if isinstance(obj, Mapping) and "state_dict" in obj:
+        arch = obj.get("arch")
+        if expected_arch and isinstance(arch, str) and arch != expected_arch:
+            raise WeightsError(f"{path}: checkpoint is for arch {arch!r}, but the model is "
+                               f"{expected_arch!r}; pick the matching --model")
+        obj = obj["state_dict"]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path}: does not hold a state dict of tensors")
+    return strip_prefixes(obj)
+
+
+def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor],
+                           source: str) -> None:
+    """Load strictly, with a message that says what does not fit and where."""
+    own = model.state_dict()
+    # The 2017-2018 checkpoints predate num_batches_tracked: it is a counter with no
+    # effect in eval mode, so its absence is not an error.
+    state = dict(state)
+    for k, v in own.items():
+        if k.endswith("num_batches_tracked") and k not in state:
+            state[k] = v.clone()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items()
+                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    fc = [m for m in mismatched if m[0] in ("fc.weight", "fc.bias")]
+    if fc and len(mismatched) == len(fc):
+        k, got, want = fc[0]
+        raise WeightsError(f"{source}: the classifier has {got[0]} classes but the model "
+                           f"expects {want[0]}; these weights belong to another label set")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s) (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s) (e.g. {', '.join(unexpected[:3])})")
+    if mismatched:
+        k, got, want = mismatched[0]
+        problems.append(f"{len(mismatched)} shape mismatch(es) (e.g. {k}: file {got}, model {want})")
+    if problems:
+        raise WeightsError(f"{source}: weights do not fit the architecture: "
+                           + "; ".join(problems) + "; check that --model matches the file")
+    model.load_state_dict(state, strict=True)
+
+
+def load_weights_into(model: nn.Module, path: str | Path, entry=None) -> None:
+    """Read ``path`` in whichever published format it is and load it into ``model``."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        from .onnx_import import read_onnx_state_dict
+
+        state = read_onnx_state_dict(path, model)
+    else:
+        state = read_state_dict(path, expected_arch=getattr(entry, "arch", None))
+    load_state_dict_strict(model, state, str(path))

@@ -1,0 +1,83 @@
+"""Typed results and the versioned JSON schema ``har.predictions/1``."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SCHEMA = "har.predictions/1"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "score": round(float(self.score), 6)}
+
+
+@dataclass
+class ClipResult:
+    """One clip's scores. Frames 0-based, ``end_frame`` exclusive; times in seconds."""
+
+    index: int
+    start_frame: int
+    end_frame: int
+    start_s: float
+    end_s: float
+    top: list[Prediction]
+    probs: np.ndarray | None = field(default=None, repr=False)  # (num_classes,) softmax
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "start_frame": self.start_frame,
+                "end_frame": self.end_frame, "start_s": _r(self.start_s),
+                "end_s": _r(self.end_s), "top": [p.to_dict() for p in self.top]}
+
+
+@dataclass
+class VideoResult:
+    """Everything known about one input. ``error`` is set when it could not be processed;
+    ``warnings`` when it was processed only in part (damaged or truncated)."""
+
+    path: str
+    fps: float | None = None
+    frames: int = 0  # frames actually decoded
+    duration_s: float | None = None
+    width: int | None = None
+    height: int | None = None
+    codec: str | None = None
+    top: list[Prediction] = field(default_factory=list)
+    clips: list[ClipResult] = field(default_factory=list)
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    probs: np.ndarray | None = field(default=None, repr=False)  # video-level scores
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "fps": _r(self.fps), "frames": self.frames,
+                "duration_s": _r(self.duration_s), "width": self.width,
+                "height": self.height, "codec": self.codec,
+                "top": [p.to_dict() for p in self.top],
+                "clips": [c.to_dict() for c in self.clips],
+                "warnings": list(self.warnings), "error": self.error}
+
+
+def _r(x: float | None, nd: int = 4) -> float | None:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return None
+    return round(float(x), nd)
+
+
+def to_json_doc(model: str, videos: list[VideoResult], **extra: Any) -> dict[str, Any]:
+    """The whole JSON document the CLI writes."""
+    doc: dict[str, Any] = {"schema": SCHEMA, "model": model}
+    doc.update(extra)
+    doc["videos"] = [v.to_dict() for v in videos]
+    return doc

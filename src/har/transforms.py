@@ -1,0 +1,87 @@
+"""Preprocessing presets. A preset travels with a model's weights, not with the CLI.
+
+The resize step runs inside the decoder (FFmpeg's bilinear scaler, while converting
+to RGB) via :meth:`Preset.resized_size`; :meth:`Preset.__call__` does the rest:
+centre crop, scaling, normalisation and the ``(N, 3, T, H, W)`` layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How frames must look to a model.
+
+    resize: an int resizes the shorter side to it, keeping the aspect ratio (the
+        original tool's ``Scale``); a ``(height, width)`` pair resizes to that size.
+    crop: side of the centre square crop.
+    scale: pixel values (0-255) are multiplied by this before normalising.
+    mean/std: per RGB channel, on the scaled values.
+    """
+
+    name: str
+    clip_len: int = 16
+    resize: int | tuple[int, int] = 112
+    crop: int = 112
+    scale: float = 1.0
+    mean: tuple[float, float, float] = (114.7748, 107.7354, 99.4750)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(width, height)`` a ``height x width`` frame is resized to.
+
+        >>> HARA_KINETICS.resized_size(256, 340)
+        (148, 112)
+        """
+        if isinstance(self.resize, tuple):
+            return self.resize[1], self.resize[0]
+        size = self.resize
+        if width < height:
+            return size, int(size * height / width)
+        return int(size * width / height), size
+
+    def crop_box(self, height: int, width: int) -> tuple[int, int]:
+        """Top-left corner ``(y, x)`` of the centre crop, rounded as the original tool."""
+        return int(round((height - self.crop) / 2.0)), int(round((width - self.crop) / 2.0))
+
+    def __call__(self, clips: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``(N, T, H, W, 3) uint8`` resized frames -> ``(N, 3, T, crop, crop) float32``."""
+        x = torch.as_tensor(clips)
+        if x.ndim == 4:
+            x = x.unsqueeze(0)
+        if x.ndim != 5 or x.shape[-1] != 3:
+            raise ValueError(f"expected (N, T, H, W, 3) frames, got shape {tuple(x.shape)}")
+        h, w = x.shape[2], x.shape[3]
+        if h < self.crop or w < self.crop:
+            raise ValueError(f"frames of {h}x{w} are smaller than the {self.crop} crop")
+        y0, x0 = self.crop_box(h, w)
+        x = x[:, :, y0:y0 + self.crop, x0:x0 + self.crop, :]
+        x = x.permute(0, 4, 1, 2, 3).to(torch.float32)
+        if self.scale != 1.0:
+            x = x * self.scale
+        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1, 1)
+        x = x - mean
+        if any(s != 1.0 for s in self.std):
+            x = x / torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1, 1)
+        return x.contiguous()
+
+    def resize_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Resize ``(T, H, W, 3) uint8`` frames as the decoder would (for arrays not
+        coming from a video file, e.g. camera frames already in memory)."""
+        import cv2
+
+        h, w = frames.shape[1:3]
+        size = self.resized_size(h, w)
+        if (w, h) == size:
+            return frames
+        interp = cv2.INTER_AREA if size[0] < w else cv2.INTER_LINEAR
+        return np.stack([cv2.resize(f, size, interpolation=interp) for f in frames])
+
+
+# Hara et al.: RGB on the 0-255 scale minus the ActivityNet mean, no std division.
+HARA_KINETICS = Preset(name="hara-kinetics")
