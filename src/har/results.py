@@ -38,6 +38,33 @@ class ClipResult:
                 "end_s": _r(self.end_s), "top": [p.to_dict() for p in self.top]}
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One action over a stretch of time (see :mod:`har.timeline`).
+
+    Times in seconds; ``start_clip``/``end_clip`` are the first and last clip index
+    (inclusive). Scores are the clips' own probabilities for ``label`` over the span.
+    """
+
+    label: str
+    start_s: float
+    end_s: float
+    mean_score: float
+    peak_score: float
+    start_clip: int
+    end_clip: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "start_s": _r(self.start_s), "end_s": _r(self.end_s),
+                "mean_score": round(float(self.mean_score), 6),
+                "peak_score": round(float(self.peak_score), 6),
+                "start_clip": self.start_clip, "end_clip": self.end_clip}
+
+
 @dataclass
 class VideoResult:
     """Everything known about one input. ``error`` is set when it could not be processed;
@@ -55,6 +82,10 @@ class VideoResult:
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
     probs: np.ndarray | None = field(default=None, repr=False)  # video-level scores
+    # Timeline (har.timeline): action segments, and the indices of the clips that
+    # scored highest for the top label (the evidence behind the video's decision).
+    segments: list[Segment] = field(default_factory=list)
+    evidence: list[int] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +97,8 @@ class VideoResult:
                 "height": self.height, "codec": self.codec,
                 "top": [p.to_dict() for p in self.top],
                 "clips": [c.to_dict() for c in self.clips],
+                "evidence": list(self.evidence),
+                "segments": [s.to_dict() for s in self.segments],
                 "warnings": list(self.warnings), "error": self.error}
 
 
