@@ -7,6 +7,7 @@ it, and where its published weights come from (URL, size, sha256).
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -118,7 +119,11 @@ def get_entry(name: str) -> ModelEntry:
     try:
         return REGISTRY[name]
     except KeyError:
-        close = difflib.get_close_matches(name, REGISTRY, n=1, cutoff=0.5)
+        # Compare without punctuation so "r3d-34" finds "r3d34-k400".
+        squash = {re.sub(r"[^a-z0-9]", "", n.lower()): n for n in REGISTRY}
+        query = re.sub(r"[^a-z0-9]", "", name.lower())
+        close = [n for s, n in squash.items() if query and s.startswith(query)]
+        close = close or [squash[s] for s in difflib.get_close_matches(query, squash, 1, 0.5)]
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ModelNotFoundError(
             f"unknown model {name!r}{hint} (`har models` lists them)") from None

@@ -1,0 +1,88 @@
+"""Shared fixtures: tiny generated videos, published-format checkpoints, real videos."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+
+SHARED_VIDEOS = Path(__file__).resolve().parents[1].parent / "shared" / "videos"
+
+
+def shared_video(name: str) -> Path:
+    """A file from ../shared/videos, or skip the test when that folder is absent."""
+    path = SHARED_VIDEOS / name
+    if not path.exists():
+        pytest.skip(f"{path} not present (../shared/videos is optional)")
+    return path
+
+
+def make_video(path: Path, n_frames: int, size: tuple[int, int] = (64, 48), fps: int = 25,
+               codec: str = "libx264", frame_fn: Callable[[int], np.ndarray] | None = None,
+               rotate: int | None = None) -> Path:
+    """Write a small video with PyAV. ``size`` is (width, height); ``frame_fn(i)`` gives
+    an (H, W, 3) uint8 RGB frame (default: a moving gradient that differs per frame)."""
+    import av
+
+    w, h = size
+    if frame_fn is None:
+        yy, xx = np.mgrid[0:h, 0:w]
+
+        def frame_fn(i: int) -> np.ndarray:
+            base = ((xx * 4 + yy * 2 + i * 7) % 256).astype(np.uint8)
+            return np.stack([base, np.roll(base, i, axis=1), 255 - base], axis=-1)
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=fps)
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": "10", "preset": "ultrafast"}
+        if rotate is not None:
+            stream.metadata["rotate"] = str(rotate)
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(frame_fn(i), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.fixture
+def video_factory(tmp_path) -> Callable[..., Path]:
+    counter = {"n": 0}
+
+    def factory(n_frames: int, **kw) -> Path:
+        counter["n"] += 1
+        ext = kw.pop("ext", ".mp4")
+        return make_video(tmp_path / f"v{counter['n']}{ext}", n_frames, **kw)
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def r34_checkpoint(tmp_path_factory):
+    """A resnet-34-kinetics.pth in the published format with random weights, and the
+    original-code model that produced it."""
+    from reference_hara import hara_resnet, published_checkpoint, randomize_
+
+    ref = randomize_(hara_resnet(34, "A"), seed=34)
+    path = tmp_path_factory.mktemp("ckpt") / "resnet-34-kinetics.pth"
+    torch.save(published_checkpoint(ref, "resnet-34"), path)
+    return path, ref
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    """Never touch the user's real cache; never download in tests by accident."""
+    monkeypatch.setenv("HAR_HOME", str(tmp_path / "har_home"))
+    yield
+
+
+def pytest_configure(config):
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
