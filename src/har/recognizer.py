@@ -16,12 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .aggregate import softmax, topk, video_scores
+from .aggregate import AGGREGATES, softmax, topk, video_scores
 from .backends import Backend, TorchBackend
 from .errors import HarError
 from .models.zoo import DEFAULT_MODEL, ModelEntry, get_entry, load_model
 from .results import ClipResult, VideoResult
 from .sampling import ClipAssembler, ClipSpec, uniform
+from .timeline import TimelineOptions
 from .video import VideoInfo, VideoSource
 
 # Called with the number of newly processed frames and the video's header info.
@@ -41,7 +42,18 @@ class Recognizer:
                  device: str = "cpu", *, stride: int = 16, topk: int = 5,
                  sampler: str = "sliding", num_clips: int = 10,
                  batch_size: int | None = None, module: nn.Module | None = None,
-                 backend: Backend | None = None, sha256: str | None = None) -> None:
+                 backend: Backend | None = None, sha256: str | None = None,
+                 aggregate: str = "mean", aggregate_k: int = 3,
+                 timeline: TimelineOptions | None = None) -> None:
+        # aggregate: how clip scores pool into the video's ("mean", the paper's
+        # protocol; "max"; "topk-mean" over the aggregate_k best clips). timeline:
+        # segment settings (har.timeline). Both only post-process the clip scores.
+        if aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}")
+        if aggregate_k < 1:
+            raise ValueError("aggregate_k must be at least 1")
+        self.aggregate, self.aggregate_k = aggregate, aggregate_k
+        self.timeline = timeline or TimelineOptions()
         self.entry: ModelEntry = get_entry(model)
         self.labels = self.entry.class_names
         self.preset = self.entry.preset
@@ -118,8 +130,27 @@ class Recognizer:
                 raise HarError(f"{source}: no frame could be decoded")
             result.probs = video_scores(np.stack(probs))
             result.top = topk(result.probs, self.labels, self.k)
+            self._summarize(result)
         finally:
             video.close()
+
+    def _summarize(self, result: VideoResult) -> None:
+        """Post-process the clip scores: the video score by ``self.aggregate``, the
+        evidence clips of the top label, and the action segments (har.timeline)."""
+        from .aggregate import aggregate_scores, evidence_clips
+        from .timeline import video_segments
+
+        clips = [c for c in result.clips if c.probs is not None]
+        if not clips:
+            return
+        probs = np.stack([c.probs for c in clips])
+        if self.aggregate != "mean":
+            result.probs = aggregate_scores(probs, self.aggregate, self.aggregate_k)
+            result.top = topk(result.probs, self.labels, self.k)
+        best = int(np.argmax(result.probs))  # = result.top[0] (first index wins ties)
+        result.evidence = [clips[i].index
+                           for i in evidence_clips(probs, best, self.aggregate_k)]
+        result.segments = video_segments(result, self.labels, self.timeline)
 
     def _batches(self, clips: Iterator[tuple[ClipSpec, np.ndarray]],
                  progress: ProgressFn | None, info: VideoInfo):
