@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clips", type=int, default=30, metavar="N",
                    help="show at most N clip rows per video in the table (default 30; 0 hides)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_timeline_arguments(p)
     p.set_defaults(func=cmd_predict)
 
     m = sub.add_parser("models", help="list the available models")
@@ -136,13 +137,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     csv_to_stdout = args.csv == "-"
     if json_to_stdout and csv_to_stdout:
         raise HarError("--json - and --csv - both want stdout; send one of them to a file")
+    if args.segments_csv == "-" and (json_to_stdout or csv_to_stdout):
+        raise HarError("--segments-csv - and --json -/--csv - all want stdout; "
+                       "send all but one of them to a file")
+    csv_to_stdout = csv_to_stdout or args.segments_csv == "-"
     table_out: TextIO | None = None if (json_to_stdout or csv_to_stdout) else sys.stdout
 
     sources, input_errors = expand_inputs(args.inputs)
+    try:  # --annotate/--srt/--vtt/--plot targets, checked before any work is done
+        output_plan = _plan_outputs(args, sources, len(sources) + len(input_errors))
+    except HarError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    output_errors: list[str] = []
     recognizer = Recognizer(args.model, weights=args.weights, device=args.device,
                             stride=args.stride, topk=args.topk, sampler=args.sampler,
                             num_clips=args.num_clips, batch_size=args.batch_size,
-                            sha256=args.sha256)
+                            sha256=args.sha256, aggregate=args.aggregate,
+                            aggregate_k=args.aggregate_k, timeline=_timeline_options(args))
     results: list[VideoResult] = [VideoResult(path=item, error=msg) for item, msg in input_errors]
     for item, msg in input_errors:
         print(f"error: {msg}", file=sys.stderr)
@@ -164,17 +176,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"warning: {src}: {w}; results cover what decoded", file=sys.stderr)
         if table_out is not None and result.ok:
             write_table(result, table_out, max_clips=args.clips)
+        for msg in _write_video_outputs(result, output_plan, recognizer.labels, args):
+            output_errors.append(msg)
+            print(f"error: {msg}", file=sys.stderr)
     if args.json:
         doc = to_json_doc(args.model, results,
                           settings={"stride": args.stride, "sampler": args.sampler,
                                     "clip_len": recognizer.preset.clip_len,
-                                    "topk": args.topk})
+                                    "topk": args.topk, **_timeline_settings(args)})
         _write_text(args.json, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     if args.csv:
         _write_csv(args.csv, results)
+    if args.segments_csv:
+        try:
+            _write_segments_csv(args.segments_csv, results)
+        except OSError as exc:
+            output_errors.append(f"{args.segments_csv}: cannot be written "
+                                 f"({exc.strerror or exc}); check the path")
+            print(f"error: {output_errors[-1]}", file=sys.stderr)
     if any(not r.ok for r in results):
         failed = sum(not r.ok for r in results)
         print(f"har: {failed} of {len(results)} input(s) failed", file=sys.stderr)
+        return ExitCode.INPUT_FAILED
+    if output_errors:
+        print(f"har: {len(output_errors)} output file(s) could not be written", file=sys.stderr)
         return ExitCode.INPUT_FAILED
     if any(r.warnings for r in results):
         return ExitCode.PARTIAL
@@ -207,6 +232,7 @@ def write_table(result, out: TextIO, max_clips: int = 30) -> None:
                       f"{t.label} ({t.score:.1%})\n")
         if len(result.clips) > len(shown):
             out.write(f"  ... {len(result.clips) - len(shown)} more clips (--clips N, or --json)\n")
+    write_segment_table(result, out)
 
 
 def _write_text(target: str, text: str) -> None:
@@ -235,6 +261,211 @@ def _write_csv(target: str, results) -> None:
     finally:
         if fh is not sys.stdout:
             fh.close()
+
+
+# -- timelines: segments, evidence, annotated video, subtitles, plots (har.timeline) ---
+# Per-video outputs: option name, what one output is, and its file name in
+# directory mode (one output per input: <input stem><suffix>).
+_PER_VIDEO_OUTPUTS = (("annotate", "annotated video", ".annotated.mp4"),
+                      ("srt", "SRT subtitle file", ".srt"), ("vtt", "WebVTT file", ".vtt"),
+                      ("plot", "plot", ".png"))
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {value}")
+    return value
+
+
+def _add_timeline_arguments(p: argparse.ArgumentParser) -> None:
+    from .aggregate import AGGREGATES
+    from .timeline import SMOOTHING, TimelineOptions
+
+    d = TimelineOptions()
+    g = p.add_argument_group(
+        "timeline", "Action segments (in the table, the JSON and the outputs below): each "
+        "label's clip scores are smoothed over neighbouring clips and thresholded; nearby "
+        "runs are merged and short ones dropped. With several inputs, --annotate/--srt/"
+        "--vtt/--plot take a directory and write one file per input, named after it.")
+    g.add_argument("--aggregate", choices=AGGREGATES, default="mean",
+                   help="video score from clip scores: mean (default, the paper's protocol), "
+                   "max, or topk-mean (mean of the --aggregate-k best clips per class)")
+    g.add_argument("--aggregate-k", type=_positive_int, default=3, metavar="K",
+                   help="clips for topk-mean, and evidence clips reported (default 3)")
+    g.add_argument("--threshold", type=_probability, default=d.threshold, metavar="P",
+                   help=f"smoothed clip probability a segment needs (default {d.threshold})")
+    g.add_argument("--smooth", type=_positive_int, default=d.window, metavar="N",
+                   help=f"smoothing window in clips, centred; 1 = off (default {d.window})")
+    g.add_argument("--smooth-method", choices=SMOOTHING, default=d.smoothing,
+                   help=f"moving median or mean (default {d.smoothing})")
+    g.add_argument("--min-duration", type=_seconds, default=d.min_duration_s, metavar="S",
+                   help=f"drop segments shorter than S seconds (default {d.min_duration_s:g})")
+    g.add_argument("--merge-gap", type=_seconds, default=d.max_gap_s, metavar="S",
+                   help="merge same-label segments less than S seconds apart "
+                   f"(default {d.max_gap_s:g})")
+    g.add_argument("--max-labels", type=_positive_int, default=d.max_labels, metavar="N",
+                   help=f"at most N different labels get segments (default {d.max_labels})")
+    g.add_argument("--annotate", metavar="OUT",
+                   help="write the video with the actions drawn on it (MP4; .mkv/.mov also)")
+    g.add_argument("--srt", metavar="FILE", help="write SubRip subtitles, one cue per segment")
+    g.add_argument("--vtt", metavar="FILE", help="write WebVTT subtitles, one cue per segment")
+    g.add_argument("--plot", metavar="FILE.png",
+                   help="plot the top actions' probabilities over time (needs har[plot])")
+    g.add_argument("--segments-csv", metavar="FILE",
+                   help="write one row per segment to FILE ('-' for stdout)")
+
+
+def _timeline_options(args: argparse.Namespace):
+    from .timeline import TimelineOptions
+
+    return TimelineOptions(threshold=args.threshold, window=args.smooth,
+                           smoothing=args.smooth_method, min_duration_s=args.min_duration,
+                           max_gap_s=args.merge_gap, max_labels=args.max_labels)
+
+
+def _timeline_settings(args: argparse.Namespace) -> dict:
+    """For the JSON document's ``settings``."""
+    return {"aggregate": args.aggregate, "aggregate_k": args.aggregate_k,
+            "segments": {"threshold": args.threshold, "smooth": args.smooth,
+                         "smooth_method": args.smooth_method,
+                         "min_duration_s": args.min_duration, "merge_gap_s": args.merge_gap,
+                         "max_labels": args.max_labels}}
+
+
+def _plan_outputs(args: argparse.Namespace, sources: list[str], n_inputs: int
+                  ) -> dict[str, dict[str, Path]]:
+    """``{option: {source: output path}}`` for --annotate/--srt/--vtt/--plot.
+
+    One input: the option names the file (or an existing directory to put it in).
+    Several inputs (or a directory input): it must name a directory, created if
+    missing, holding ``<stem><suffix>`` per input. Raises HarError (a usage error).
+    """
+    plan: dict[str, dict[str, Path]] = {}
+    if getattr(args, "plot", None):
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise HarError("--plot needs matplotlib, which is not installed; "
+                           "install it with: pip install 'har[plot]'")
+    many = n_inputs > 1 or any(Path(i).is_dir() for i in args.inputs)
+    for opt, what, suffix in _PER_VIDEO_OUTPUTS:
+        value = getattr(args, opt, None)
+        if value is None:
+            continue
+        target = Path(value)
+        as_dir = many or target.is_dir() or value.endswith(("/", os.sep))
+        if not as_dir:
+            if target.parent != Path("") and not target.parent.is_dir():
+                raise HarError(f"--{opt} {value}: directory {target.parent} does not exist; "
+                               "create it or choose another path")
+            plan[opt] = {src: target for src in sources}
+            continue
+        if target.exists() and not target.is_dir():
+            raise HarError(f"--{opt} {value}: with several inputs this must be a directory "
+                           f"(one {what} per input, named <video>{suffix}); "
+                           f"give a directory, e.g. --{opt} {target.with_suffix('')}_out/")
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HarError(f"--{opt} {value}: cannot create the directory "
+                           f"({exc.strerror or exc}); choose another path") from None
+        used: set[str] = set()
+        per: dict[str, Path] = {}
+        for src in sources:
+            stem = Path(src.rstrip("/")).stem or "video"
+            name, n = stem + suffix, 2
+            while name in used:  # same file name in different folders
+                name, n = f"{stem}-{n}{suffix}", n + 1
+            used.add(name)
+            per[src] = target / name
+        plan[opt] = per
+    return plan
+
+
+def _write_video_outputs(result, plan: dict[str, dict[str, Path]], labels, args) -> list[str]:
+    """Write this video's --annotate/--srt/--vtt/--plot files; one-line errors back."""
+    from .timeline import to_srt, to_vtt
+
+    errors: list[str] = []
+    if not result.ok:
+        return errors
+    for opt, per in plan.items():
+        path = per.get(result.path)
+        if path is None:
+            continue
+        try:
+            if opt == "annotate":
+                from .render import annotate_video
+
+                stats = annotate_video(result, path)
+                for note in stats.notes:
+                    print(f"note: {path}: {note}", file=sys.stderr)
+            elif opt == "plot":
+                from .render import plot_timeline
+
+                plot_timeline(result, labels, path, threshold=args.threshold)
+            else:
+                text = to_srt(result.segments) if opt == "srt" else to_vtt(result.segments)
+                path.write_text(text, encoding="utf-8")
+        except HarError as exc:
+            errors.append(str(exc))
+        except OSError as exc:
+            errors.append(f"{path}: cannot be written ({exc.strerror or exc}); "
+                          "check the path and that the directory is writable")
+        except Exception as exc:  # a bug must not lose the other outputs
+            errors.append(f"{path}: internal error writing --{opt} for {result.path} "
+                          f"({type(exc).__name__}: {exc}); please report it")
+    return errors
+
+
+def _write_segments_csv(target: str, results) -> None:
+    fh = sys.stdout if target == "-" else open(target, "w", newline="", encoding="utf-8")
+    try:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "start_s", "end_s", "duration_s", "mean_score",
+                    "peak_score", "start_clip", "end_clip", "error"])
+        for r in results:
+            if not r.ok:
+                w.writerow([r.path, "", "", "", "", "", "", "", "", r.error])
+                continue
+            for s in r.segments:
+                w.writerow([r.path, s.label, f"{s.start_s:.4f}", f"{s.end_s:.4f}",
+                            f"{s.duration_s:.4f}", f"{s.mean_score:.6f}",
+                            f"{s.peak_score:.6f}", s.start_clip, s.end_clip, ""])
+    finally:
+        if fh is not sys.stdout:
+            fh.close()
+
+
+def write_segment_table(result, out: TextIO) -> None:
+    """The evidence behind the video's top label, and the action segments."""
+    if result.evidence and result.top:
+        out.write(f"  evidence for {result.top[0].label}: clip(s) "
+                  f"{', '.join(str(i) for i in result.evidence)}\n")
+    if not result.segments:
+        out.write("  segments: none above the threshold (try --threshold)\n")
+        return
+    width = max(len(s.label) for s in result.segments)
+    out.write(f"  {'segment':<{width}}  {'time':^19}  {'length':>7}  {'mean':>6}  "
+              f"{'peak':>6}  clips\n")
+    for s in result.segments:
+        out.write(f"  {s.label:<{width}}  {_fmt_time(s.start_s):>8}-{_fmt_time(s.end_s):<10} "
+                  f"{s.duration_s:6.1f}s  {s.mean_score:6.1%}  {s.peak_score:6.1%}  "
+                  f"{s.start_clip}-{s.end_clip}\n")
 
 
 # -- models ---------------------------------------------------------------------
