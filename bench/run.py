@@ -1,0 +1,456 @@
+"""har benchmark: model throughput per backend, end to end against the classic OpenCV
+pipeline, and peak memory. One command; prints tables and writes JSON.
+
+    python bench/run.py                      # everything, on this machine
+    python bench/run.py --quick              # shorter timings
+    python bench/run.py --skip-e2e           # model throughput only
+    python bench/run.py --device cuda        # on a GPU machine (see docs/performance.md)
+
+Weights: random weights in the published format are generated unless --weights is
+given (speed does not depend on the weights' values). Results go to
+bench/results/<host>-<date>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED = ROOT.parent / "shared" / "videos"
+# Real videos for the end-to-end runs (the AV1 file is left out: cv2.VideoCapture
+# silently returns no frame for it, so the classic pipeline cannot run on it).
+E2E_VIDEOS = ["mmaction2__demo.mp4", "mmaction2__tests_data_test.mp4",
+              "mmaction2__test_video_structuralize.mp4", "decord__flipping_a_pancake.mkv",
+              "torchcodec__nasa_13013.mp4", "mmaction2__tests_data_test.avi"]
+MEAN = (114.7748, 107.7354, 99.4750)
+
+
+# -- machine facts ------------------------------------------------------------------
+def cpu_facts() -> dict:
+    info = {"cores": os.cpu_count(), "model": platform.processor() or "?"}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            if line.startswith("model name"):
+                info["model"] = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                info["avx512f"] = "avx512f" in flags
+                info["avx512_bf16"] = "avx512_bf16" in flags
+                info["amx_bf16"] = "amx_bf16" in flags
+                break
+    except OSError:
+        pass
+    return info
+
+
+def theoretical_peak(facts: dict) -> dict:
+    """Peak GFLOP/s from the clock and the vector units (an upper bound, stated assumptions).
+
+    AVX-512 cores: AMD Zen 4 runs 512-bit FMAs on two 256-bit pipes (32 fp32 FLOP/cycle),
+    Intel server cores have two 512-bit FMA units (64). AVX2-only: 32. bf16 dot products
+    (AVX512_BF16) double the fp32 rate.
+    """
+    try:
+        mhz = max(float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text()
+                  .splitlines() if line.startswith("cpu MHz"))
+    except (OSError, ValueError):
+        return {}
+    amd = "AMD" in facts.get("model", "")
+    per_cycle = 32 if (amd or not facts.get("avx512f")) else 64
+    fp32 = facts["cores"] * mhz / 1000 * per_cycle
+    out = {"clock_mhz": mhz, "fp32_flop_per_cycle_per_core": per_cycle, "fp32": fp32}
+    out["bf16"] = 2 * fp32 if facts.get("avx512_bf16") or facts.get("amx_bf16") else fp32
+    return out
+
+
+def measured_matmul_peak(dtype_name: str = "float32", seconds: float = 2.0) -> float:
+    """GFLOP/s of a large square matmul in PyTorch: the machine's practical peak."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    n = 2048
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    a @ b
+    t0, k = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        k += 1
+    return 2 * n ** 3 * k / (time.perf_counter() - t0) / 1e9
+
+
+def gflop_per_clip(model, shape=(16, 112, 112)) -> float:
+    """Multiply-adds of every Conv3d/Linear for one clip, times two."""
+    import torch
+    from torch import nn
+
+    macs = 0
+
+    def hook(m, inp, out):
+        nonlocal macs
+        if isinstance(m, nn.Conv3d):
+            k = m.weight[0].numel()  # in/groups * kt * kh * kw
+            macs += out.numel() * k
+        elif isinstance(m, nn.Linear):
+            macs += out.numel() * m.in_features
+
+    hs = [m.register_forward_hook(hook) for m in model.modules()
+          if isinstance(m, (nn.Conv3d, nn.Linear))]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, *shape))
+    for h in hs:
+        h.remove()
+    return 2 * macs / 1e9
+
+
+# -- (a) model throughput ---------------------------------------------------------------
+def bench_model(model, device: str, seconds: float, batch_sizes, configs) -> list[dict]:
+    import numpy as np
+    import torch
+
+    from har.backends import make_backend
+
+    rows = []
+    for backend, precision in configs:
+        try:
+            be = make_backend(backend, model, device, precision=precision)
+        except Exception as exc:  # noqa: BLE001 - report and carry on
+            rows.append({"backend": backend, "precision": precision, "error": str(exc)})
+            continue
+        sizes = [1] if backend == "opencv" else batch_sizes
+        for bs in sizes:
+            x = torch.randn(bs, 3, 16, 112, 112) * 50
+            xin = x if backend == "torch" else x.numpy()
+            be(xin)  # warm-up (and cudnn autotuning)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0, n = time.perf_counter(), 0
+            while time.perf_counter() - t0 < seconds or n < 2 * bs:
+                be(xin)
+                n += bs
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            rows.append({"backend": backend, "precision": be.precision, "batch": bs,
+                         "clips_per_s": n / dt, "ms_per_clip": 1000 * dt / n})
+        del be
+    return rows
+
+
+def parity(model, device: str, configs) -> list[dict]:
+    """Each backend against torch fp32 on the same input."""
+    import numpy as np
+    import torch
+
+    from har.backends import make_backend
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 16, 112, 112, generator=g) * 50
+    with torch.no_grad():
+        ref = model.eval()(x).numpy()  # the plain model: no BN folding, fp32
+    out = []
+    for backend, precision in configs:
+        try:
+            be = make_backend(backend, model, device, precision=precision)
+            y = be(x if backend == "torch" else x.numpy())
+        except Exception as exc:  # noqa: BLE001
+            out.append({"backend": backend, "precision": precision, "error": str(exc)})
+            continue
+        diff = np.abs(y - ref)
+        top5 = [set(np.argsort(-y[i])[:5]) == set(np.argsort(-ref[i])[:5]) for i in range(len(y))]
+        out.append({"backend": backend, "precision": be.precision,
+                    "max_abs": float(diff.max()),
+                    "max_rel": float(diff.max() / np.abs(ref).max()),
+                    "top1_agree": float((y.argmax(1) == ref.argmax(1)).mean()),
+                    "top5_same": float(np.mean(top5))})
+    return out
+
+
+# -- (b) end to end ------------------------------------------------------------------------
+def e2e_child(args) -> None:
+    """Run one pipeline over the videos in this (fresh) process; print a JSON line."""
+    videos = [Path(v) for v in args.videos]
+    t0 = time.perf_counter()
+    frames = 0
+    clips = 0
+    video_s = 0.0
+    model_s = 0.0
+    if args.pipeline == "classic":
+        import cv2
+        import numpy as np
+
+        cv2.setNumThreads(os.cpu_count() or 1)
+        net = cv2.dnn.readNetFromONNX(args.onnx)
+        for v in videos:
+            cap = cv2.VideoCapture(str(v))
+            fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+            n = 0
+            buf = []
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                n += 1
+                buf.append(frame)
+                if len(buf) == 16:
+                    blob = cv2.dnn.blobFromImages(buf, 1.0, (112, 112), MEAN, swapRB=True,
+                                                  crop=True)
+                    blob = np.transpose(blob, (1, 0, 2, 3))[None]
+                    m0 = time.perf_counter()
+                    net.setInput(blob)
+                    net.forward()
+                    model_s += time.perf_counter() - m0
+                    clips += 1
+                    buf = []
+            # The classic sample drops the last partial clip; har pads it (one more clip).
+            cap.release()
+            frames += n
+            video_s += n / fps
+    else:
+        import har
+        from har.recognizer import Recognizer
+
+        rec = Recognizer(args.model, weights=args.weights, backend=args.backend,
+                         precision=args.precision, device=args.device,
+                         batch_size=args.batch_size)
+        inner = rec.backend
+
+        def timed(batch):
+            nonlocal model_s
+            m0 = time.perf_counter()
+            out = inner(batch)
+            model_s += time.perf_counter() - m0
+            return out
+
+        class Timed:
+            name, device, batch_size, precision = (inner.name, inner.device,
+                                                   inner.batch_size, inner.precision)
+            __call__ = staticmethod(timed)
+
+        rec.backend = Timed()
+        t0 = time.perf_counter()  # start after model load/compile: steady-state rate
+        for v in videos:
+            if args.pipeline == "decode-only":
+                from har.sampling import ClipAssembler
+                from har.video import VideoSource
+
+                with VideoSource(v) as src:
+                    size = rec.preset.resized_size(src.info.height, src.info.width)
+                    for spec, clip in ClipAssembler(16, stride=16)(src.frames(size=size)):
+                        rec.preset(clip[None])
+                        clips += 1
+                    frames += src.stats.frames
+                    video_s += src.stats.end_s
+                continue
+            r = rec.predict(v)
+            assert r.ok, r.error
+            frames += r.frames
+            clips += len(r.clips)
+            video_s += r.duration_s or 0.0
+    wall = time.perf_counter() - t0
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child would
+    # report its parent's peak.
+    peak_mb = next(int(line.split()[1]) for line in open("/proc/self/status")
+                   if line.startswith("VmHWM")) / 1024
+    print(json.dumps({"pipeline": args.pipeline, "backend": args.backend, "wall_s": wall,
+                      "frames": frames, "clips": clips, "video_s": video_s,
+                      "model_s": model_s, "peak_rss_mb": peak_mb}))
+
+
+def run_e2e(pipeline: str, videos, common: list[str]) -> dict:
+    cmd = [sys.executable, __file__, "--_e2e-child", "--pipeline", pipeline,
+           "--videos", *map(str, videos), *common]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"pipeline": pipeline, "error": proc.stderr.strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- main ----------------------------------------------------------------------------------
+def table(rows: list[dict], cols: list[tuple[str, str, str]]) -> str:
+    head = "  ".join(f"{title:>{w}}" if i else f"{title:<{w}}"
+                     for i, (key, title, fmt) in enumerate(cols)
+                     for w in [max(len(title), 10)])
+    lines = [head]
+    for r in rows:
+        cells = []
+        for i, (key, title, fmt) in enumerate(cols):
+            w = max(len(title), 10)
+            v = r.get(key, "")
+            s = format(v, fmt) if isinstance(v, (int, float)) and fmt else str(v)
+            cells.append(f"{s:<{w}}" if i == 0 else f"{s:>{w}}")
+        lines.append("  ".join(cells))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--model", default="r3d34-k400")
+    ap.add_argument("--weights", help="weights file (default: random weights, published format)")
+    ap.add_argument("--quick", action="store_true", help="1 s per measurement instead of 5")
+    ap.add_argument("--skip-e2e", action="store_true")
+    ap.add_argument("--skip-model", action="store_true")
+    ap.add_argument("--batch-sizes", default=None, help="e.g. 1,4,8 (CPU) or 32,64,128,256 (GPU)")
+    ap.add_argument("--out", default=None, help="JSON path (default bench/results/HOST-DATE.json)")
+    # internal: one end-to-end run in a child process
+    ap.add_argument("--_e2e-child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--pipeline", help=argparse.SUPPRESS)
+    ap.add_argument("--videos", nargs="*", help=argparse.SUPPRESS)
+    ap.add_argument("--onnx", help=argparse.SUPPRESS)
+    ap.add_argument("--backend", default="auto", help=argparse.SUPPRESS)
+    ap.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
+    ap.add_argument("--batch-size", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT / "src"))
+    os.environ.setdefault("HAR_HOME", str(HERE / "results" / "cache"))
+    if args._e2e_child:
+        e2e_child(args)
+        return 0
+
+    import torch
+
+    import har
+    from har.backends import available_backends, export_onnx_cached
+    from har.models.zoo import get_entry
+
+    weights = args.weights
+    if weights is None:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from reference_hara import hara_resnet, published_checkpoint, randomize_
+
+        entry = get_entry(args.model)
+        depth = int(entry.arch.split("-")[1])
+        weights = str(HERE / "results" / f"random-{entry.arch}.pth")
+        if not Path(weights).exists():
+            Path(weights).parent.mkdir(parents=True, exist_ok=True)
+            ref = randomize_(hara_resnet(depth, "A" if depth <= 34 else "B"), seed=0)
+            torch.save(published_checkpoint(ref, entry.arch), weights)
+    model = har.load_model(args.model, weights=weights)
+    seconds = 1.0 if args.quick else 5.0
+    cuda = args.device.startswith("cuda")
+    report: dict = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "host": socket.gethostname(), "python": platform.python_version(),
+                    "torch": torch.__version__, "device": args.device, "cpu": cpu_facts(),
+                    "model": args.model}
+    gf = gflop_per_clip(model)
+    report["gflop_per_clip"] = gf
+    if cuda:
+        props = torch.cuda.get_device_properties(0)
+        report["gpu"] = props.name
+    print(f"# har benchmark — {report['cpu']['model']}, {report['cpu']['cores']} cores"
+          + (f", {report.get('gpu')}" if cuda else "") + f"; {args.model}, {gf:.1f} GFLOP/clip")
+
+    backends = available_backends(args.device)
+    if cuda:
+        configs = [("torch", "fp32"), ("torch", "fp16"), ("torch", "bf16")]
+        configs += [("onnxruntime", "fp32")] if "onnxruntime" in backends else []
+        batch_sizes = [int(b) for b in (args.batch_sizes or "32,64,128,256").split(",")]
+    else:
+        configs = [("torch", "fp32"), ("torch", "bf16")]
+        if "openvino" in backends:
+            configs += [("openvino", "fp32"), ("openvino", "bf16")]
+        if "onnxruntime" in backends:
+            configs += [("onnxruntime", "fp32")]
+        configs += [("opencv", "fp32")]
+        batch_sizes = [int(b) for b in (args.batch_sizes or "1,4,8").split(",")]
+
+    if not args.skip_model:
+        peak = {}
+        if not cuda:
+            peak = theoretical_peak(report["cpu"])
+            mm = {"fp32": measured_matmul_peak("float32", seconds / 2),
+                  "bf16": measured_matmul_peak("bfloat16", seconds / 2)}
+            report["matmul_gflops"] = mm
+            print(f"peak (theoretical, {peak.get('clock_mhz', 0):.0f} MHz): fp32 "
+                  f"{peak.get('fp32', 0):.0f} GFLOP/s, bf16 {peak.get('bf16', 0):.0f} GFLOP/s; "
+                  f"PyTorch 2048^3 matmul reaches fp32 {mm['fp32']:.0f}, bf16 {mm['bf16']:.0f}")
+        else:
+            # H100 SXM dense tensor-core peaks (NVIDIA datasheet); other GPUs: none given.
+            name = report.get("gpu", "")
+            if "H100" in name:
+                peak = {"fp16": 989_000.0, "bf16": 989_000.0, "fp32": 494_000.0}
+            elif "H200" in name:
+                peak = {"fp16": 989_000.0, "bf16": 989_000.0, "fp32": 494_000.0}
+        report["peak_gflops"] = peak
+        rows = bench_model(model, args.device, seconds, batch_sizes, configs)
+        for r in rows:
+            if "clips_per_s" in r:
+                r["gflops"] = r["clips_per_s"] * gf
+                p = peak.get(r["precision"]) or peak.get("fp32")
+                if p:
+                    r["of_peak"] = r["gflops"] / p
+        report["model_throughput"] = rows
+        print("\n## (a) model throughput (" + args.device + ")")
+        print(table([r for r in rows if "clips_per_s" in r],
+                    [("backend", "backend", ""), ("precision", "precision", ""),
+                     ("batch", "batch", "d"), ("clips_per_s", "clips/s", ".1f"),
+                     ("ms_per_clip", "ms/clip", ".1f"), ("gflops", "GFLOP/s", ".0f"),
+                     ("of_peak", "of peak", ".0%")]))
+        for r in rows:
+            if "error" in r:
+                print(f"  {r['backend']} {r['precision']}: not run ({r['error']})")
+        par = parity(model, args.device, configs)
+        report["parity"] = par
+        print("\n## backend parity against torch fp32 (same input, 4 clips)")
+        print(table([r for r in par if "max_abs" in r],
+                    [("backend", "backend", ""), ("precision", "precision", ""),
+                     ("max_abs", "max abs err", ".2e"), ("max_rel", "max rel err", ".2e"),
+                     ("top1_agree", "top-1 agree", ".0%"), ("top5_same", "top-5 same", ".0%")]))
+
+    if not args.skip_e2e:
+        videos = [SHARED / v for v in E2E_VIDEOS if (SHARED / v).exists()]
+        if not videos:
+            print("\n(end-to-end skipped: ../shared/videos not present)")
+        else:
+            onnx = export_onnx_cached(model)
+            common = ["--model", args.model, "--weights", weights, "--onnx", str(onnx),
+                      "--device", args.device]
+            runs = [run_e2e("classic", videos, common)]
+            be_auto = "torch" if cuda else ("openvino" if "openvino" in backends else "torch")
+            runs.append(run_e2e("har", videos, common + ["--backend", be_auto]))
+            if not cuda and be_auto != "torch":
+                runs.append(run_e2e("har", videos, common + ["--backend", "torch"]))
+            runs.append(run_e2e("decode-only", videos, common + ["--backend", "torch"]))
+            base = runs[0].get("video_s", 0) / runs[0]["wall_s"] if "wall_s" in runs[0] else None
+            for r in runs:
+                if "wall_s" in r:
+                    r["x_realtime"] = r["video_s"] / r["wall_s"]
+                    r["clips_per_s"] = r["clips"] / r["wall_s"]
+                    r["model_busy"] = r["model_s"] / r["wall_s"]
+                    if base:
+                        r["x_classic"] = r["x_realtime"] / base
+                    r["name"] = r["pipeline"] + ("" if r["pipeline"] != "har" else f" ({r['backend']})")
+            report["end_to_end"] = {"videos": [v.name for v in videos], "runs": runs}
+            total_s = sum(r.get("video_s", 0) for r in runs[:1])
+            print(f"\n## (b) end to end: {len(videos)} real videos, {total_s:.0f} s of video, "
+                  "stride 16, each pipeline in a fresh process")
+            print(table([r for r in runs if "wall_s" in r],
+                        [("name", "pipeline", ""), ("wall_s", "wall s", ".1f"),
+                         ("clips", "clips", "d"), ("clips_per_s", "clips/s", ".1f"),
+                         ("x_realtime", "x real time", ".1f"), ("x_classic", "x classic", ".1f"),
+                         ("model_busy", "model busy", ".0%"), ("peak_rss_mb", "peak MB", ".0f")]))
+            for r in runs:
+                if "error" in r:
+                    print(f"  {r['pipeline']}: failed ({r['error']})")
+    out = Path(args.out) if args.out else HERE / "results" / (
+        f"{socket.gethostname()}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
