@@ -1,11 +1,32 @@
-"""Where weights come from: an explicit file, the cache, or (later) a download."""
+"""Where weights come from: an explicit file, a URL, the cache, or a download.
+
+Downloads go to ``<cache>/weights`` (``$HAR_HOME``, else ``$XDG_CACHE_HOME/har``,
+else ``~/.cache/har``). A download is written to ``NAME.part`` (resumed with an HTTP
+Range request when a previous attempt left one), its size and sha256 are checked,
+and only then is it renamed to ``NAME``: a file under its final name has always
+passed the checks. Mirrors are tried in turn. Only ``urllib`` is used.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import os
+import re
+import socket
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Sequence
 
 from .errors import WeightsError
+
+CHUNK = 1 << 20
+USER_AGENT = "har-weights/1 (+https://pypi.org/project/har)"
+_RETRIES_PER_URL = 3  # connection drops mid-file: resume this many times per mirror
 
 
 def cache_dir() -> Path:
@@ -22,18 +43,260 @@ def weights_dir() -> Path:
     return cache_dir() / "weights"
 
 
+# -- hashing -----------------------------------------------------------------------
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _normalise_sha(sha: str | None, what: str = "--sha256") -> str | None:
+    if sha is None:
+        return None
+    s = sha.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{8,64}", s):
+        raise WeightsError(f"{what} {sha!r} is not a sha256 (64 hex digits, or a prefix of "
+                           "at least 8)")
+    return s
+
+
+def check_digest(path: Path, digest: str, expected: str, source: str) -> None:
+    """``expected`` is a full sha256 or a prefix of one (torchvision publishes 8 digits)."""
+    if not digest.startswith(expected):
+        kind = "sha256" if len(expected) == 64 else f"sha256 prefix ({len(expected)} digits)"
+        raise WeightsError(f"{source}: checksum mismatch: expected {kind} {expected}, got "
+                           f"{digest[:len(expected)]}; the file is corrupt or not the "
+                           "published one, so it was not kept")
+
+
+# -- HTTP download -----------------------------------------------------------------
+@dataclass
+class _Attempt:
+    url: str
+    reason: str
+    offline: bool = False  # could not connect at all
+
+
+def _open(url: str, offset: int, timeout: float):
+    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    if offset:
+        req.add_header("Range", f"bytes={offset}-")
+    return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (http/https only)
+
+
+def _fetch_to_part(url: str, part: Path, *, size: int | None, progress: bool,
+                   label: str, timeout: float) -> None:
+    """Fill ``part`` from ``url``, resuming what is already there. Raises on failure."""
+    offset = part.stat().st_size if part.exists() else 0
+    if size is not None and offset > size:
+        part.unlink()
+        offset = 0
+    if size is not None and offset == size:
+        return  # complete already: the caller verifies it
+    try:
+        resp = _open(url, offset, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # nothing left to send: the .part is whole
+            return
+        raise
+    with resp:
+        status = getattr(resp, "status", 200)
+        if offset and status != 206:
+            offset = 0  # the server ignored Range: start over
+        elif offset:
+            m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != offset:
+                offset = 0
+                resp.close()
+                part.unlink(missing_ok=True)
+                resp = _open(url, 0, timeout)
+        length = resp.headers.get("Content-Length")
+        total = (offset + int(length)) if length and length.isdigit() else size
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, initial=offset, unit="B", unit_scale=True,
+                       unit_divisor=1024, desc=label, file=sys.stderr, leave=False,
+                       dynamic_ncols=True)
+        try:
+            with open(part, "ab" if offset else "wb") as fh:
+                got = 0
+                while True:
+                    block = resp.read(CHUNK)
+                    if not block:
+                        break
+                    fh.write(block)
+                    got += len(block)
+                    if bar is not None:
+                        bar.update(len(block))
+        finally:
+            if bar is not None:
+                bar.close()
+        if length and length.isdigit() and got < int(length):
+            raise http.client.IncompleteRead(b"", int(length) - got)
+
+
+def download(urls: Sequence[str], dest: str | os.PathLike, *, sha256: str | None = None,
+             size: int | None = None, progress: bool | None = None, timeout: float = 30.0,
+             label: str | None = None) -> Path:
+    """Download ``dest`` from the first of ``urls`` that delivers a verified file.
+
+    ``sha256`` may be a full digest or a prefix (at least 8 hex digits). On success
+    the file appears under its final name at once (atomic rename); on failure no
+    file of that name is created, and a ``.part`` is left only when it can be resumed
+    (a connection dropped mid-way), never one that failed its checks.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    expected = _normalise_sha(sha256, "expected checksum")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    label = label or dest.name
+    attempts: list[_Attempt] = []
+    mismatch: WeightsError | None = None
+    for url in urls:
+        if urllib.parse.urlparse(url).scheme not in ("http", "https"):
+            attempts.append(_Attempt(url, "not an http(s) URL"))
+            continue
+        fetched = False
+        for _ in range(_RETRIES_PER_URL):
+            try:
+                _fetch_to_part(url, part, size=size, progress=progress, label=label,
+                               timeout=timeout)
+                fetched = True
+                break
+            except urllib.error.HTTPError as exc:
+                attempts.append(_Attempt(url, f"HTTP {exc.code} {exc.reason}"))
+                break
+            except urllib.error.URLError as exc:
+                reason = exc.reason
+                attempts.append(_Attempt(url, str(getattr(reason, "strerror", None) or reason),
+                                         offline=True))
+                break
+            except (http.client.HTTPException, OSError) as exc:
+                # Dropped mid-file: keep the .part and resume it with a Range request.
+                attempts.append(_Attempt(url, f"connection lost ({type(exc).__name__})"))
+        if not fetched:
+            continue
+        # Verify before the file gets its final name.
+        got = part.stat().st_size if part.exists() else 0
+        if size is not None and got != size:
+            part.unlink(missing_ok=True)
+            mismatch = WeightsError(f"{url}: got {got:,} bytes, expected {size:,}; the "
+                                    "download was refused and deleted")
+            continue
+        digest = sha256_file(part)
+        if expected:
+            try:
+                check_digest(part, digest, expected, url)
+            except WeightsError as exc:
+                part.unlink(missing_ok=True)
+                mismatch = exc
+                continue
+        os.replace(part, dest)
+        _write_sidecar(dest, digest)
+        return dest
+    if mismatch is not None:
+        raise mismatch
+    raise WeightsError(unreachable_message(urls, dest, size, attempts))
+
+
+_download = download  # resolve_weights has a parameter called download
+
+
+def _write_sidecar(dest: Path, digest: str) -> None:
+    """Record the verified digest, so `har weights verify` can re-check URL downloads."""
+    try:
+        dest.with_name(dest.name + ".sha256").write_text(digest + "\n")
+    except OSError:
+        pass
+
+
+def unreachable_message(urls: Sequence[str], dest: Path, size: int | None,
+                        attempts: Iterable[_Attempt] = ()) -> str:
+    attempts = list(attempts)
+    why = attempts[-1].reason if attempts else "no download URL"
+    sz = f", {size:,} bytes" if size else ""
+    url = urls[0] if urls else "(no URL)"
+    more = f" (and {len(urls) - 1} mirror(s))" if len(urls) > 1 else ""
+    offline = " (offline?)" if attempts and all(a.offline for a in attempts) else ""
+    return (f"could not download {dest.name}{sz} from {url}{more}: {why}{offline}; "
+            f"download it on another machine and pass it with --weights FILE, "
+            f"or copy it to {dest}")
+
+
+# -- resolving weights for a model ------------------------------------------------
+def is_url(text: str | os.PathLike) -> bool:
+    return isinstance(text, str) and text.lower().startswith(("http://", "https://"))
+
+
+def url_cache_path(url: str, sha256: str | None = None) -> Path:
+    """Cache location of a ``--weights URL`` download (keyed by URL and pinned hash)."""
+    key = hashlib.sha256(f"{url}|{sha256 or ''}".encode()).hexdigest()[:12]
+    name = Path(urllib.parse.urlparse(url).path).name or "weights"
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return weights_dir() / "urls" / f"{key}-{name}"
+
+
+def cached_path(wf) -> Path:
+    return weights_dir() / wf.filename
+
+
+def fetch(entry, *, force: bool = False, progress: bool | None = None,
+          timeout: float = 30.0) -> Path:
+    """Download the first downloadable weights file of ``entry`` (unless cached)."""
+    downloadable = [wf for wf in entry.weights if wf.urls]
+    if not downloadable:
+        raise WeightsError(missing_weights_message(entry))
+    wf = downloadable[0]
+    dest = cached_path(wf)
+    if dest.is_file() and not force:
+        return dest
+    if force and dest.exists():
+        dest.unlink()
+    return download(wf.urls, dest, sha256=wf.checksum, size=wf.size, progress=progress,
+                    timeout=timeout, label=f"{entry.name}: {wf.filename}")
+
+
 def resolve_weights(entry, weights: str | os.PathLike | None = None, *,
-                    sha256: str | None = None, download: bool = True) -> Path:
-    """Return a local file holding weights for ``entry``."""
+                    sha256: str | None = None, download: bool = True,
+                    progress: bool | None = None) -> Path:
+    """Return a local file holding weights for ``entry``.
+
+    ``weights``: a file, or an http(s) URL (downloaded once into the cache; ``sha256``
+    pins it). Without it: the entry's cached file, fetched first if ``download``.
+    """
+    pinned = _normalise_sha(sha256)
     if weights is not None:
-        path = Path(weights).expanduser()
+        text = os.fspath(weights)
+        if is_url(text):
+            dest = url_cache_path(text, pinned)
+            if dest.is_file():
+                return dest
+            if not download:
+                raise WeightsError(f"{text} is not in the cache ({dest}) and downloads are off")
+            return _download([text], dest, sha256=pinned, progress=progress, label=dest.name)
+        path = Path(text).expanduser()
         if not path.is_file():
-            raise WeightsError(f"{weights}: no such weights file; check the --weights path")
+            raise WeightsError(f"{weights}: no such weights file; check the --weights path "
+                               "(or pass an http(s) URL)")
+        if pinned:
+            check_digest(path, sha256_file(path), pinned, str(path))
         return path
     for wf in entry.weights:
-        cached = weights_dir() / wf.filename
+        cached = cached_path(wf)
         if cached.is_file():
+            if wf.size is not None and cached.stat().st_size != wf.size:
+                raise WeightsError(
+                    f"{cached}: {cached.stat().st_size:,} bytes, expected {wf.size:,}; the "
+                    f"cached file is damaged: run `har weights fetch {entry.name} --force`")
             return cached
+    if download and any(wf.urls for wf in entry.weights):
+        return fetch(entry, progress=progress)
     raise WeightsError(missing_weights_message(entry))
 
 
@@ -48,3 +311,65 @@ def missing_weights_message(entry) -> str:
     src = "; or ".join(where) if where else "no public download is known"
     return (f"no weights for {entry.name} in {weights_dir()}: {src}; then pass it with "
             f"--weights FILE or copy it into {weights_dir()}/")
+
+
+# -- the cache ---------------------------------------------------------------------
+@dataclass
+class CachedFile:
+    path: Path
+    size: int
+    models: tuple[str, ...]  # registry entries that use it ('' for URL downloads)
+    status: str = ""  # after verify: "ok", "MISMATCH ...", "unchecked ..."
+
+
+def _registry_files() -> dict[str, tuple]:
+    from .models.zoo import REGISTRY
+
+    out: dict[str, tuple] = {}
+    for e in REGISTRY.values():
+        for wf in e.weights:
+            prev = out.get(wf.filename)
+            out[wf.filename] = (wf, (prev[1] if prev else ()) + (e.name,))
+    return out
+
+
+def list_cache() -> list[CachedFile]:
+    root = weights_dir()
+    if not root.is_dir():
+        return []
+    known = _registry_files()
+    rows = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name.endswith((".sha256", ".tmp")):
+            continue
+        models = known.get(p.name, (None, ()))[1] if p.parent == root else ()
+        rows.append(CachedFile(p, p.stat().st_size, models))
+    return rows
+
+
+def verify_cache() -> list[CachedFile]:
+    """Re-check every cached file: size and sha256 against the registry, or against
+    the digest recorded when a URL download was verified."""
+    known = _registry_files()
+    rows = list_cache()
+    for row in rows:
+        p = row.path
+        if p.name.endswith(".part"):
+            row.status = "incomplete download (resumed by the next fetch)"
+            continue
+        wf = known.get(p.name, (None,))[0] if p.parent == weights_dir() else None
+        if wf is not None and wf.size is not None and row.size != wf.size:
+            row.status = f"BAD: {row.size:,} bytes, expected {wf.size:,}"
+            continue
+        digest = sha256_file(p)
+        expected = wf.checksum if wf is not None else None
+        if expected is None:
+            side = p.with_name(p.name + ".sha256")
+            expected = side.read_text().strip() if side.is_file() else None
+        if expected is None:
+            row.status = "no known checksum (size only)" if wf is not None else "no known checksum"
+        elif digest.startswith(expected):
+            row.status = "ok" if len(expected) == 64 else f"ok (sha256 prefix {expected})"
+        else:
+            row.status = f"BAD: sha256 {digest[:16]}..., expected {expected[:16]}..."
+    return rows

@@ -97,4 +97,7 @@ def load_weights_into(model: nn.Module, path: str | Path, entry=None) -> None:
         state = read_onnx_state_dict(path, model)
     else:
         state = read_state_dict(path, expected_arch=getattr(entry, "arch", None))
+        adapt = getattr(model, "adapt_state_dict", None)
+        if adapt is not None:  # e.g. DenseNet's published 'norm.1' key names
+            state = adapt(state)
     load_state_dict_strict(model, state, str(path))

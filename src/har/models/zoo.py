@@ -18,7 +18,10 @@ from torch import nn
 from ..errors import ModelNotFoundError
 from ..labels import load_labels
 from ..transforms import HARA_KINETICS, Preset
+from .densenet3d import densenet3d
+from .hara_variants import preact_resnet, resnext101, wide_resnet50
 from .resnet3d import resnet3d
+from .torchvision_video import mc3_18, r2plus1d_18, r3d_18
 
 WeightsFormat = Literal["pth", "onnx", "torchvision"]
 
@@ -30,9 +33,17 @@ class WeightsFile:
     filename: str  # name in the cache directory
     format: WeightsFormat
     urls: tuple[str, ...] = ()  # the download and its mirrors, tried in turn
-    sha256: str | None = None
+    sha256: str | None = None  # full digest, when known
     size: int | None = None  # bytes
     note: str = ""  # where else it can be had (e.g. the authors' Google Drive)
+    # Only a prefix of the sha256 is published (torchvision puts 8 hex digits in the
+    # file name and checks just those); the check is then that weak, and says so.
+    sha256_prefix: str | None = None
+
+    @property
+    def checksum(self) -> str | None:
+        """What a download is checked against: the full sha256, else the prefix."""
+        return self.sha256 or self.sha256_prefix
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,8 @@ class ModelEntry:
     preset: Preset = HARA_KINETICS
     weights: tuple[WeightsFile, ...] = ()
     accuracy: str = ""  # reference accuracy, with its source
+    top1: float | None = None  # the same numbers, for tables and JSON (percent)
+    top5: float | None = None
     description: str = ""
     license: str = ""
 
@@ -62,12 +75,47 @@ class ModelEntry:
     def build(self, num_classes: int | None = None) -> nn.Module:
         return self.builder(num_classes=num_classes or self.num_classes)
 
+    @property
+    def weights_source(self) -> str:
+        """One short phrase: where the weights come from."""
+        for wf in self.weights:
+            if wf.urls:
+                host = wf.urls[0].split("/")[2]
+                size = f", {wf.size / 1e6:.0f} MB" if wf.size else ""
+                return f"download ({host}, .{wf.format if wf.format != 'torchvision' else 'pth'}{size})"
+        return "authors' Google Drive (--weights FILE)" if self.weights else "none published"
+
+    def to_dict(self) -> dict:
+        """The entry as plain JSON-able data (``har models --json``)."""
+        p = self.preset
+        return {
+            "name": self.name, "arch": self.arch, "description": self.description,
+            "classes": self.num_classes, "labels": self.labels,
+            "clip_len": p.clip_len, "input_size": [p.crop, p.crop],
+            "preset": {"name": p.name, "resize": list(p.resize) if isinstance(p.resize, tuple)
+                       else p.resize, "crop": p.crop, "scale": p.scale,
+                       "mean": list(p.mean), "std": list(p.std)},
+            "weights_source": self.weights_source,
+            "weights": [{"filename": w.filename, "format": w.format, "urls": list(w.urls),
+                         "sha256": w.sha256, "sha256_prefix": w.sha256_prefix,
+                         "size": w.size, "note": w.note} for w in self.weights],
+            "accuracy": self.accuracy, "top1": self.top1, "top5": self.top5,
+            "license": self.license,
+        }
+
 
 _HARA_DRIVE = ("the authors' Google Drive folder linked from the README of "
                "kenshohara/3D-ResNets-PyTorch (file resnet-{d}-kinetics.pth)")
 _HARA_LICENSE = "MIT (code); weights trained on Kinetics-400 (YouTube videos, research use)"
 # Video-level top-1 on the Kinetics-400 validation set, Hara et al., CVPR 2018, Table 3.
 _HARA_TOP1 = {18: 54.2, 34: 60.1, 50: 61.3, 101: 62.8, 152: 63.0, 200: 63.1}
+
+# torchvision's preprocessing for its video models: frames resized to 128x171 (h, w),
+# centre crop 112, scaled to [0, 1], normalised with the Kinetics mean/std.
+TORCHVISION_KINETICS = Preset(name="torchvision-kinetics", clip_len=16, resize=(128, 171),
+                              crop=112, scale=1 / 255,
+                              mean=(0.43216, 0.394666, 0.37645),
+                              std=(0.22803, 0.22145, 0.216989))
 
 REGISTRY: dict[str, ModelEntry] = {}
 
@@ -99,11 +147,61 @@ for _depth in (10, 18, 34, 50, 101, 152, 200):
         builder=partial(resnet3d, _depth),
         arch=f"resnet-{_depth}",
         weights=_files,
+        top1=_acc,
         accuracy=(f"{_acc}% top-1 video-level, Kinetics-400 val (Hara et al., CVPR 2018, Table 3)"
                   if _acc else "not reported in the paper"),
         description=f"3D ResNet-{_depth}, Hara et al., shortcut "
                     f"{'A' if _depth <= 34 else 'B'}, 16x112x112 clips",
         license=_HARA_LICENSE,
+    ))
+
+# The paper's other architectures. Their Table 3 numbers are not restated here
+# (not verified for this registry); the entry points to the table instead.
+_OTHERS = (
+    ("wrn50-k400", partial(wide_resnet50, k=2), "wideresnet-50", "wideresnet-50-kinetics.pth",
+     "3D Wide ResNet-50 (k=2), Hara et al., shortcut B, 16x112x112 clips"),
+    ("resnext101-k400", resnext101, "resnext-101", "resnext-101-kinetics.pth",
+     "3D ResNeXt-101 (cardinality 32), Hara et al., shortcut B, 16x112x112 clips"),
+    ("preact200-k400", partial(preact_resnet, 200), "preresnet-200",
+     "preresnet-200-kinetics.pth",
+     "3D pre-activation ResNet-200, Hara et al., shortcut B, 16x112x112 clips"),
+    ("densenet121-k400", partial(densenet3d, 121), "densenet-121", "densenet-121-kinetics.pth",
+     "3D DenseNet-121, Hara et al., 16x112x112 clips"),
+    ("densenet201-k400", partial(densenet3d, 201), "densenet-201", "densenet-201-kinetics.pth",
+     "3D DenseNet-201, Hara et al., 16x112x112 clips"),
+)
+for _name, _builder, _arch, _file, _desc in _OTHERS:
+    register(ModelEntry(
+        name=_name, builder=_builder, arch=_arch,
+        weights=(WeightsFile(filename=_file, format="pth",
+                             note=("the authors' Google Drive folder linked from the README of "
+                                   f"kenshohara/3D-ResNets-PyTorch (file {_file})")),),
+        accuracy="see Hara et al., CVPR 2018, Table 3 (Kinetics-400 val, video-level)",
+        description=_desc, license=_HARA_LICENSE,
+    ))
+
+# torchvision's Kinetics-400 video models. torchvision names each file with the first
+# 8 hex digits of its sha256 and checks only those: so do we (sha256_prefix).
+_TV_LICENSE = "BSD-3-Clause (torchvision code); weights trained on Kinetics-400 (research use)"
+_TV_ACC = "torchvision docs, KINETICS400_V1 weights, video-level (5 clips of 16 frames)"
+for _name, _builder, _file, _acc1, _acc5, _desc, _docs in (
+    ("tv-r3d18-k400", r3d_18, "r3d_18-b3b3357e.pth", 63.2, 83.479,
+     "R3D-18, Tran et al. 2018 (torchvision r3d_18), 16x112x112 clips", ""),
+    ("tv-mc3-18-k400", mc3_18, "mc3_18-a90a0ba3.pth", 63.96, 84.13,
+     "MC3-18, Tran et al. 2018 (torchvision mc3_18), 16x112x112 clips", ""),
+    ("tv-r2plus1d18-k400", r2plus1d_18, "r2plus1d_18-91a641e6.pth", 57.5, 78.81,
+     "R(2+1)D-18, Tran et al. 2018 (torchvision r2plus1d_18), 16x112x112 clips",
+     " (as the torchvision 0.13 docs state it)"),
+):
+    register(ModelEntry(
+        name=_name, builder=_builder, arch=_file.split("-")[0],
+        preset=TORCHVISION_KINETICS,
+        weights=(WeightsFile(filename=_file, format="torchvision",
+                             urls=(f"https://download.pytorch.org/models/{_file}",),
+                             sha256_prefix=_file.rsplit("-", 1)[1].split(".")[0],
+                             note="torchvision.models.video"),),
+        accuracy=f"{_acc1}% top-1, {_acc5}% top-5, Kinetics-400 val ({_TV_ACC}){_docs}",
+        top1=_acc1, top5=_acc5, description=_desc, license=_TV_LICENSE,
     ))
 
 DEFAULT_MODEL = "r3d34-k400"
