@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("models", help="list the available models")
     m.add_argument("--json", action="store_true", help="print the registry as JSON")
     m.set_defaults(func=cmd_models)
+    _add_weights_parser(sub)
     return parser
 
 
@@ -470,24 +471,91 @@ def write_segment_table(result, out: TextIO) -> None:
 
 # -- models ---------------------------------------------------------------------
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models.zoo import REGISTRY
+    from .models.zoo import DEFAULT_MODEL, REGISTRY
 
     if args.json:
-        doc = [{"name": e.name, "arch": e.arch, "classes": e.num_classes,
-                "clip_len": e.clip_len, "input_size": e.preset.crop,
-                "accuracy": e.accuracy, "description": e.description,
-                "weights": [{"filename": w.filename, "format": w.format, "urls": list(w.urls),
-                             "sha256": w.sha256, "size": w.size, "note": w.note}
-                            for w in e.weights],
-                "license": e.license} for e in REGISTRY.values()]
-        print(json.dumps(doc, indent=2))
+        print(json.dumps([e.to_dict() for e in REGISTRY.values()], indent=2))
         return ExitCode.OK
-    rows = [(e.name, e.description, e.accuracy) for e in REGISTRY.values()]
-    w0 = max(len(r[0]) for r in rows)
-    w1 = max(len(r[1]) for r in rows)
-    print(f"{'name':<{w0}}  {'model':<{w1}}  reference accuracy")
+
+    def acc(e) -> str:
+        if e.top1 is None:
+            return "paper, Table 3" if "Table 3" in e.accuracy else "not reported"
+        top5 = f" / {e.top5}" if e.top5 is not None else ""
+        src = "Hara et al. 2018" if e.name.startswith("r3d") else "torchvision"
+        return f"{e.top1}{top5} ({src})"
+
+    rows = [("name", "weights", "top-1 / top-5 % (Kinetics-400 val)", "model")]
+    rows += [(e.name + (" *" if e.name == DEFAULT_MODEL else ""), e.weights_source, acc(e),
+              e.description) for e in REGISTRY.values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
-        print(f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]}")
+        print("  ".join(f"{c:<{w}}" for c, w in zip(r[:3], widths)) + "  " + r[3])
+    print(f"* default model. `har models --json` gives URLs, sizes, sha256, presets and "
+          "the accuracy sources.")
+    return ExitCode.OK
+
+
+# -- weights: fetch / verify / list (har.weights) -----------------------------------
+def _add_weights_parser(sub) -> None:
+    w = sub.add_parser("weights", help="download, list and verify cached weights",
+                       description="Manage the weights cache ($HAR_HOME, else "
+                                   "$XDG_CACHE_HOME/har, else ~/.cache/har).")
+    wsub = w.add_subparsers(dest="weights_command", metavar="ACTION")
+    wsub.required = True
+    f = wsub.add_parser("fetch", help="download a model's weights into the cache")
+    f.add_argument("names", nargs="+", metavar="NAME", help="model name(s) (`har models`)")
+    f.add_argument("--force", action="store_true", help="download again even if cached")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    f.set_defaults(func=cmd_weights_fetch)
+    v = wsub.add_parser("verify", help="re-check every cached file (size and sha256)")
+    v.set_defaults(func=cmd_weights_verify)
+    ls = wsub.add_parser("list", help="show the cached weights files")
+    ls.set_defaults(func=cmd_weights_list)
+
+
+def cmd_weights_fetch(args: argparse.Namespace) -> int:
+    from .models.zoo import get_entry
+    from .weights import fetch
+
+    for name in args.names:
+        entry = get_entry(name)
+        path = fetch(entry, force=args.force,
+                     progress=False if args.no_progress else None)
+        print(f"{entry.name}: {path}")
+    return ExitCode.OK
+
+
+def cmd_weights_list(args: argparse.Namespace) -> int:
+    from .weights import list_cache, weights_dir
+
+    rows = list_cache()
+    if not rows:
+        print(f"no weights cached in {weights_dir()} (`har weights fetch NAME`)")
+        return ExitCode.OK
+    print(f"{weights_dir()}:")
+    for r in rows:
+        used = ", ".join(r.models) if r.models else "(--weights URL download)"
+        if r.path.name.endswith(".part"):
+            used = "(incomplete download)"
+        print(f"  {r.path.relative_to(weights_dir())}  {r.size:,} bytes  {used}")
+    return ExitCode.OK
+
+
+def cmd_weights_verify(args: argparse.Namespace) -> int:
+    from .weights import verify_cache, weights_dir
+
+    rows = verify_cache()
+    if not rows:
+        print(f"no weights cached in {weights_dir()}")
+        return ExitCode.OK
+    bad = 0
+    for r in rows:
+        bad += r.status.startswith("BAD")
+        print(f"{r.status:<10}  {r.path}")
+    if bad:
+        print(f"har: {bad} damaged file(s): delete them and run `har weights fetch NAME`, "
+              "or pass a good copy with --weights FILE", file=sys.stderr)
+        return ExitCode.INPUT_FAILED
     return ExitCode.OK
 
 
