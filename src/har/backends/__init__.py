@@ -105,8 +105,9 @@ def _need(module: str, extra: str) -> None:
 
 # -- torch ------------------------------------------------------------------------
 class TorchBackend:
-    """PyTorch eager. On CUDA: fp16 autocast by default, channels_last_3d memory format
-    and cudnn autotuning; on CPU: fp32 (or bf16 autocast if asked)."""
+    """PyTorch eager with BN folded into the convolutions. On CUDA: fp16 weights and
+    activations by default (or bf16/fp32), channels_last_3d and cudnn autotuning; on
+    the CPU: fp32 (or bf16 autocast if asked)."""
 
     name = "torch"
 
@@ -121,21 +122,29 @@ class TorchBackend:
         self.precision = precision
         self.batch_size = batch_size or (64 if cuda else 4)
         model = fuse_conv_bn(model).to(device).eval()
+        self._dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+        self._cast_model = cuda and self._dtype is not None
         if cuda:
             torch.backends.cudnn.benchmark = True
             model = model.to(memory_format=torch.channels_last_3d)
+            if self._cast_model:
+                # BN is folded, so the whole net can hold fp16/bf16 weights: no per-call
+                # autocast of 63M parameters, tensor cores on every conv.
+                model = model.to(self._dtype)
         self.model = model
-        self._dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
 
     @torch.inference_mode()
     def __call__(self, batch: torch.Tensor | np.ndarray) -> np.ndarray:
         x = torch.as_tensor(batch).to(self.device, non_blocking=True)
-        if self.device.startswith("cuda"):
-            x = x.contiguous(memory_format=torch.channels_last_3d)
-        if self._dtype is not None:
-            with torch.autocast(device_type=self.device.split(":")[0], dtype=self._dtype):
+        if self._cast_model:
+            x = x.to(self._dtype).contiguous(memory_format=torch.channels_last_3d)
+            out = self.model(x)
+        elif self._dtype is not None:  # CPU bf16: autocast keeps accumulations in fp32
+            with torch.autocast(device_type="cpu", dtype=self._dtype):
                 out = self.model(x)
         else:
+            if self.device.startswith("cuda"):
+                x = x.contiguous(memory_format=torch.channels_last_3d)
             out = self.model(x)
         return out.float().cpu().numpy()
 
@@ -273,20 +282,30 @@ class OpenVINOBackend:
         if precision == "fp16":
             raise HarError("OpenVINO on the CPU runs fp32 or bf16; use one of those")
         self.precision = precision
-        self.batch_size = batch_size or 4
         from ..weights import cache_dir
 
         core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
+        # THROUGHPUT mode runs several streams (one per core or two) in parallel; each
+        # batch is split across their infer requests. Measured ~30% faster than one
+        # LATENCY stream using all cores, on 2 cores (bench/).
         self._compiled = core.compile_model(
             str(onnx_path), "CPU",
             {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-             "PERFORMANCE_HINT": "LATENCY"})
-        self._request = self._compiled.create_infer_request()
+             "PERFORMANCE_HINT": "THROUGHPUT"})
+        n = max(1, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self._requests = [self._compiled.create_infer_request() for _ in range(n)]
+        self.batch_size = batch_size or max(4, n)
 
     def __call__(self, batch) -> np.ndarray:
         x = np.ascontiguousarray(np.asarray(batch, dtype=np.float32))
-        self._request.infer({0: x})
-        return np.array(self._request.get_output_tensor(0).data, dtype=np.float32)
+        parts = np.array_split(x, min(len(self._requests), len(x)))
+        for req, part in zip(self._requests, parts):
+            req.start_async({0: np.ascontiguousarray(part)})
+        outs = []
+        for req, _ in zip(self._requests, parts):
+            req.wait()
+            outs.append(np.array(req.get_output_tensor(0).data, dtype=np.float32))
+        return np.concatenate(outs)
 
 
 # -- ONNX Runtime ------------------------------------------------------------------
