@@ -299,6 +299,7 @@ class Evil:
 _EVIL_MARK = Path("/nonexistent")
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickle_with_code_is_refused(tmp_path):
     global _EVIL_MARK
     _EVIL_MARK = tmp_path / "pwned"
@@ -311,3 +312,26 @@ def test_pickle_with_code_is_refused(tmp_path):
             read_state_dict(path)
         assert path.name in str(err.value)
     assert not _EVIL_MARK.exists()  # no code ran
+
+
+def test_concurrent_fetches_download_once(server, home):
+    base, files, log, _ = server
+    data = _payload(2_000_000)
+    files["/toy.pth"] = data
+    entry = _entry([base + "/toy.pth"], data)
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(W.resolve_weights(entry, progress=False))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(set(results)) == 1 and results[0].read_bytes() == data
+    assert len(log) == 1

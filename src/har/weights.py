@@ -9,6 +9,7 @@ passed the checks. Mirrors are tried in turn. Only ``urllib`` is used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -108,10 +109,11 @@ def _fetch_to_part(url: str, part: Path, *, size: int | None, progress: bool,
         elif offset:
             m = re.match(r"bytes (\d+)-", resp.headers.get("Content-Range", ""))
             if not m or int(m.group(1)) != offset:
-                offset = 0
+                # A range we did not ask for: drop the partial file and start over.
                 resp.close()
                 part.unlink(missing_ok=True)
-                resp = _open(url, 0, timeout)
+                return _fetch_to_part(url, part, size=size, progress=progress, label=label,
+                                      timeout=timeout)
         length = resp.headers.get("Content-Length")
         total = (offset + int(length)) if length and length.isdigit() else size
         bar = None
@@ -151,11 +153,39 @@ def download(urls: Sequence[str], dest: str | os.PathLike, *, sha256: str | None
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
     expected = _normalise_sha(sha256, "expected checksum")
     if progress is None:
         progress = sys.stderr.isatty()
-    label = label or dest.name
+    with _locked(dest):  # two processes must not append to one .part
+        if dest.is_file():  # another process finished it while we waited
+            return dest
+        return _download_locked(urls, dest, expected, size, progress, timeout,
+                                label or dest.name)
+
+
+@contextlib.contextmanager
+def _locked(dest: Path):
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; downloads are rarely concurrent
+        yield
+        return
+    # Lock files live apart from the weights, so the weights folder only ever holds
+    # verified files and resumable .part files.
+    locks = cache_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha256(str(dest.resolve()).encode()).hexdigest()[:16]
+    with open(locks / f"{dest.name}.{key}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _download_locked(urls: Sequence[str], dest: Path, expected: str | None, size: int | None,
+                     progress: bool, timeout: float, label: str) -> Path:
+    part = dest.with_name(dest.name + ".part")
     attempts: list[_Attempt] = []
     mismatch: WeightsError | None = None
     for url in urls:
@@ -340,7 +370,7 @@ def list_cache() -> list[CachedFile]:
     known = _registry_files()
     rows = []
     for p in sorted(root.rglob("*")):
-        if not p.is_file() or p.name.endswith((".sha256", ".tmp")):
+        if not p.is_file() or p.name.endswith((".sha256", ".tmp", ".lock")):
             continue
         models = known.get(p.name, (None, ()))[1] if p.parent == root else ()
         rows.append(CachedFile(p, p.stat().st_size, models))
