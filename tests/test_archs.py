@@ -282,4 +282,9 @@ def test_onnx_round_trip(name, fold_bn, tmp_path):
     path = anonymize(export(src, x, tmp_path / "m.onnx", fold_bn=fold_bn))
     model = har.load_model(name, weights=path)
     with torch.no_grad():
-        torch.testing.assert_close(model(x), src(x), atol=1e-4, rtol=0)
+        ref = src(x)
+        # 1e-4 relative to the logits' scale: with random weights a 200-layer
+        # pre-activation net's residual stream grows to logits in the hundreds, where
+        # float32 reassociation alone (onnxruntime included) moves them by ~1e-3.
+        tol = 1e-4 * max(1.0, ref.abs().max().item())
+        torch.testing.assert_close(model(x), ref, atol=tol, rtol=0)
