@@ -84,7 +84,8 @@ def test_r10_matches_original(r10, fold_bn):
         torch.testing.assert_close(model(x), orig(x), atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("fold_bn", [False, True], ids=["bn-kept", "bn-folded"])
+@pytest.mark.parametrize("fold_bn", [pytest.param(False, marks=pytest.mark.slow), True],
+                         ids=["bn-kept", "bn-folded"])
 def test_r50_matches_original(tmp_path, fold_bn):
     # ResNet-50's first block has a 1x1 conv3 and a 1x1 shortcut conv of the same
     # shape, and the original runs the shortcut last, ours first: only the dataflow

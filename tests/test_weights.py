@@ -19,7 +19,7 @@ from har.cli import main
 from har.errors import WeightsError
 from har.models import zoo
 from har.models.checkpoints import read_state_dict
-from har.models.zoo import ModelEntry, WeightsFile
+from har.models.zoo import WeightsFile
 
 
 class _Server(http.server.ThreadingHTTPServer):

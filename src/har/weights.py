@@ -14,7 +14,6 @@ import hashlib
 import http.client
 import os
 import re
-import socket
 import sys
 import urllib.error
 import urllib.parse
