@@ -103,3 +103,36 @@ def gemm_to_matmul_add(path: Path) -> Path:
     g.node.extend(out)
     onnx.save(m, str(path))
     return path
+
+
+def opencv_shortcut(x, planes, stride):
+    """The type-A shortcut as OpenCV's action-recognition sample patches it before
+    exporting resnet-34_kinetics.onnx: subsample, then zero-pad channels with F.pad."""
+    import torch.nn.functional as F
+
+    out = F.avg_pool3d(x, kernel_size=1, stride=stride)
+    return F.pad(out, (0, 0, 0, 0, 0, 0, 0, int(planes - out.size(1)), 0, 0), "constant", 0)
+
+
+def opencv_style(model: torch.nn.Module) -> torch.nn.Module:
+    """Swap every parameter-free shortcut of an original-style model for OpenCV's."""
+    from functools import partial
+
+    for m in model.modules():
+        ds = getattr(m, "downsample", None)
+        if isinstance(ds, partial):
+            m.downsample = partial(opencv_shortcut, **ds.keywords)
+    return model
+
+
+def export_legacy_opencv(model: torch.nn.Module, x: torch.Tensor, path: Path,
+                         opset: int = 9) -> Path:
+    """Export the way a 2018-2019 ``torch.onnx.export(model, inputs, name)`` did: an
+    old opset, BN nodes kept, initializers also listed as graph inputs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (x,), str(path), dynamo=False, opset_version=opset,
+                          do_constant_folding=False, keep_initializers_as_inputs=True,
+                          training=torch.onnx.TrainingMode.EVAL,
+                          input_names=["input"], output_names=["logits"])
+    return path

@@ -64,6 +64,24 @@ def test_r3d34_full_size_bn_kept(tmp_path):
     _check(34, tmp_path, False, size=112)
 
 
+def test_r3d34_opencv_style_export(tmp_path):
+    """As OpenCV's resnet-34_kinetics.onnx was made: the shortcut patched to F.pad,
+    opset 9, BN kept, initializers also listed as graph inputs."""
+    import onnx
+
+    from reference_onnx_models import export_legacy_opencv, opencv_style
+
+    orig = opencv_style(_original(34))
+    x = _clip()
+    path = anonymize(export_legacy_opencv(orig, x[:1], tmp_path / "resnet-34_kinetics.onnx"))
+    m = onnx.load(str(path))
+    assert m.opset_import[0].version == 9 and len(m.graph.input) > 1
+    assert "Pad" in op_types(path) and "BatchNormalization" in op_types(path)
+    model = har.load_model("r3d34-k400", weights=path)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), orig(x), atol=1e-4, rtol=0)
+
+
 @pytest.mark.slow
 def test_r3d34_full_size_bn_folded(tmp_path):
     _check(34, tmp_path, True, size=112)
