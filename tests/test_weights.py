@@ -335,3 +335,17 @@ def test_concurrent_fetches_download_once(server, home):
     assert not errors
     assert len(set(results)) == 1 and results[0].read_bytes() == data
     assert len(log) == 1
+
+
+def test_force_fetch_keeps_old_copy_until_new_one_verifies(server, home, monkeypatch):
+    base, files, log, _ = server
+    data = _payload(5000)
+    files["/toy.pth"] = data
+    entry = _entry([base + "/toy.pth"], data)
+    path = W.fetch(entry, progress=False)
+    files["/toy.pth"] = data[:-1] + bytes([data[-1] ^ 1])  # the server now serves junk
+    with pytest.raises(WeightsError, match="checksum"):
+        W.fetch(entry, force=True, progress=False)
+    assert path.read_bytes() == data  # the verified copy survived
+    files["/toy.pth"] = data
+    assert W.fetch(entry, force=True, progress=False) == path and len(log) == 3

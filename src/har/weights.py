@@ -142,13 +142,15 @@ def _fetch_to_part(url: str, part: Path, *, size: int | None, progress: bool,
 
 def download(urls: Sequence[str], dest: str | os.PathLike, *, sha256: str | None = None,
              size: int | None = None, progress: bool | None = None, timeout: float = 30.0,
-             label: str | None = None) -> Path:
+             label: str | None = None, replace: bool = False) -> Path:
     """Download ``dest`` from the first of ``urls`` that delivers a verified file.
 
     ``sha256`` may be a full digest or a prefix (at least 8 hex digits). On success
     the file appears under its final name at once (atomic rename); on failure no
     file of that name is created, and a ``.part`` is left only when it can be resumed
-    (a connection dropped mid-way), never one that failed its checks.
+    (a connection dropped mid-way), never one that failed its checks. With
+    ``replace`` an existing ``dest`` is downloaded again, and kept until the new copy
+    has passed its checks.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +158,7 @@ def download(urls: Sequence[str], dest: str | os.PathLike, *, sha256: str | None
     if progress is None:
         progress = sys.stderr.isatty()
     with _locked(dest):  # two processes must not append to one .part
-        if dest.is_file():  # another process finished it while we waited
+        if dest.is_file() and not replace:  # e.g. another process finished it meanwhile
             return dest
         return _download_locked(urls, dest, expected, size, progress, timeout,
                                 label or dest.name)
@@ -285,10 +287,8 @@ def fetch(entry, *, force: bool = False, progress: bool | None = None,
     dest = cached_path(wf)
     if dest.is_file() and not force:
         return dest
-    if force and dest.exists():
-        dest.unlink()
     return download(wf.urls, dest, sha256=wf.checksum, size=wf.size, progress=progress,
-                    timeout=timeout, label=f"{entry.name}: {wf.filename}")
+                    timeout=timeout, label=f"{entry.name}: {wf.filename}", replace=force)
 
 
 def resolve_weights(entry, weights: str | os.PathLike | None = None, *,
