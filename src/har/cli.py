@@ -480,11 +480,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     def acc(e) -> str:
         if e.top1 is None:
             return "paper, Table 3" if "Table 3" in e.accuracy else "not reported"
-        top5 = f" / {e.top5}" if e.top5 is not None else ""
+        top5 = f" / {e.top5}%" if e.top5 is not None else ""
         src = "Hara et al. 2018" if e.name.startswith("r3d") else "torchvision"
-        return f"{e.top1}{top5} ({src})"
+        return f"{e.top1}%{top5} ({src})"
 
-    rows = [("name", "weights", "top-1 / top-5 % (Kinetics-400 val)", "model")]
+    rows = [("name", "weights", "top-1 / top-5 (Kinetics-400 val)", "model")]
     rows += [(e.name + (" *" if e.name == DEFAULT_MODEL else ""), e.weights_source, acc(e),
               e.description) for e in REGISTRY.values()]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
