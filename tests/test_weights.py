@@ -349,3 +349,39 @@ def test_force_fetch_keeps_old_copy_until_new_one_verifies(server, home, monkeyp
     assert path.read_bytes() == data  # the verified copy survived
     files["/toy.pth"] = data
     assert W.fetch(entry, force=True, progress=False) == path and len(log) == 3
+
+
+def test_predict_offline_is_one_line(home, monkeypatch, capsys, video_factory):
+    """`har predict` with weights that must be downloaded, offline: one line naming the
+    URL, the file and its size, and how to pass a copy; no traceback."""
+    url = f"http://127.0.0.1:{_closed_port()}/resnet-34_kinetics.onnx"
+    entry = _entry([url], b"x" * 1234)
+    monkeypatch.setitem(zoo.REGISTRY, entry.name, entry)
+    video = video_factory(20, size=(64, 64))
+    code = main(["predict", str(video), "--model", entry.name, "--no-progress"])
+    err = capsys.readouterr().err
+    assert code != 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err
+    assert url in lines[0] and "toy.pth" in lines[0] and "1,234 bytes" in lines[0]
+    assert "--weights FILE" in lines[0]
+
+
+def test_predict_weights_url_with_sha256(server, home, capsys, video_factory):
+    base, files, log, _ = server
+    from reference_hara import hara_resnet, published_checkpoint, randomize_
+
+    f = home.parent / "r10.pth"
+    torch.save(published_checkpoint(randomize_(hara_resnet(10, "A")), "resnet-10"), f)
+    data = f.read_bytes()
+    files["/r10.pth"] = data
+    video = video_factory(20, size=(64, 64))
+    args = ["predict", str(video), "--model", "r3d10-k400", "--weights", base + "/r10.pth",
+            "--no-progress", "--json", str(home.parent / "out.json")]
+    assert main(args + ["--sha256", hashlib.sha256(data).hexdigest()]) == 0
+    assert main(args + ["--sha256", hashlib.sha256(data).hexdigest()]) == 0
+    assert len(log) == 1  # the URL download was cached
+    capsys.readouterr()
+    assert main(args + ["--sha256", "0" * 64]) != 0
+    err = capsys.readouterr().err
+    assert "checksum mismatch" in err and err.count("\n") == 1
