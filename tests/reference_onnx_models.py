@@ -136,3 +136,28 @@ def export_legacy_opencv(model: torch.nn.Module, x: torch.Tensor, path: Path,
                           training=torch.onnx.TrainingMode.EVAL,
                           input_names=["input"], output_names=["logits"])
     return path
+
+
+def fp16_conv_weights(path: Path) -> Path:
+    """Store every Conv weight as float16 and Cast it back to float in the graph."""
+    import numpy as np
+
+    m = onnx.load(str(path))
+    g = m.graph
+    inits = {t.name: t for t in g.initializer}
+    out = []
+    for k, n in enumerate(g.node):
+        if n.op_type == "Conv" and n.input[1] in inits:
+            t = inits[n.input[1]]
+            half = numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float16),
+                                           t.name + "_fp16")
+            g.initializer.append(half)
+            cast_out = f"{t.name}_cast{k}"
+            out.append(helper.make_node("Cast", [half.name], [cast_out],
+                                        to=onnx.TensorProto.FLOAT))
+            n.input[1] = cast_out
+        out.append(n)
+    del g.node[:]
+    g.node.extend(out)
+    onnx.save(m, str(path))
+    return path

@@ -207,3 +207,23 @@ def test_missing_onnx_package_is_explained(r10, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(WeightsError, match="pip install onnx"):
         onnx_import.read_onnx_state_dict(path, resnet3d(10), use_cache=False)
+
+
+def test_cast_weights_match_onnxruntime(r10, tmp_path):
+    """fp16-stored weights behind Cast nodes: the loaded model computes what the file
+    computes (checked with onnxruntime, since fp16 rounding changed the weights)."""
+    import shutil
+
+    ort = pytest.importorskip("onnxruntime")
+    from reference_onnx_models import fp16_conv_weights
+
+    path = fp16_conv_weights(shutil.copy(r10[3], tmp_path / "half.onnx"))
+    assert "Cast" in op_types(path)
+    model = har.load_model("r3d10-k400", weights=path)
+    x = r10[1][:1]
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"input": x.numpy()})[0]
+    with torch.no_grad():
+        out = model(x)
+    torch.testing.assert_close(out, torch.from_numpy(got), atol=1e-4, rtol=0)
+    assert not torch.allclose(out, r10[0](x), atol=1e-6)  # the weights really changed

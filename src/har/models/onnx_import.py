@@ -146,6 +146,9 @@ def _onnx_units(path: Path) -> list[_OnnxUnit]:
                     consts[n.output[0]] = np.array(list(a.floats) or list(a.ints))
         elif n.op_type == "Identity":
             alias[n.output[0]] = n.input[0]
+        elif n.op_type == "Cast" and resolve(n.input[0]) in consts:
+            # e.g. fp16-stored weights cast to float32 in the graph
+            consts[n.output[0]] = np.asarray(consts[resolve(n.input[0])], dtype=np.float32)
     for idx, n in enumerate(nodes):
         if n.op_type in ("Identity", "Constant"):
             continue
