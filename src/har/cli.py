@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Sequence, TextIO
 
 from . import __version__
+from .backends import BACKENDS, PRECISIONS
 from .errors import HarError
 
 
@@ -63,8 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clips for --sampler uniform (default 10)")
     p.add_argument("--topk", type=_positive_int, default=5, help="labels per video/clip (default 5)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
+                   help="inference runtime (default auto: the fastest installed for the "
+                        "device: openvino on CPU when installed, torch on CUDA)")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="numeric precision (default auto: bf16 with openvino on a CPU with "
+                        "bf16 instructions, fp16 with torch on CUDA, else fp32)")
     p.add_argument("--batch-size", type=_positive_int, default=None,
-                   help="clips per inference batch (default: 8 on CPU, 32 on CUDA)")
+                   help="clips per inference batch (default: 4 on CPU, 64 on CUDA)")
     p.add_argument("--json", metavar="FILE", help="write JSON results to FILE ('-' for stdout)")
     p.add_argument("--csv", metavar="FILE", help="write one row per clip to FILE ('-' for stdout)")
     p.add_argument("--clips", type=int, default=30, metavar="N",
@@ -72,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _add_timeline_arguments(p)
     p.set_defaults(func=cmd_predict)
+
+    e = sub.add_parser("export", help="export a model to ONNX or OpenVINO IR",
+                       description="Export a zoo model with its weights, dynamic batch axis: "
+                                   "input 'clips' (N, 3, T, H, W), output 'logits' (N, C).")
+    e.add_argument("format", choices=("onnx", "openvino"))
+    e.add_argument("-o", "--output", required=True,
+                   help="output file (.onnx, or .xml for OpenVINO; a .bin is written beside it)")
+    e.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
+    e.add_argument("--weights", help="weights file or URL (default: the cached download)")
+    e.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
+                   help="OpenVINO IR weight precision (default fp32)")
+    e.set_defaults(func=cmd_export)
 
     m = sub.add_parser("models", help="list the available models")
     m.add_argument("--json", action="store_true", help="print the registry as JSON")
@@ -155,6 +174,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                             stride=args.stride, topk=args.topk, sampler=args.sampler,
                             num_clips=args.num_clips, batch_size=args.batch_size,
                             sha256=args.sha256, aggregate=args.aggregate,
+                            backend=args.backend, precision=args.precision,
                             aggregate_k=args.aggregate_k, timeline=_timeline_options(args))
     results: list[VideoResult] = [VideoResult(path=item, error=msg) for item, msg in input_errors]
     for item, msg in input_errors:
@@ -470,6 +490,22 @@ def write_segment_table(result, out: TextIO) -> None:
 
 
 # -- models ---------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace) -> int:
+    from .backends import export_onnx, export_openvino
+    from .models.zoo import get_entry, load_model
+
+    entry = get_entry(args.model)
+    model = load_model(args.model, weights=args.weights)
+    shape = (entry.preset.clip_len, entry.preset.crop, entry.preset.crop)
+    out = Path(args.output)
+    if args.format == "onnx":
+        export_onnx(model, out, shape)
+    else:
+        export_openvino(model, out, shape, compress_to_fp16=args.precision == "fp16")
+    print(f"wrote {out} ({args.format}, input clips (N, 3, {shape[0]}, {shape[1]}, {shape[2]}))")
+    return ExitCode.OK
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .models.zoo import DEFAULT_MODEL, REGISTRY
 

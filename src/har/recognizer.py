@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .aggregate import AGGREGATES, softmax, topk, video_scores
-from .backends import Backend, TorchBackend
+from .backends import Backend, make_backend
 from .errors import HarError
 from .models.zoo import DEFAULT_MODEL, ModelEntry, get_entry, load_model
 from .results import ClipResult, VideoResult
@@ -42,7 +42,8 @@ class Recognizer:
                  device: str = "cpu", *, stride: int = 16, topk: int = 5,
                  sampler: str = "sliding", num_clips: int = 10,
                  batch_size: int | None = None, module: nn.Module | None = None,
-                 backend: Backend | None = None, sha256: str | None = None,
+                 backend: Backend | str = "torch", precision: str = "auto",
+                 sha256: str | None = None,
                  aggregate: str = "mean", aggregate_k: int = 3,
                  timeline: TimelineOptions | None = None) -> None:
         # aggregate: how clip scores pool into the video's ("mean", the paper's
@@ -62,11 +63,16 @@ class Recognizer:
         if sampler not in ("sliding", "uniform"):
             raise ValueError("sampler must be 'sliding' or 'uniform'")
         self.stride, self.k, self.sampler, self.num_clips = stride, topk, sampler, num_clips
-        if backend is None:
+        # backend: a runtime name ("torch", "openvino", "onnxruntime", "opencv", "auto")
+        # or a ready Backend object; precision: "auto", "fp32", "fp16" or "bf16".
+        if isinstance(backend, str):
             if module is None:
-                module = load_model(model, weights=weights, device=device, sha256=sha256)
-            backend = TorchBackend(module, device=device, batch_size=batch_size)
-        self.backend = backend
+                module = load_model(model, weights=weights, device="cpu", sha256=sha256)
+            backend = make_backend(backend, module, device, batch_size=batch_size,
+                                   precision=precision,
+                                   input_shape=(self.preset.clip_len, self.preset.crop,
+                                                self.preset.crop))
+        self.backend: Backend = backend
         self.prefetch = 2  # batches decoded ahead of the backend
 
     # -- public API -------------------------------------------------------
