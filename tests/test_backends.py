@@ -116,6 +116,7 @@ def test_cli_export_and_backend_flag(tmp_path, capsys, video_factory):
     assert main(["export", "onnx", "--model", "r3d10-k400", "--weights", str(w),
                  "-o", str(out)]) == 0
     assert out.stat().st_size > 1_000_000
+    assert "wrote" in capsys.readouterr().out
     video = video_factory(20, size=(64, 64))
     code = main(["predict", str(video), "--model", "r3d10-k400", "--weights", str(w),
                  "--backend", "onnxruntime", "--json", "-"])
