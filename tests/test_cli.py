@@ -143,3 +143,22 @@ def test_all_shared_videos_and_broken_files_in_one_call(capsys, tmp_path, r10_we
     assert videos["torchcodec__nasa_13013.mp4"]["frames"] == 390
     assert (videos["decord__video_90.mov"]["width"], videos["decord__video_90.mov"]["height"]) == (320, 568)
     assert videos["torchcodec__av1_video.mkv"]["frames"] == 125
+
+
+def test_workers_give_the_same_results_in_input_order(capsys, tmp_path, video_factory,
+                                                      r10_weights):
+    videos = [video_factory(n, size=(64, 48)) for n in (20, 40, 5)]
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"junk" * 100)
+    docs = []
+    for workers in ("1", "3"):
+        code, out, err = run(capsys, "predict", str(videos[0]), str(bad), *map(str, videos[1:]),
+                             "--model", "r3d10-k400", "--weights", r10_weights,
+                             "--workers", workers, "--json", "-")
+        assert code == ExitCode.INPUT_FAILED
+        docs.append(json.loads(out)["videos"])
+    one, three = docs
+    assert [v["path"] for v in one] == [v["path"] for v in three]
+    assert [v["path"] for v in one] == [str(videos[0]), str(bad), str(videos[1]), str(videos[2])]
+    for a, b in zip(one, three):
+        assert a["error"] == b["error"] and a["top"] == b["top"] and a["clips"] == b["clips"]

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "bf16 instructions, fp16 with torch on CUDA, else fp32)")
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="clips per inference batch (default: 4 on CPU, 64 on CUDA)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="videos decoded at once (default 1; more keeps a many-core or GPU "
+                        "machine busy on many short videos)")
     p.add_argument("--json", metavar="FILE", help="write JSON results to FILE ('-' for stdout)")
     p.add_argument("--csv", metavar="FILE", help="write one row per clip to FILE ('-' for stdout)")
     p.add_argument("--clips", type=int, default=30, metavar="N",
@@ -180,16 +183,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for item, msg in input_errors:
         print(f"error: {msg}", file=sys.stderr)
     show_progress = not args.no_progress and sys.stderr.isatty()
-    for i, src in enumerate(sources, 1):
-        label = f"[{i}/{len(sources)}] {Path(src).name}"
-        update, close = _progress_bar(show_progress, label)
-        try:
-            result = recognizer.predict(src, progress=update)
-        except Exception as exc:  # a bug must not lose the other inputs' results
-            result = VideoResult(path=src, error=f"{src}: internal error "
-                                 f"({type(exc).__name__}: {exc}); please report it")
-        finally:
-            close()
+    position = {src: i for i, src in enumerate(sources, 1)}
+    closers: dict = {}
+
+    def progress_for(src: str):
+        if not show_progress or args.workers > 1:
+            return None
+        update, closers[src] = _progress_bar(True, f"[{position[src]}/{len(sources)}] "
+                                             f"{Path(src).name}")
+        return update
+
+    overall = None
+    if show_progress and args.workers > 1:
+        from tqdm import tqdm
+
+        overall = tqdm(total=len(sources), unit="video", file=sys.stderr, leave=False)
+    for result in recognizer.predict_many(sources, workers=args.workers, progress=progress_for):
+        src = result.path
+        closers.pop(src, lambda: None)()
+        if overall is not None:
+            overall.update(1)
         results.append(result)
         if result.error:
             print(f"error: {result.error}", file=sys.stderr)
@@ -200,6 +213,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for msg in _write_video_outputs(result, output_plan, recognizer.labels, args):
             output_errors.append(msg)
             print(f"error: {msg}", file=sys.stderr)
+    if overall is not None:
+        overall.close()
     if args.json:
         doc = to_json_doc(args.model, results,
                           settings={"stride": args.stride, "sampler": args.sampler,

@@ -74,6 +74,7 @@ class Recognizer:
                                                 self.preset.crop))
         self.backend: Backend = backend
         self.prefetch = 2  # batches decoded ahead of the backend
+        self._backend_lock = threading.Lock()  # backends need not be thread-safe
 
     # -- public API -------------------------------------------------------
     def predict(self, source: str | Path, progress: ProgressFn | None = None) -> VideoResult:
@@ -86,10 +87,36 @@ class Recognizer:
             result.error = str(exc)
         return result
 
-    def predict_many(self, sources: Iterable[str | Path]) -> Iterator[VideoResult]:
-        """One result per source, in order; bad inputs give results with ``error`` set."""
-        for src in sources:
-            yield self.predict(src)
+    def predict_many(self, sources: Iterable[str | Path], workers: int = 1,
+                     progress: Callable[[str], ProgressFn | None] | None = None
+                     ) -> Iterator[VideoResult]:
+        """One result per source, in input order; bad inputs give results with ``error``.
+
+        ``workers`` > 1 decodes that many videos at once (threads: PyAV and FFmpeg's
+        scaler release the GIL) while the backend runs their batches one at a time.
+        That is what keeps a many-core GPU machine busy on an archive of short videos;
+        on a 2-core CPU the model is the limit and one worker is enough.
+        ``progress(source)`` may return a per-video progress callback.
+        """
+        if workers <= 1:
+            for src in sources:
+                yield self._predict_safe(src, progress(str(src)) if progress else None)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        srcs = list(sources)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="har-video") as pool:
+            futures = [pool.submit(self._predict_safe, s,
+                                   progress(str(s)) if progress else None) for s in srcs]
+            for fut in futures:
+                yield fut.result()
+
+    def _predict_safe(self, source, progress: ProgressFn | None) -> VideoResult:
+        try:
+            return self.predict(source, progress)
+        except Exception as exc:  # noqa: BLE001 - a bug must not lose the other inputs
+            return VideoResult(path=str(source), error=f"{source}: internal error "
+                               f"({type(exc).__name__}: {exc}); please report it")
 
     def iter_clips(self, source: str | Path, result: VideoResult | None = None
                    ) -> Iterator[ClipResult]:
@@ -194,7 +221,8 @@ class Recognizer:
                 if isinstance(item, BaseException):
                     raise item
                 specs, batch = item
-                logits = self.backend(batch)
+                with self._backend_lock:
+                    logits = self.backend(batch)
                 if progress is not None:
                     end = max(s.end_frame for s in specs)
                     progress(end - done_frames, info)
