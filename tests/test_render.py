@@ -1,0 +1,111 @@
+"""The annotated video (issue 5): same frames, size, rate and audio as the input."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from har.render import annotate_video
+from timeline_helpers import BLUE, GREEN, RED, SHARED, count_frames, recognizer, write_video
+
+
+def frame_at(path, t):
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            if f.time is not None and f.time >= t:
+                return f.to_ndarray(format="rgb24")
+    raise AssertionError(f"no frame at {t}s")
+
+
+def test_annotated_video_keeps_frames_size_fps_and_audio(tmp_path):
+    src = write_video(tmp_path / "in.mp4", [RED, BLUE], [60, 68], audio=True)
+    result = recognizer().predict(str(src))
+    out = tmp_path / "out.mp4"
+    stats = annotate_video(result, out)
+    assert stats.audio == "copied" and stats.frames == 128
+    assert count_frames(out) == count_frames(src) == (128, 128, 96, 30.0, True)
+    with av.open(str(out)) as c:
+        a = c.streams.audio[0]
+        assert a.codec_context.name == "aac"
+        assert float(a.duration * a.time_base) == pytest.approx(128 / 30, abs=0.1)
+    # Something was drawn: the label box darkens the top-left corner, the strip the
+    # bottom; the middle of the frame is untouched (still red, then blue).
+    early, late = frame_at(out, 0.5).astype(int), frame_at(out, 3.5).astype(int)
+    assert early[48, 100, 0] > 180 and late[48, 100, 2] > 180
+    assert early[3:10, 5:60].mean() < 120
+    assert np.abs(late[-3, :] - frame_at(src, 3.5)[-3, :].astype(int)).mean() > 40
+
+
+def test_timeline_strip_shows_segments_and_cursor(tmp_path):
+    src = write_video(tmp_path / "in.mp4", [RED, GREEN], [64, 64], size=(320, 240))
+    result = recognizer().predict(str(src))
+    assert len(result.segments) == 2
+    out = tmp_path / "out.mp4"
+    annotate_video(result, out)
+    img = frame_at(out, 1.0).astype(int)
+    strip = img[-20:]
+    # The first segment's bar (first colour of the palette, orange) on the left half
+    # of the strip, the second's (sky blue) on the right half.
+    orange = (np.abs(strip - [230, 159, 0]).sum(-1) < 60)
+    blue = (np.abs(strip - [86, 180, 233]).sum(-1) < 60)
+    assert orange[:, :150].sum() > 100 and orange[:, 170:].sum() < 10
+    assert blue[:, 170:].sum() > 100 and blue[:, :150].sum() < 10
+    # The cursor (white) near x = 1.0 / 4.27 * 320 = 75.
+    white = (strip.min(-1) > 220).any(0)
+    assert white[65:85].any() and not white[200:].any()
+
+
+def test_odd_size_and_variable_frame_rate(tmp_path):
+    src = write_video(tmp_path / "odd.mkv", [RED, BLUE], [30, 30], size=(99, 75), vfr=True)
+    result = recognizer().predict(str(src))
+    out = tmp_path / "odd_out.mp4"
+    annotate_video(result, out)
+    n, w, h, fps, _ = count_frames(out)
+    assert (n, w, h) == (60, 99, 75)
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        ta = [f.time for f in a.decode(video=0)]
+        tb = [f.time for f in b.decode(video=0)]
+    assert np.allclose(np.diff(ta), np.diff(tb), atol=1e-3)  # the VFR timing is kept
+
+
+def test_refuses_to_overwrite_the_input_and_bad_paths(tmp_path):
+    from har.errors import HarError
+
+    src = write_video(tmp_path / "in.mp4", [RED], [20])
+    result = recognizer().predict(str(src))
+    with pytest.raises(HarError, match="input video itself"):
+        annotate_video(result, src)
+    with pytest.raises(HarError, match="does not exist"):
+        annotate_video(result, tmp_path / "nope" / "x.mp4")
+    assert src.stat().st_size > 0
+
+
+@pytest.mark.parametrize("name", ["decord__video_90.mov", "mmaction2__rawvideo_part_0.mp4"])
+def test_real_videos(tmp_path, name):
+    src = SHARED / name
+    if not src.exists():
+        pytest.skip(f"{src} not present (../shared/videos is optional)")
+    result = recognizer().predict(str(src))
+    assert result.ok, result.error
+    out = tmp_path / "out.mp4"
+    annotate_video(result, out)
+    got, want = count_frames(out), count_frames(src)
+    assert got[:3] == want[:3]  # frames, and the upright display size
+    assert got[3] == pytest.approx(want[3], rel=0.01)
+    if name == "decord__video_90.mov":
+        assert got[1:3] == (320, 568)
+
+
+@pytest.mark.slow
+def test_real_video_with_audio_and_two_video_streams(tmp_path):
+    src = SHARED / "torchcodec__nasa_13013.mp4"
+    if not src.exists():
+        pytest.skip(f"{src} not present")
+    result = recognizer().predict(str(src))
+    out = tmp_path / "nasa.mp4"
+    stats = annotate_video(result, out)
+    assert stats.audio is not None
+    got, want = count_frames(out), count_frames(src)
+    assert got[:3] == want[:3] and got[4] is True
+    assert got[3] == pytest.approx(want[3], rel=0.01)
