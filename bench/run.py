@@ -397,7 +397,7 @@ def main() -> int:
                     [("backend", "backend", ""), ("precision", "precision", ""),
                      ("batch", "batch", "d"), ("clips_per_s", "clips/s", ".1f"),
                      ("ms_per_clip", "ms/clip", ".1f"), ("gflops", "GFLOP/s", ".0f"),
-                     ("of_peak", "of peak", ".0%")]))
+                     ("of_peak", "of nominal peak", ".0%")]))
         for r in rows:
             if "error" in r:
                 print(f"  {r['backend']} {r['precision']}: not run ({r['error']})")

@@ -162,3 +162,23 @@ def test_workers_give_the_same_results_in_input_order(capsys, tmp_path, video_fa
     assert [v["path"] for v in one] == [str(videos[0]), str(bad), str(videos[1]), str(videos[2])]
     for a, b in zip(one, three):
         assert a["error"] == b["error"] and a["top"] == b["top"] and a["clips"] == b["clips"]
+
+
+def test_clips_csv_has_a_row_per_clip_and_rank_and_one_per_failure(capsys, tmp_path,
+                                                                    video_factory, r10_weights):
+    import csv
+    import io
+
+    good = video_factory(20, size=(64, 48))
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"")
+    code, out, err = run(capsys, "predict", str(good), str(bad), "--model", "r3d10-k400",
+                         "--weights", r10_weights, "--topk", "2", "--csv", "-")
+    assert code == ExitCode.INPUT_FAILED
+    rows = list(csv.DictReader(io.StringIO(out)))
+    ok = [r for r in rows if r["path"] == str(good)]
+    assert [(r["clip"], r["rank"]) for r in ok] == [("0", "1"), ("0", "2"), ("1", "1"), ("1", "2")]
+    assert ok[2]["start_frame"] == "16" and ok[2]["end_frame"] == "20" and ok[0]["error"] == ""
+    assert float(ok[0]["score"]) >= float(ok[1]["score"])
+    failed = [r for r in rows if r["path"] == str(bad)]
+    assert len(failed) == 1 and "empty" in failed[0]["error"] and failed[0]["label"] == ""

@@ -279,24 +279,30 @@ def _write_text(target: str, text: str) -> None:
         Path(target).write_text(text, encoding="utf-8")
 
 
-def _write_csv(target: str, results) -> None:
+def _write_rows(target: str, header: list[str], results, rows) -> None:
+    """A CSV of ``header`` + error column: ``rows(result)`` yields each video's rows
+    (without the path); a video that failed gets one row holding its error."""
     fh = sys.stdout if target == "-" else open(target, "w", newline="", encoding="utf-8")
     try:
         w = csv.writer(fh)
-        w.writerow(["path", "clip", "start_frame", "end_frame", "start_s", "end_s",
-                    "rank", "label", "score", "error"])
+        w.writerow(["path", *header, "error"])
         for r in results:
             if not r.ok:
-                w.writerow([r.path, "", "", "", "", "", "", "", "", r.error])
+                w.writerow([r.path, *[""] * len(header), r.error])
                 continue
-            for c in r.clips:
-                for rank, p in enumerate(c.top, 1):
-                    w.writerow([r.path, c.index, c.start_frame, c.end_frame,
-                                f"{c.start_s:.4f}", f"{c.end_s:.4f}", rank, p.label,
-                                f"{p.score:.6f}", ""])
+            for row in rows(r):
+                w.writerow([r.path, *row, ""])
     finally:
         if fh is not sys.stdout:
             fh.close()
+
+
+def _write_csv(target: str, results) -> None:
+    _write_rows(target, ["clip", "start_frame", "end_frame", "start_s", "end_s", "rank",
+                         "label", "score"], results,
+                lambda r: ([c.index, c.start_frame, c.end_frame, f"{c.start_s:.4f}",
+                            f"{c.end_s:.4f}", rank, p.label, f"{p.score:.6f}"]
+                           for c in r.clips for rank, p in enumerate(c.top, 1)))
 
 
 # -- timelines: segments, evidence, annotated video, subtitles, plots (har.timeline) ---
@@ -469,22 +475,12 @@ def _write_video_outputs(result, plan: dict[str, dict[str, Path]], labels, args)
 
 
 def _write_segments_csv(target: str, results) -> None:
-    fh = sys.stdout if target == "-" else open(target, "w", newline="", encoding="utf-8")
-    try:
-        w = csv.writer(fh)
-        w.writerow(["path", "label", "start_s", "end_s", "duration_s", "mean_score",
-                    "peak_score", "start_clip", "end_clip", "error"])
-        for r in results:
-            if not r.ok:
-                w.writerow([r.path, "", "", "", "", "", "", "", "", r.error])
-                continue
-            for s in r.segments:
-                w.writerow([r.path, s.label, f"{s.start_s:.4f}", f"{s.end_s:.4f}",
+    _write_rows(target, ["label", "start_s", "end_s", "duration_s", "mean_score",
+                         "peak_score", "start_clip", "end_clip"], results,
+                lambda r: ([s.label, f"{s.start_s:.4f}", f"{s.end_s:.4f}",
                             f"{s.duration_s:.4f}", f"{s.mean_score:.6f}",
-                            f"{s.peak_score:.6f}", s.start_clip, s.end_clip, ""])
-    finally:
-        if fh is not sys.stdout:
-            fh.close()
+                            f"{s.peak_score:.6f}", s.start_clip, s.end_clip]
+                           for s in r.segments))
 
 
 def write_segment_table(result, out: TextIO) -> None:
