@@ -35,6 +35,8 @@ def test_predict_table_and_json_on_a_generated_video(capsys, video_factory, r10_
     assert video.name in out and "clip" in out
     doc = json.loads(out_json.read_text())
     assert doc["schema"] == "har.predictions/1" and doc["model"] == "r3d10-k400"
+    assert doc["settings"]["stride"] == 16 and doc["settings"]["backend"] in (
+        "torch", "openvino") and doc["settings"]["precision"] in ("fp32", "bf16")
     v = doc["videos"][0]
     assert v["frames"] == 45 and v["fps"] == 15 and v["error"] is None
     assert v["duration_s"] == pytest.approx(3.0)

@@ -219,7 +219,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         doc = to_json_doc(args.model, results,
                           settings={"stride": args.stride, "sampler": args.sampler,
                                     "clip_len": recognizer.preset.clip_len,
-                                    "topk": args.topk, **_timeline_settings(args)})
+                                    "topk": args.topk, "backend": recognizer.backend.name,
+                                    "precision": recognizer.backend.precision,
+                                    "device": args.device, **_timeline_settings(args)})
         _write_text(args.json, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     if args.csv:
         _write_csv(args.csv, results)
