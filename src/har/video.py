@@ -251,7 +251,8 @@ class VideoSource:
                 rgb = reformatter.reformat(vf, width=width, height=height, format="rgb24",
                                            interpolation=interpolation).to_ndarray()
                 if k:
-                    rgb = np.ascontiguousarray(np.rot90(rgb, k=-k if k != 2 else 2))
+                    # k quarter turns counter-clockwise: what FFmpeg's autorotate shows
+                    rgb = np.ascontiguousarray(np.rot90(rgb, k=k))
                 dur = (float(vf.duration * vf.time_base) if vf.duration and vf.time_base
                        else 1.0 / fps)
                 stats.frames, stats.end_s = index + 1, t + dur
