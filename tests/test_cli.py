@@ -184,3 +184,13 @@ def test_clips_csv_has_a_row_per_clip_and_rank_and_one_per_failure(capsys, tmp_p
     assert float(ok[0]["score"]) >= float(ok[1]["score"])
     failed = [r for r in rows if r["path"] == str(bad)]
     assert len(failed) == 1 and "empty" in failed[0]["error"] and failed[0]["label"] == ""
+
+
+def test_unwritable_output_paths_fail_before_the_work(capsys, video_factory, r10_weights,
+                                                      tmp_path):
+    video = video_factory(5)
+    for opt in ("--json", "--csv", "--segments-csv"):
+        code, out, err = run(capsys, "predict", str(video), "--model", "r3d10-k400",
+                             "--weights", r10_weights, opt, str(tmp_path / "no" / "x.out"))
+        assert code != 0 and "does not exist" in err and len(err.strip().splitlines()) == 1
+        assert video.name not in out  # refused before any video was processed

@@ -222,14 +222,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                     "topk": args.topk, "backend": recognizer.backend.name,
                                     "precision": recognizer.backend.precision,
                                     "device": args.device, **_timeline_settings(args)})
-        _write_text(args.json, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
-    if args.csv:
-        _write_csv(args.csv, results)
-    if args.segments_csv:
+        writes = [("json", args.json, lambda t: _write_text(
+            t, json.dumps(doc, indent=2, ensure_ascii=False) + "\n"))]
+    else:
+        writes = []
+    writes += [("csv", args.csv, lambda t: _write_csv(t, results)),
+               ("segments-csv", args.segments_csv, lambda t: _write_segments_csv(t, results))]
+    for opt, target, write in writes:
+        if not target:
+            continue
         try:
-            _write_segments_csv(args.segments_csv, results)
-        except OSError as exc:
-            output_errors.append(f"{args.segments_csv}: cannot be written "
+            write(target)
+        except OSError as exc:  # e.g. the disk filled up while working
+            output_errors.append(f"--{opt} {target}: cannot be written "
                                  f"({exc.strerror or exc}); check the path")
             print(f"error: {output_errors[-1]}", file=sys.stderr)
     if any(not r.ok for r in results):
@@ -405,6 +410,13 @@ def _plan_outputs(args: argparse.Namespace, sources: list[str], n_inputs: int
         if importlib.util.find_spec("matplotlib") is None:
             raise HarError("--plot needs matplotlib, which is not installed; "
                            "install it with: pip install 'har[plot]'")
+    for opt in ("json", "csv", "segments_csv"):  # fail before the work, not after it
+        value = getattr(args, opt, None)
+        if value and value != "-":
+            parent = Path(value).parent
+            if not parent.is_dir():
+                raise HarError(f"--{opt.replace('_', '-')} {value}: directory {parent} does not "
+                               "exist; create it or choose another path")
     many = n_inputs > 1 or any(Path(i).is_dir() for i in args.inputs)
     for opt, what, suffix in _PER_VIDEO_OUTPUTS:
         value = getattr(args, opt, None)
