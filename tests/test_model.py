@@ -93,7 +93,7 @@ def test_wrong_number_of_classes_is_named(tmp_path):
 def test_garbage_and_missing_weights_files(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint at all" * 10)
-    with pytest.raises(WeightsError, match="bad.pth"):
+    with pytest.raises(WeightsError, match="bad.pth: not a PyTorch checkpoint"):
         har.load_model("r3d10-k400", weights=bad)
     with pytest.raises(WeightsError, match="no such weights file"):
         har.load_model("r3d10-k400", weights=tmp_path / "nope.pth")

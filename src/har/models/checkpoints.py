@@ -20,6 +20,13 @@ from ..errors import WeightsError
 
 
 def _torch_load(path: Path) -> Any:
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    # torch.save writes a zip archive; files from before PyTorch 1.6 are a pickle
+    # (protocol 2+ starts with 0x80). Anything else is not a checkpoint at all.
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise WeightsError(f"{path}: not a PyTorch checkpoint (neither a torch.save zip nor "
+                           "a pickle); the file may be corrupt, truncated or another format")
     try:
         # weights_only: never execute code from a weights file.
         return torch.load(path, map_location="cpu", weights_only=True)
