@@ -53,7 +53,7 @@ def test_uniform_sampler_and_its_streaming_form():
     got = list(ClipAssembler(16, plan=plan)(_frames(100)))
     assert [s.start_frame for s, _ in got] == [0, 42, 84]
     short = uniform(5, 4)
-    assert all(c.frame_indices == loop_pad(range(5), 16) for c in short)
+    assert len(short) == 1 and short[0].frame_indices == loop_pad(range(5), 16)
 
 
 def test_uniform_plan_on_a_truncated_stream_uses_what_decoded():
@@ -64,3 +64,11 @@ def test_uniform_plan_on_a_truncated_stream_uses_what_decoded():
 def test_empty_stream_gives_no_clip():
     assert list(ClipAssembler(16)(_frames(0))) == []
     assert sliding_window(0) == []
+
+
+def test_uniform_never_repeats_a_clip():
+    clips = uniform(40, 100)
+    starts = [c.start_frame for c in clips]
+    assert starts == sorted(set(starts)) == list(range(25))
+    assert [c.index for c in clips] == list(range(25))
+    assert len(uniform(5, 4)) == 1

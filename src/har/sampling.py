@@ -83,7 +83,8 @@ def sliding_window(n_frames: int, clip_len: int = 16, stride: int = 16) -> list[
 
 
 def uniform(n_frames: int, num_clips: int, clip_len: int = 16) -> list[ClipSpec]:
-    """``num_clips`` clips spread evenly from the first frame to the last.
+    """``num_clips`` clips spread evenly from the first frame to the last (fewer when
+    the video has fewer distinct clip starts).
 
     >>> [c.start_frame for c in uniform(100, 3)]
     [0, 42, 84]
@@ -97,6 +98,9 @@ def uniform(n_frames: int, num_clips: int, clip_len: int = 16) -> list[ClipSpec]
         starts = [last_start // 2]
     else:
         starts = [int(round(i * last_start / (num_clips - 1))) for i in range(num_clips)]
+    # More clips than distinct starts (a short video) would repeat clips and weight
+    # them twice in the video's mean: keep each start once.
+    starts = sorted(set(starts))
     return [_clip(i, s, min(s + clip_len, n_frames), clip_len) for i, s in enumerate(starts)]
 
 
