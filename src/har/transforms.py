@@ -70,18 +70,6 @@ class Preset:
             x = x / torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1, 1)
         return x.contiguous()
 
-    def resize_frames(self, frames: np.ndarray) -> np.ndarray:
-        """Resize ``(T, H, W, 3) uint8`` frames as the decoder would (for arrays not
-        coming from a video file, e.g. camera frames already in memory)."""
-        import cv2
-
-        h, w = frames.shape[1:3]
-        size = self.resized_size(h, w)
-        if (w, h) == size:
-            return frames
-        interp = cv2.INTER_AREA if size[0] < w else cv2.INTER_LINEAR
-        return np.stack([cv2.resize(f, size, interpolation=interp) for f in frames])
-
 
 # Hara et al.: RGB on the 0-255 scale minus the ActivityNet mean, no std division.
 HARA_KINETICS = Preset(name="hara-kinetics")
