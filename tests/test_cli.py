@@ -104,7 +104,7 @@ def test_usage_errors(capsys):
     assert e.value.code == ExitCode.USAGE
     code, out, err = run(capsys, "predict", "x.mp4", "--device", "cuda:0", "--weights", "w")
     if not torch.cuda.is_available():
-        assert code == ExitCode.MODEL and "CUDA is not available" in err
+        assert code == ExitCode.USAGE and "CUDA is not available" in err
 
 
 def test_models_lists_registry(capsys):

@@ -45,7 +45,8 @@ class Recognizer:
                  backend: Backend | str = "torch", precision: str = "auto",
                  sha256: str | None = None,
                  aggregate: str = "mean", aggregate_k: int = 3,
-                 timeline: TimelineOptions | None = None) -> None:
+                 timeline: TimelineOptions | None = None, tail: str = "pad",
+                 max_latency_s: float | None = None) -> None:
         # aggregate: how clip scores pool into the video's ("mean", the paper's
         # protocol; "max"; "topk-mean" over the aggregate_k best clips). timeline:
         # segment settings (har.timeline). Both only post-process the clip scores.
@@ -63,6 +64,9 @@ class Recognizer:
         if sampler not in ("sliding", "uniform"):
             raise ValueError("sampler must be 'sliding' or 'uniform'")
         self.stride, self.k, self.sampler, self.num_clips = stride, topk, sampler, num_clips
+        if tail not in ("pad", "drop"):
+            raise ValueError("tail must be 'pad' or 'drop'")
+        self.tail, self.max_latency_s = tail, max_latency_s
         # backend: a runtime name ("torch", "openvino", "onnxruntime", "opencv", "auto")
         # or a ready Backend object; precision: "auto", "fp32", "fp16" or "bf16".
         if isinstance(backend, str):
@@ -131,7 +135,7 @@ class Recognizer:
             if n <= 0:
                 raise HarError(f"{video.source}: frame count unknown; use the sliding sampler")
             return ClipAssembler(L, plan=uniform(n, self.num_clips, L))
-        return ClipAssembler(L, stride=self.stride)
+        return ClipAssembler(L, stride=self.stride, tail=self.tail)
 
     def _run(self, source, result: VideoResult, progress: ProgressFn | None
              ) -> Iterator[ClipResult]:

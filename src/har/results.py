@@ -106,11 +106,3 @@ def _r(x: float | None, nd: int = 4) -> float | None:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return None
     return round(float(x), nd)
-
-
-def to_json_doc(model: str, videos: list[VideoResult], **extra: Any) -> dict[str, Any]:
-    """The whole JSON document the CLI writes."""
-    doc: dict[str, Any] = {"schema": SCHEMA, "model": model}
-    doc.update(extra)
-    doc["videos"] = [v.to_dict() for v in videos]
-    return doc

@@ -114,9 +114,12 @@ class ClipAssembler:
     """
 
     def __init__(self, clip_len: int = 16, stride: int = 16,
-                 plan: Sequence[ClipSpec] | None = None) -> None:
+                 plan: Sequence[ClipSpec] | None = None, tail: str = "pad") -> None:
         if clip_len < 1 or stride < 1:
             raise ValueError("clip_len and stride must be positive")
+        # tail="drop": no loop-padded last clip (full clips only, as the authors' video
+        # tool and OpenCV's sample); "pad" covers every frame (their evaluation code).
+        self.tail = tail
         self.clip_len = clip_len
         self.stride = stride
         self.plan = list(plan) if plan is not None else None
@@ -148,6 +151,8 @@ class ClipAssembler:
                 count += 1
                 next_start += S
         # The tail: frames after the last full clip, loop-padded (if any exist).
+        if self.tail == "drop":
+            return
         if next_start < n and (count == 0 or next_start - S + L < n):
             tail = [f for f in buf if f.index >= next_start]
             if tail:

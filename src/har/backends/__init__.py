@@ -31,8 +31,32 @@ from torch import nn
 
 from ..errors import HarError
 
-BACKENDS = ("torch", "openvino", "onnxruntime", "opencv")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+from ..defaults import BACKENDS, PRECISIONS, pip_hint
+
+# What each runtime can compute in, per device ("auto" is always accepted).
+SUPPORTED_PRECISIONS = {
+    ("torch", "cpu"): ("fp32", "bf16"), ("torch", "cuda"): ("fp32", "fp16", "bf16"),
+    ("openvino", "cpu"): ("fp32", "bf16", "fp16", "int8"),
+    ("onnxruntime", "cpu"): ("fp32",), ("onnxruntime", "cuda"): ("fp32",),
+    ("opencv", "cpu"): ("fp32",),
+}
+
+
+def check_precision(backend: str, precision: str, device: str = "cpu") -> None:
+    """ValueError (a usage error) when ``backend`` cannot run ``precision`` on ``device``:
+    a precision is never replaced silently by another."""
+    if precision == "auto":
+        return
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    names = [backend] if backend != "auto" else [auto_backend(device)]
+    for name in names:
+        ok = SUPPORTED_PRECISIONS.get((name, kind))
+        if ok is None:
+            raise ValueError(f"--backend {name} does not run on {device}; use --device cpu "
+                             "or --backend torch")
+        if precision not in ok:
+            raise ValueError(f"--precision {precision}: --backend {name} on {kind} runs "
+                             f"{', '.join(ok)}; choose one of those or another --backend")
 
 
 class Backend(Protocol):
@@ -99,7 +123,7 @@ def make_backend(name: str, model: nn.Module, device: str = "cpu", *,
 
 def _need(module: str, extra: str) -> None:
     if not _installed(module):
-        raise HarError(f"backend needs the '{module}' package: pip install 'har[{extra}]' "
+        raise HarError(f"backend needs the '{module}' package: {pip_hint(extra)} "
                        f"(or pip install {module})")
 
 

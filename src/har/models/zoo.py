@@ -204,7 +204,7 @@ for _name, _builder, _file, _acc1, _acc5, _desc, _docs in (
         top1=_acc1, top5=_acc5, description=_desc, license=_TV_LICENSE,
     ))
 
-DEFAULT_MODEL = "r3d34-k400"
+from ..defaults import DEFAULT_MODEL  # noqa: E402  (re-exported)
 
 
 def list_models() -> list[str]:

@@ -1,0 +1,117 @@
+"""The ``har`` command line: a thin shell over the library.
+
+Each command lives in its own module (``har.cli.predict``, ``har.cli.models``, ...)
+with a ``register(subparsers)`` function; this module only assembles the parser,
+runs the command and turns errors into exit codes. Nothing heavy (torch, PyAV) is
+imported until a command runs, so ``har --help`` answers at once.
+
+Tests call :func:`main` in-process with an argument list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import importlib
+import sys
+from typing import Sequence
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0  # every input fully processed
+    INPUT_FAILED = 1  # at least one input could not be processed
+    USAGE = 2  # bad command line (argparse's own code)
+    PARTIAL = 3  # every input gave results, but some only in part (damaged/truncated)
+    MODEL = 4  # the model or its weights could not be loaded
+    INTERRUPTED = 130  # SIGINT/SIGTERM: outputs hold what finished
+
+
+class UsageError(Exception):
+    """A bad command line found after parsing (exit 2, one line)."""
+
+
+# Modules under har.cli that register commands, in the order `har --help` lists them.
+COMMAND_MODULES = ["predict", "models"]
+
+EPILOG = """\
+examples:
+  har predict video.mp4                      top-5 actions and a timeline per clip
+  har predict videos/ --json out.json        every video in a folder, results as JSON
+  har predict 'clips/**/*.mp4' --jsonl -     one JSON event per clip as it is scored
+  har models                                 the model zoo
+
+exit codes:
+  0 every input processed   1 an input failed (the others keep their results)
+  2 bad command line        3 some inputs only in part (damaged files)
+  4 the model or its weights could not be loaded   130 interrupted
+"""
+
+
+class HarParser(argparse.ArgumentParser):
+    """argparse with whole option names only, and errors in the subcommand's own usage."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extras = super().parse_known_args(args, namespace)
+        # A subcommand's parser complains itself, so the usage shown is its own
+        # (argparse would pass the extras up and print the top-level usage).
+        if extras and getattr(self, "_is_subcommand", False):
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns, extras
+
+
+def add_command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    """Add a subcommand parser (used by each command module's ``register``)."""
+    p = sub.add_parser(name, **kwargs)
+    p._is_subcommand = True
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = HarParser(prog="har", description="Recognize human actions (Kinetics-400) "
+                       "in videos, files, folders, URLs and live streams.", epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"har {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..errors import HarError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        print(f"har {args.command}: error: {exc}", file=sys.stderr)
+        return int(ExitCode.USAGE)
+    except KeyboardInterrupt:
+        print("har: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except HarError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(ExitCode.MODEL)
+    except BrokenPipeError:  # e.g. `har predict ... | head`: the reader has what it wanted
+        _silence_stdout()
+        return int(ExitCode.OK)
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the interpreter's final flush
+    does not print a second error."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,196 @@
+"""Argument groups and helpers shared by the commands (predict, live, index, serve, ...).
+
+One place defines the model, runtime, clip and timeline options, so every front end
+takes the same flags with the same defaults and the same checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..defaults import AGGREGATES, BACKENDS, DEFAULT_MODEL, PRECISIONS, SMOOTHING
+from . import UsageError
+
+# Defaults of har.timeline.TimelineOptions, restated so the parser needs no numpy;
+# tests/test_cli.py checks that the two agree.
+TIMELINE_DEFAULTS = {"threshold": 0.3, "window": 3, "smoothing": "median",
+                     "min_duration_s": 1.0, "max_gap_s": 1.0, "max_labels": 5}
+
+
+# -- value types -------------------------------------------------------------------
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0.0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+# -- option groups -----------------------------------------------------------------
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """--model, --weights, --sha256, --device, --backend, --precision, --batch-size."""
+    g = p.add_argument_group("model and runtime")
+    g.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model name (default {DEFAULT_MODEL}; `har models` lists them)")
+    g.add_argument("--weights", help="weights file (.pth/.onnx/.xml) or http(s) URL; "
+                   "default: the cached download")
+    g.add_argument("--sha256", help="expected sha256 of --weights (pins a URL download)")
+    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    g.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
+                   help="inference runtime (default auto: the fastest installed for the "
+                        "device: openvino on CPU when installed, torch on CUDA)")
+    g.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="numeric precision (default auto: bf16 with openvino on a CPU with "
+                        "bf16 instructions, fp16 with torch on CUDA, else fp32)")
+    g.add_argument("--batch-size", type=positive_int, default=None,
+                   help="clips per inference batch (default: 4 on CPU, 64 on CUDA)")
+
+
+def add_clip_arguments(p: argparse.ArgumentParser, *, sampler: bool = True) -> None:
+    """--stride, --tail, --topk (and --sampler/--num-clips for finite videos)."""
+    g = p.add_argument_group("clips")
+    g.add_argument("--stride", type=positive_int, default=16,
+                   help="frames between clip starts (default 16: non-overlapping clips)")
+    g.add_argument("--tail", choices=("pad", "drop"), default="pad",
+                   help="the last partial clip: pad (default; loop its frames, as the "
+                        "authors' evaluation code, so every frame is covered) or drop "
+                        "(full clips only, as their video tool and OpenCV's sample)")
+    if sampler:
+        g.add_argument("--sampler", choices=("sliding", "uniform"), default="sliding",
+                       help="sliding window over the whole video (default) or N uniform clips")
+        g.add_argument("--num-clips", type=positive_int, default=10,
+                       help="clips for --sampler uniform (default 10)")
+    g.add_argument("--topk", type=positive_int, default=5,
+                   help="labels per video/clip (default 5)")
+    g.add_argument("--max-latency", type=positive_seconds, default=None, metavar="S",
+                   help="score a partly filled batch once its first clip has waited S "
+                        "seconds (default: 2 for live sources, else only full batches)")
+
+
+def add_timeline_arguments(p: argparse.ArgumentParser, *, files: bool = True) -> None:
+    """Video score pooling and action segments; with ``files``, the per-video outputs."""
+    d = TIMELINE_DEFAULTS
+    g = p.add_argument_group(
+        "timeline", "Action segments: each label's clip scores are smoothed over "
+        "neighbouring clips and thresholded; nearby runs are merged and short ones dropped.")
+    g.add_argument("--aggregate", choices=AGGREGATES, default="mean",
+                   help="video score from clip scores: mean (default, the paper's protocol), "
+                   "max, or topk-mean (mean of the --aggregate-k best clips per class)")
+    g.add_argument("--aggregate-k", type=positive_int, default=3, metavar="K",
+                   help="clips for topk-mean, and evidence clips reported (default 3)")
+    g.add_argument("--threshold", type=probability, default=d["threshold"], metavar="P",
+                   help=f"smoothed clip probability a segment needs (default {d['threshold']})")
+    g.add_argument("--smooth", type=positive_int, default=d["window"], metavar="N",
+                   help=f"smoothing window in clips, centred; 1 = off (default {d['window']})")
+    g.add_argument("--smooth-method", choices=SMOOTHING, default=d["smoothing"],
+                   help=f"moving median or mean (default {d['smoothing']})")
+    g.add_argument("--min-duration", type=seconds, default=d["min_duration_s"], metavar="S",
+                   help=f"drop segments shorter than S seconds (default {d['min_duration_s']:g})")
+    g.add_argument("--merge-gap", type=seconds, default=d["max_gap_s"], metavar="S",
+                   help="merge same-label segments less than S seconds apart "
+                   f"(default {d['max_gap_s']:g})")
+    g.add_argument("--max-labels", type=positive_int, default=d["max_labels"], metavar="N",
+                   help=f"at most N different labels get segments (default {d['max_labels']})")
+
+
+def timeline_options(args: argparse.Namespace):
+    from ..timeline import TimelineOptions
+
+    return TimelineOptions(threshold=args.threshold, window=args.smooth,
+                           smoothing=args.smooth_method, min_duration_s=args.min_duration,
+                           max_gap_s=args.merge_gap, max_labels=args.max_labels)
+
+
+def timeline_settings(args: argparse.Namespace) -> dict:
+    """For the JSON document's ``settings``."""
+    return {"aggregate": args.aggregate, "aggregate_k": args.aggregate_k,
+            "segments": {"threshold": args.threshold, "smooth": args.smooth,
+                         "smooth_method": args.smooth_method,
+                         "min_duration_s": args.min_duration, "merge_gap_s": args.merge_gap,
+                         "max_labels": args.max_labels}}
+
+
+# -- checks and construction -------------------------------------------------------
+def check_runtime_options(args: argparse.Namespace) -> None:
+    """Usage errors (exit 2) in the device/backend/precision choice, before any loading."""
+    device = args.device
+    if not (device == "cpu" or device == "cuda" or
+            (device.startswith("cuda:") and device[5:].isdigit())):
+        raise UsageError(f"--device {device}: unknown device; use cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: CUDA is not available on this machine "
+                             "(no GPU, or a CPU-only PyTorch); use --device cpu")
+    from ..backends import check_precision
+
+    try:
+        check_precision(args.backend, args.precision, device)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def make_recognizer(args: argparse.Namespace, **overrides):
+    """A Recognizer from the model, clip and timeline options (HarError if the model
+    or its weights cannot be loaded)."""
+    from ..recognizer import Recognizer
+
+    kw = dict(weights=args.weights, device=args.device, stride=args.stride, topk=args.topk,
+              sampler=getattr(args, "sampler", "sliding"),
+              num_clips=getattr(args, "num_clips", 10), batch_size=args.batch_size,
+              sha256=args.sha256, backend=args.backend, precision=args.precision,
+              tail=getattr(args, "tail", "pad"), max_latency_s=getattr(args, "max_latency", None))
+    if hasattr(args, "aggregate"):
+        kw.update(aggregate=args.aggregate, aggregate_k=args.aggregate_k,
+                  timeline=timeline_options(args))
+    kw.update(overrides)
+    return Recognizer(args.model, **kw)
+
+
+def fmt_time(seconds_: float | None) -> str:
+    if seconds_ is None:
+        return "?"
+    m, s = divmod(max(seconds_, 0.0), 60)
+    return f"{int(m)}:{s:05.2f}"
+
+
+def progress_bar(enabled: bool, label: str, total: int | None = None, unit: str = "frame"):
+    """``(update(n), close())`` drawing a tqdm bar on stderr, or no-ops."""
+    if not enabled:
+        return (lambda n, *_: None), (lambda: None)
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr, leave=False,
+               dynamic_ncols=True)
+    return (lambda n, *_: bar.update(n)), bar.close

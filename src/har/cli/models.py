@@ -1,0 +1,129 @@
+"""``har export``, ``har models`` and ``har weights``: the model zoo and its files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..defaults import DEFAULT_MODEL
+from . import ExitCode, add_command
+
+
+def register(sub) -> None:
+    e = add_command(sub, "export", help="export a model to ONNX or OpenVINO IR",
+                    description="Export a zoo model with its weights, dynamic batch axis: "
+                                "input 'clips' (N, 3, T, H, W), output 'logits' (N, C).")
+    e.add_argument("format", choices=("onnx", "openvino"))
+    e.add_argument("-o", "--output", required=True,
+                   help="output file (.onnx, or .xml for OpenVINO; a .bin is written beside it)")
+    e.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
+    e.add_argument("--weights", help="weights file or URL (default: the cached download)")
+    e.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
+                   help="OpenVINO IR weight precision (default fp32)")
+    e.set_defaults(func=cmd_export)
+
+    m = add_command(sub, "models", help="list the available models")
+    m.add_argument("--json", action="store_true", help="print the registry as JSON")
+    m.set_defaults(func=cmd_models)
+
+    w = add_command(sub, "weights", help="download, list and verify cached weights",
+                    description="Manage the weights cache ($HAR_HOME, else "
+                                "$XDG_CACHE_HOME/har, else ~/.cache/har).")
+    wsub = w.add_subparsers(dest="weights_command", metavar="ACTION")
+    wsub.required = True
+    f = add_command(wsub, "fetch", help="download a model's weights into the cache")
+    f.add_argument("names", nargs="+", metavar="NAME", help="model name(s) (`har models`)")
+    f.add_argument("--force", action="store_true", help="download again even if cached")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    f.set_defaults(func=cmd_weights_fetch)
+    v = add_command(wsub, "verify", help="re-check every cached file (size and sha256)")
+    v.set_defaults(func=cmd_weights_verify)
+    ls = add_command(wsub, "list", help="show the cached weights files")
+    ls.set_defaults(func=cmd_weights_list)
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..backends import export_onnx, export_openvino
+    from ..models.zoo import get_entry, load_model
+
+    entry = get_entry(args.model)
+    model = load_model(args.model, weights=args.weights)
+    shape = (entry.preset.clip_len, entry.preset.crop, entry.preset.crop)
+    out = Path(args.output)
+    if args.format == "onnx":
+        export_onnx(model, out, shape)
+    else:
+        export_openvino(model, out, shape, compress_to_fp16=args.precision == "fp16")
+    print(f"wrote {out} ({args.format}, input clips (N, 3, {shape[0]}, {shape[1]}, {shape[2]}))")
+    return ExitCode.OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..models.zoo import DEFAULT_MODEL, REGISTRY
+
+    if args.json:
+        print(json.dumps([e.to_dict() for e in REGISTRY.values()], indent=2))
+        return ExitCode.OK
+
+    def acc(e) -> str:
+        if e.top1 is None:
+            return "paper, Table 3" if "Table 3" in e.accuracy else "not reported"
+        top5 = f" / {e.top5}%" if e.top5 is not None else ""
+        src = "Hara et al. 2018" if e.name.startswith("r3d") else "torchvision"
+        return f"{e.top1}%{top5} ({src})"
+
+    rows = [("name", "weights", "top-1 / top-5 (Kinetics-400 val)", "model")]
+    rows += [(e.name + (" *" if e.name == DEFAULT_MODEL else ""), e.weights_source, acc(e),
+              e.description) for e in REGISTRY.values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("  ".join(f"{c:<{w}}" for c, w in zip(r[:3], widths)) + "  " + r[3])
+    print(f"* default model. `har models --json` gives URLs, sizes, sha256, presets and "
+          "the accuracy sources.")
+    return ExitCode.OK
+
+
+def cmd_weights_fetch(args: argparse.Namespace) -> int:
+    from ..models.zoo import get_entry
+    from ..weights import fetch
+
+    for name in args.names:
+        entry = get_entry(name)
+        path = fetch(entry, force=args.force,
+                     progress=False if args.no_progress else None)
+        print(f"{entry.name}: {path}")
+    return ExitCode.OK
+
+
+def cmd_weights_list(args: argparse.Namespace) -> int:
+    from ..weights import list_cache, weights_dir
+
+    rows = list_cache()
+    if not rows:
+        print(f"no weights cached in {weights_dir()} (`har weights fetch NAME`)")
+        return ExitCode.OK
+    print(f"{weights_dir()}:")
+    for r in rows:
+        used = ", ".join(r.models) if r.models else "(--weights URL download)"
+        if r.path.name.endswith(".part"):
+            used = "(incomplete download)"
+        print(f"  {r.path.relative_to(weights_dir())}  {r.size:,} bytes  {used}")
+    return ExitCode.OK
+
+
+def cmd_weights_verify(args: argparse.Namespace) -> int:
+    from ..weights import verify_cache, weights_dir
+
+    rows = verify_cache()
+    if not rows:
+        print(f"no weights cached in {weights_dir()}")
+        return ExitCode.OK
+    bad = 0
+    for r in rows:
+        bad += r.status.startswith("BAD")
+        print(f"{r.status:<10}  {r.path}")
+    if bad:
+        print(f"har: {bad} damaged file(s): delete them and run `har weights fetch NAME`, "
+              "or pass a good copy with --weights FILE", file=sys.stderr)
+        return ExitCode.INPUT_FAILED
+    return ExitCode.OK
