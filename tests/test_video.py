@@ -7,7 +7,7 @@ import pytest
 
 from conftest import make_video, shared_video
 from har.errors import DecodeError
-from har.video import VideoSource, expand_inputs
+from har.video import VideoSource
 
 # file -> (display width, height, frames that decode)
 REAL = {
@@ -167,14 +167,3 @@ def test_http_url_decodes(tmp_path, video_factory):
             assert sum(1 for _ in v.frames()) == 20
     finally:
         server.shutdown()
-
-
-def test_expand_inputs(tmp_path, video_factory):
-    v = video_factory(3)
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "empty").mkdir()
-    (tmp_path / "notes.txt").write_text("x")
-    srcs, errs = expand_inputs([str(tmp_path), str(tmp_path / "empty"), "https://x/y.mp4"])
-    assert str(v) in srcs and "https://x/y.mp4" in srcs
-    assert all(not s.endswith(".txt") for s in srcs)
-    assert errs and "no video files" in errs[0][1] and "empty" in errs[0][1]

@@ -1,41 +1,147 @@
-"""The orchestrator: video -> clips -> preprocessing -> backend -> scores.
+"""The streaming orchestrator: source -> frames -> clips -> runtime -> clip results.
 
-Decoding and preprocessing run in a producer thread (PyAV and PyTorch release the
-GIL) that feeds ready batches through a bounded queue to the backend, so the slower
-of decoding and inference sets the pace, and memory stays flat.
+:meth:`Recognizer.stream` yields each clip's result as soon as it is scored; every front
+end (``har predict``, ``har live``, the service, the indexer, evaluation) is a loop over
+it, and :meth:`Recognizer.predict` is a fold over it.
+
+Threads: a decode thread reads frames, assembles clips and preprocesses them (PyAV,
+FFmpeg's scaler and PyTorch release the GIL); the caller's thread gathers clips into
+batches and runs the model. A batch is scored when it is full, or when its first clip
+has waited ``max_latency_s``, or at the end of the video.
+
+* Finite sources (files, URLs): the clip queue is bounded and the decoder waits for the
+  model, so every clip is scored and memory stays flat.
+* Live sources (``live=True``): the decoder never waits. Clips that arrive while the
+  model is busy replace the oldest waiting ones, which are skipped and counted
+  (:attr:`ClipStream.skipped`): latency stays bounded instead of growing.
 """
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
-import torch
 from torch import nn
 
-from .aggregate import AGGREGATES, softmax, topk, video_scores
+from .aggregate import AGGREGATES, softmax, topk
 from .backends import Backend, make_backend
 from .errors import HarError
 from .models.zoo import DEFAULT_MODEL, ModelEntry, get_entry, load_model
 from .results import ClipResult, VideoResult
 from .sampling import ClipAssembler, ClipSpec, uniform
+from .sources import Source, open_video, parse_source
+from .summary import Summary
 from .timeline import TimelineOptions
-from .video import VideoInfo, VideoSource
+from .video import VideoInfo
 
 # Called with the number of newly processed frames and the video's header info.
 ProgressFn = Callable[[int, VideoInfo], None]
 _DONE = object()
+# Live sources: a clip waits at most this long for its batch unless told otherwise.
+LIVE_MAX_LATENCY_S = 0.0
+
+
+@dataclass(frozen=True)
+class ClipEvent:
+    """A clip of ``path`` has been scored (from :meth:`Recognizer.run_many`)."""
+
+    path: str
+    clip: ClipResult
+
+
+@dataclass
+class _Item:
+    spec: ClipSpec
+    batch: Any  # (1, 3, T, H, W) float32 tensor, preprocessed
+    ready_at: float
+
+
+class _FiniteChannel:
+    """Bounded FIFO: the producer waits for the consumer (no clip is lost)."""
+
+    def __init__(self, size: int) -> None:
+        self._q: queue.Queue = queue.Queue(maxsize=max(1, size))
+        self.dropped = 0
+
+    def put(self, item, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, timeout: float | None):
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def drain(self) -> None:
+        with self._q.mutex:
+            self._q.queue.clear()
+            self._q.not_full.notify_all()
+
+
+class _LatestChannel:
+    """Keeps the newest ``size`` clips: putting into a full channel drops the oldest
+    clip (counted). End and error markers are never dropped."""
+
+    def __init__(self, size: int) -> None:
+        self._items: collections.deque = collections.deque()
+        self._size = max(1, size)
+        self._cv = threading.Condition()
+        self.dropped = 0
+
+    def put(self, item, stop: threading.Event) -> None:
+        with self._cv:
+            if isinstance(item, _Item):
+                clips = sum(isinstance(i, _Item) for i in self._items)
+                if clips >= self._size:
+                    for i, old in enumerate(self._items):
+                        if isinstance(old, _Item):
+                            del self._items[i]
+                            self.dropped += 1
+                            break
+            self._items.append(item)
+            self._cv.notify()
+
+    def get(self, timeout: float | None):
+        with self._cv:
+            if not self._items:
+                self._cv.wait(timeout=timeout)
+            return self._items.popleft() if self._items else None
+
+    def drain(self) -> None:
+        with self._cv:
+            self._items.clear()
+
+
+def _infer(backend, batch) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(logits (N, C), features (N, D) or None)`` from any runtime."""
+    infer = getattr(backend, "infer", None)
+    if infer is not None:
+        out = infer(batch)
+        if isinstance(out, tuple):
+            logits, feats = out
+            return np.asarray(logits), (None if feats is None else np.asarray(feats))
+        return np.asarray(out), None
+    return np.asarray(backend(batch)), None
 
 
 class Recognizer:
     """Recognize Kinetics actions in videos.
 
     >>> rec = Recognizer("r3d34-k400", weights="resnet-34-kinetics.pth")  # doctest: +SKIP
-    >>> result = rec.predict("video.mp4")                                 # doctest: +SKIP
-    >>> result.top[0].label, [c.top[0].label for c in result.clips]       # doctest: +SKIP
+    >>> for clip in rec.stream("video.mp4"):                              # doctest: +SKIP
+    ...     print(clip.start_s, clip.top[0].label)
+    >>> rec.predict("video.mp4").top[0]                                   # doctest: +SKIP
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, weights: str | Path | None = None,
@@ -50,23 +156,29 @@ class Recognizer:
         # aggregate: how clip scores pool into the video's ("mean", the paper's
         # protocol; "max"; "topk-mean" over the aggregate_k best clips). timeline:
         # segment settings (har.timeline). Both only post-process the clip scores.
+        # tail: "pad" loop-pads the last partial clip (every frame covered), "drop"
+        # scores full clips only. max_latency_s: a clip waits at most this long for
+        # its batch to fill (None: until full, for files; live sources default to 0).
         if aggregate not in AGGREGATES:
             raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}")
         if aggregate_k < 1:
             raise ValueError("aggregate_k must be at least 1")
-        self.aggregate, self.aggregate_k = aggregate, aggregate_k
-        self.timeline = timeline or TimelineOptions()
-        self.entry: ModelEntry = get_entry(model)
-        self.labels = self.entry.class_names
-        self.preset = self.entry.preset
         if stride < 1:
             raise ValueError("stride must be a positive number of frames")
         if sampler not in ("sliding", "uniform"):
             raise ValueError("sampler must be 'sliding' or 'uniform'")
-        self.stride, self.k, self.sampler, self.num_clips = stride, topk, sampler, num_clips
         if tail not in ("pad", "drop"):
             raise ValueError("tail must be 'pad' or 'drop'")
+        if max_latency_s is not None and max_latency_s < 0:
+            raise ValueError("max_latency_s must be 0 or more")
+        self.aggregate, self.aggregate_k = aggregate, aggregate_k
+        self.timeline = timeline or TimelineOptions()
+        self.stride, self.k, self.sampler, self.num_clips = stride, topk, sampler, num_clips
         self.tail, self.max_latency_s = tail, max_latency_s
+        self.entry: ModelEntry = get_entry(model)
+        self.model_name = self.entry.name
+        self.labels = self.entry.class_names
+        self.preset = self.entry.preset
         # backend: a runtime name ("torch", "openvino", "onnxruntime", "opencv", "auto")
         # or a ready Backend object; precision: "auto", "fp32", "fp16" or "bf16".
         if isinstance(backend, str):
@@ -77,165 +189,333 @@ class Recognizer:
                                    input_shape=(self.preset.clip_len, self.preset.crop,
                                                 self.preset.crop))
         self.backend: Backend = backend
-        self.prefetch = 2  # batches decoded ahead of the backend
-        self._backend_lock = threading.Lock()  # backends need not be thread-safe
+        self.prefetch = 2  # batches decoded ahead of the backend (finite sources)
+        self._backend_lock = threading.Lock()  # runtimes need not be thread-safe
 
     # -- public API -------------------------------------------------------
-    def predict(self, source: str | Path, progress: ProgressFn | None = None) -> VideoResult:
+    def stream(self, source: str | Path | Source | Any, *, keep_clips: bool = False,
+               live: bool | None = None, progress: ProgressFn | None = None) -> "ClipStream":
+        """Clip results of one video as they are scored (see :class:`ClipStream`).
+
+        ``source``: a path, URL or :class:`~har.sources.Source`, or an already open
+        frame source (anything with ``info``, ``stats``, ``frames(size)``, ``close()``).
+        ``live`` (default: the source's own) drops clips the model has no time for.
+        """
+        return ClipStream(self, source, keep_clips=keep_clips, live=live, progress=progress)
+
+    def predict(self, source: str | Path | Source, progress: ProgressFn | None = None
+                ) -> VideoResult:
         """Process one video. Never raises for a bad input: see ``result.error``."""
-        result = VideoResult(path=str(source))
+        stream = self.stream(source, keep_clips=True, live=False, progress=progress)
         try:
-            for _ in self._run(source, result, progress):
+            for _ in stream:
                 pass
-        except HarError as exc:
-            result.error = str(exc)
-        return result
+        except HarError:
+            pass  # recorded in the result
+        return stream.result()
 
-    def predict_many(self, sources: Iterable[str | Path], workers: int = 1,
-                     progress: Callable[[str], ProgressFn | None] | None = None
-                     ) -> Iterator[VideoResult]:
-        """One result per source, in input order; bad inputs give results with ``error``.
+    def run_many(self, sources: Iterable[str | Path | Source], workers: int = 1, *,
+                 keep_clips: bool = True,
+                 progress: Callable[[str], ProgressFn | None] | None = None
+                 ) -> Iterator[ClipEvent | VideoResult]:
+        """Every clip (:class:`ClipEvent`) and every video's result, as they happen.
 
-        ``workers`` > 1 decodes that many videos at once (threads: PyAV and FFmpeg's
-        scaler release the GIL) while the backend runs their batches one at a time.
-        That is what keeps a many-core GPU machine busy on an archive of short videos;
-        on a 2-core CPU the model is the limit and one worker is enough.
-        ``progress(source)`` may return a per-video progress callback.
+        One worker: videos in input order. ``workers`` > 1 decodes that many videos at
+        once (threads) while the runtime scores their batches one at a time; results
+        then come in the order videos finish. At most ``workers`` videos are in flight
+        and events wait in a bounded queue, so memory does not grow with the input count.
+        A bad input gives a result with ``error``; it never stops the others.
         """
         if workers <= 1:
-            for src in sources:
-                yield self._predict_safe(src, progress(str(src)) if progress else None)
+            for pos, src in enumerate(sources):
+                yield from self._events(src, keep_clips, progress, pos)
             return
-        from concurrent.futures import ThreadPoolExecutor
+        yield from self._run_threaded(sources, workers, keep_clips, progress)
 
-        srcs = list(sources)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="har-video") as pool:
-            futures = [pool.submit(self._predict_safe, s,
-                                   progress(str(s)) if progress else None) for s in srcs]
-            for fut in futures:
-                yield fut.result()
+    def predict_many(self, sources: Iterable[str | Path | Source], workers: int = 1,
+                     progress: Callable[[str], ProgressFn | None] | None = None
+                     ) -> Iterator[VideoResult]:
+        """One result per source, in input order (bad inputs give results with ``error``).
+        Results that finish early wait for the earlier ones (at most ``workers``)."""
+        pending: dict[int, VideoResult] = {}
+        nxt = 0
+        for event in self.run_many(sources, workers, keep_clips=True, progress=progress):
+            if isinstance(event, ClipEvent):
+                continue
+            pending[event.input_index] = event
+            while nxt in pending:
+                yield pending.pop(nxt)
+                nxt += 1
 
-    def _predict_safe(self, source, progress: ProgressFn | None) -> VideoResult:
+    # -- running ------------------------------------------------------------
+    def _events(self, src, keep_clips: bool, progress, pos: int
+                ) -> Iterator[ClipEvent | VideoResult]:
+        name = _name(src)
+        stream = self.stream(src, keep_clips=keep_clips, live=False,
+                             progress=progress(name) if progress else None)
         try:
-            return self.predict(source, progress)
+            for clip in stream:
+                yield ClipEvent(name, clip)
+        except HarError:
+            pass  # recorded in the result
         except Exception as exc:  # noqa: BLE001 - a bug must not lose the other inputs
-            return VideoResult(path=str(source), error=f"{source}: internal error "
-                               f"({type(exc).__name__}: {exc}); please report it")
+            stream.fail(f"{name}: internal error ({type(exc).__name__}: {exc}); "
+                        "please report it")
+        finally:
+            stream.close()
+        result = stream.result()
+        result.input_index = pos
+        yield result
 
-    def iter_clips(self, source: str | Path, result: VideoResult | None = None
-                   ) -> Iterator[ClipResult]:
-        """Stream clip results as they are computed (errors raise HarError)."""
-        yield from self._run(source, result or VideoResult(path=str(source)), None)
+    def _run_threaded(self, sources, workers: int, keep_clips: bool, progress
+                      ) -> Iterator[ClipEvent | VideoResult]:
+        events: queue.Queue = queue.Queue(maxsize=256)
+        todo = iter(enumerate(sources))
+        lock = threading.Lock()
+        stop = threading.Event()
+        finished = object()
 
-    # -- the pipeline -----------------------------------------------------
-    def _plan(self, video: VideoSource) -> ClipAssembler:
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    events.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def work() -> None:
+            try:
+                while not stop.is_set():
+                    with lock:
+                        nxt = next(todo, None)
+                    if nxt is None:
+                        return
+                    pos, src = nxt
+                    gen = self._events(src, keep_clips, progress, pos)
+                    try:
+                        for ev in gen:
+                            if not put(ev):
+                                return
+                    finally:
+                        gen.close()
+            finally:
+                put(finished)
+
+        threads = [threading.Thread(target=work, name=f"har-video-{i}", daemon=True)
+                   for i in range(workers)]
+        for t in threads:
+            t.start()
+        alive = len(threads)
+        try:
+            while alive:
+                item = events.get()
+                if item is finished:
+                    alive -= 1
+                    continue
+                yield item
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=5.0)
+
+    # -- the pipeline (used by ClipStream) -----------------------------------
+    def _plan(self, info: VideoInfo, source: str) -> ClipAssembler:
         L = self.preset.clip_len
         if self.sampler == "uniform":
-            n = video.info.frames or 0
+            n = info.frames or 0
             if n <= 0:
-                raise HarError(f"{video.source}: frame count unknown; use the sliding sampler")
+                raise HarError(f"{source}: frame count unknown; use the sliding sampler")
             return ClipAssembler(L, plan=uniform(n, self.num_clips, L))
         return ClipAssembler(L, stride=self.stride, tail=self.tail)
 
-    def _run(self, source, result: VideoResult, progress: ProgressFn | None
-             ) -> Iterator[ClipResult]:
-        video = VideoSource(source)
-        try:
-            info = video.info
-            result.fps, result.width, result.height = info.fps, info.width, info.height
-            result.codec, result.duration_s = info.codec, info.duration_s
-            size = self.preset.resized_size(info.height, info.width)
-            assembler = self._plan(video)
-            frames = video.frames(size=size)
-            probs: list[np.ndarray] = []
-            for specs, logits in self._batches(assembler(frames), progress, info):
-                p = softmax(logits)
-                for spec, row in zip(specs, p):
-                    clip = ClipResult(index=spec.index, start_frame=spec.start_frame,
-                                      end_frame=spec.end_frame, start_s=spec.start_s,
-                                      end_s=spec.end_s, top=topk(row, self.labels, self.k),
-                                      probs=row)
-                    result.clips.append(clip)
-                    probs.append(row)
-                    yield clip
-            stats = video.stats
-            result.frames = stats.frames
-            result.warnings = list(stats.warnings)
-            if result.duration_s is None or stats.stopped_early or result.warnings:
-                result.duration_s = stats.end_s or result.duration_s
-            if not probs:
-                raise HarError(f"{source}: no frame could be decoded")
-            result.probs = video_scores(np.stack(probs))
-            result.top = topk(result.probs, self.labels, self.k)
-            self._summarize(result)
-        finally:
-            video.close()
+    def _batches(self, clips: Iterator[tuple[ClipSpec, np.ndarray]], *, live: bool,
+                 progress: ProgressFn | None, info: VideoInfo, counter: "ClipStream"
+                 ) -> Iterator[tuple[list[_Item], np.ndarray, np.ndarray | None]]:
+        """Yield ``(items, logits, features)`` per batch; decoding runs in a thread."""
+        import torch
 
-    def _summarize(self, result: VideoResult) -> None:
-        """Post-process the clip scores: the video score by ``self.aggregate``, the
-        evidence clips of the top label, and the action segments (har.timeline)."""
-        from .aggregate import aggregate_scores, evidence_clips
-        from .timeline import video_segments
-
-        clips = [c for c in result.clips if c.probs is not None]
-        if not clips:
-            return
-        probs = np.stack([c.probs for c in clips])
-        if self.aggregate != "mean":
-            result.probs = aggregate_scores(probs, self.aggregate, self.aggregate_k)
-            result.top = topk(result.probs, self.labels, self.k)
-        best = int(np.argmax(result.probs))  # = result.top[0] (first index wins ties)
-        result.evidence = [clips[i].index
-                           for i in evidence_clips(probs, best, self.aggregate_k)]
-        result.segments = video_segments(result, self.labels, self.timeline)
-
-    def _batches(self, clips: Iterator[tuple[ClipSpec, np.ndarray]],
-                 progress: ProgressFn | None, info: VideoInfo):
-        """Yield ``(specs, logits)`` per batch; decoding runs ahead in a thread."""
-        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        stop = threading.Event()
         bs = self.backend.batch_size
+        channel = _LatestChannel(bs) if live else _FiniteChannel(bs * self.prefetch)
+        max_latency = self.max_latency_s
+        if max_latency is None and live:
+            max_latency = LIVE_MAX_LATENCY_S
+        stop = threading.Event()
+        preset = self.preset
 
         def produce() -> None:
             try:
-                specs: list[ClipSpec] = []
-                arrays: list[np.ndarray] = []
                 for spec, clip in clips:
                     if stop.is_set():
                         return
-                    specs.append(spec)
-                    arrays.append(clip)
-                    if len(specs) == bs:
-                        q.put((specs, self.preset(np.stack(arrays))))
-                        specs, arrays = [], []
-                if specs:
-                    q.put((specs, self.preset(np.stack(arrays))))
-                q.put(_DONE)
+                    ready = time.monotonic()
+                    channel.put(_Item(spec, preset(clip[None]), ready), stop)
+                channel.put(_DONE, stop)
             except BaseException as exc:  # handed to the consumer, re-raised there
-                q.put(exc)
+                channel.put(exc, stop)
 
         worker = threading.Thread(target=produce, name="har-decode", daemon=True)
         worker.start()
         done_frames = 0
+        ended = False
         try:
-            while True:
-                item = q.get()
-                if item is _DONE:
+            while not ended:
+                first = channel.get(timeout=0.5)
+                if first is None:
+                    if worker.is_alive():
+                        continue
+                    first = channel.get(timeout=0.0)  # the end marker, if still there
+                    if first is None:
+                        break
+                if first is _DONE:
                     break
-                if isinstance(item, BaseException):
-                    raise item
-                specs, batch = item
+                if isinstance(first, BaseException):
+                    raise first
+                items = [first]
+                deadline = None if max_latency is None else first.ready_at + max_latency
+                while len(items) < bs:
+                    wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    if wait is None:
+                        nxt = channel.get(timeout=0.5)
+                        while nxt is None and worker.is_alive():
+                            nxt = channel.get(timeout=0.5)
+                    else:
+                        nxt = channel.get(timeout=wait) if wait > 0 else channel.get(0.0)
+                    if nxt is None:
+                        break
+                    if nxt is _DONE:
+                        ended = True
+                        break
+                    if isinstance(nxt, BaseException):
+                        raise nxt
+                    items.append(nxt)
+                batch = torch.cat([it.batch for it in items]) if len(items) > 1 \
+                    else items[0].batch
                 with self._backend_lock:
-                    logits = self.backend(batch)
+                    logits, feats = _infer(self.backend, batch)
+                counter.skipped = channel.dropped
                 if progress is not None:
-                    end = max(s.end_frame for s in specs)
-                    progress(end - done_frames, info)
+                    end = max(it.spec.end_frame for it in items)
+                    progress(max(0, end - done_frames), info)
                     done_frames = max(done_frames, end)
-                yield specs, logits
+                yield items, logits, feats
         finally:
             stop.set()
-            while worker.is_alive():  # unblock a producer waiting on a full queue
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    worker.join(timeout=0.05)
+            channel.drain()
+            worker.join(timeout=5.0)
+            counter.skipped = channel.dropped
+
+
+def _name(src) -> str:
+    if isinstance(src, Source):
+        return src.text
+    text = getattr(src, "source", None)
+    if text is not None and not isinstance(src, (str, Path)):
+        return str(text)
+    return str(src)
+
+
+class ClipStream:
+    """One video's clip results, as an iterator; see :meth:`Recognizer.stream`.
+
+    >>> stream = rec.stream("video.mp4")         # doctest: +SKIP
+    >>> for clip in stream:                      # doctest: +SKIP
+    ...     print(clip.index, clip.top[0].label, stream.snapshot().top[0].label)
+    >>> stream.result().top                      # doctest: +SKIP
+
+    Iterating raises :class:`~har.errors.HarError` when the source cannot be opened or
+    decoded; :meth:`result` then has ``error`` set. ``info`` is the video's header once
+    it is open; ``skipped`` counts clips a live stream dropped while the model was busy.
+    """
+
+    def __init__(self, rec: Recognizer, source, *, keep_clips: bool, live: bool | None,
+                 progress: ProgressFn | None) -> None:
+        self._rec = rec
+        if isinstance(source, (str, Path)):
+            source = parse_source(str(source))
+        self.source: Source | None = source if isinstance(source, Source) else None
+        self._frame_source = None if isinstance(source, Source) else source
+        self.path = _name(source)
+        self.live = bool(self.source.live if live is None and self.source else live)
+        self.info: VideoInfo | None = None
+        self.skipped = 0
+        self._progress = progress
+        self._base = VideoResult(path=self.path)
+        self._summary = Summary(rec.labels, k=rec.k, aggregate=rec.aggregate,
+                                aggregate_k=rec.aggregate_k, timeline=rec.timeline,
+                                keep_clips=keep_clips)
+        self._final: VideoResult | None = None
+        self._gen: Iterator[ClipResult] | None = None
+
+    def __iter__(self) -> "ClipStream":
+        return self
+
+    def __next__(self) -> ClipResult:
+        if self._gen is None:
+            self._gen = self._run()
+        try:
+            return next(self._gen)
+        except HarError as exc:
+            self.fail(str(exc))
+            raise
+
+    def fail(self, message: str) -> None:
+        """Record that the video failed (its result carries ``error``)."""
+        self._final = VideoResult(path=self.path, error=message)
+        self._copy_meta(self._final)
+
+    def close(self) -> None:
+        """Stop decoding (and release the video) before the end."""
+        if self._gen is not None:
+            self._gen.close()
+
+    def snapshot(self) -> VideoResult:
+        """The video so far: scores, top labels, evidence and segments."""
+        if self._final is not None:
+            return self._final
+        return self._summary.snapshot(self._base)
+
+    def result(self) -> VideoResult:
+        """The final result (after the stream ended; before that, a snapshot)."""
+        return self.snapshot()
+
+    def _copy_meta(self, result: VideoResult) -> None:
+        b = self._base
+        result.fps, result.width, result.height = b.fps, b.width, b.height
+        result.codec, result.duration_s, result.frames = b.codec, b.duration_s, b.frames
+
+    def _run(self) -> Iterator[ClipResult]:
+        rec = self._rec
+        video = self._frame_source or open_video(self.source)
+        try:
+            info = self.info = video.info
+            base = self._base
+            base.fps, base.width, base.height = info.fps, info.width, info.height
+            base.codec, base.duration_s = info.codec, info.duration_s
+            size = rec.preset.resized_size(info.height, info.width)
+            assembler = rec._plan(info, self.path)
+            clips = assembler(video.frames(size=size))
+            for items, logits, feats in rec._batches(clips, live=self.live,
+                                                     progress=self._progress, info=info,
+                                                     counter=self):
+                probs = softmax(logits)
+                for i, (item, row) in enumerate(zip(items, probs)):
+                    spec = item.spec
+                    clip = ClipResult(index=spec.index, start_frame=spec.start_frame,
+                                      end_frame=spec.end_frame, start_s=spec.start_s,
+                                      end_s=spec.end_s, top=topk(row, rec.labels, rec.k),
+                                      probs=row,
+                                      features=None if feats is None else feats[i],
+                                      ready_at=item.ready_at)
+                    self._summary.add(clip)
+                    yield clip
+            stats = video.stats
+            base.frames = stats.frames
+            base.warnings = list(stats.warnings)
+            if base.duration_s is None or stats.stopped_early or base.warnings:
+                base.duration_s = stats.end_s or base.duration_s
+            if self._summary.count == 0:
+                raise HarError(f"{self.path}: no frame could be decoded")
+            self._final = self._summary.snapshot(base)
+        finally:
+            video.close()

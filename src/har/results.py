@@ -31,6 +31,10 @@ class ClipResult:
     end_s: float
     top: list[Prediction]
     probs: np.ndarray | None = field(default=None, repr=False)  # (num_classes,) softmax
+    # (D,) float32 pooled activations before the classifier, when the runtime gives them.
+    features: np.ndarray | None = field(default=None, repr=False)
+    # time.monotonic() when the clip's last frame had been read (live latency).
+    ready_at: float | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "start_frame": self.start_frame,
@@ -86,6 +90,8 @@ class VideoResult:
     # scored highest for the top label (the evidence behind the video's decision).
     segments: list[Segment] = field(default_factory=list)
     evidence: list[int] = field(default_factory=list)
+    # Position among the inputs of a run (Recognizer.run_many); not part of the JSON.
+    input_index: int | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:

@@ -16,17 +16,10 @@ from typing import Iterator
 import numpy as np
 
 from .errors import DecodeError
+from .sources import is_url
 
-VIDEO_EXTENSIONS = frozenset(
-    ".mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv .gif .mxf".split()
-)
-_URL_SCHEMES = ("http://", "https://", "rtsp://", "rtmp://", "udp://", "tcp://", "srt://")
 # Give up on a stream after this many damaged packets in a row: the rest is noise.
 _MAX_CONSECUTIVE_ERRORS = 50
-
-
-def is_url(source: str | os.PathLike) -> bool:
-    return str(source).lower().startswith(_URL_SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -282,28 +275,3 @@ class VideoSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def expand_inputs(inputs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
-    """Turn CLI inputs (files, directories, URLs) into a list of video sources.
-
-    Directories are searched recursively for files with a video extension. Returns
-    ``(sources, errors)`` where each error is ``(input, message)``.
-    """
-    sources: list[str] = []
-    errors: list[tuple[str, str]] = []
-    for item in inputs:
-        if is_url(item):
-            sources.append(item)
-            continue
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(str(p) for p in path.rglob("*")
-                           if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-            if not found:
-                errors.append((item, f"{item}: directory has no video files "
-                               f"(looked for {', '.join(sorted(VIDEO_EXTENSIONS))})"))
-            sources.extend(found)
-        else:
-            sources.append(item)  # missing files are reported when opened
-    return sources, errors

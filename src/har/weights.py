@@ -262,7 +262,10 @@ def unreachable_message(urls: Sequence[str], dest: Path, size: int | None,
 
 # -- resolving weights for a model ------------------------------------------------
 def is_url(text: str | os.PathLike) -> bool:
-    return isinstance(text, str) and text.lower().startswith(("http://", "https://"))
+    """An http(s) URL (weights are downloaded only over http(s))."""
+    from .sources import HTTP_SCHEMES, is_url as _is_url
+
+    return _is_url(text, HTTP_SCHEMES)
 
 
 def url_cache_path(url: str, sha256: str | None = None) -> Path:

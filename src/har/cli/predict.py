@@ -1,105 +1,409 @@
-"""``har predict``: recognize actions in videos, files, folders and URLs."""
+"""``har predict``: recognize actions in videos, files, folders, globs, URLs and stdin.
+
+A loop over :meth:`har.Recognizer.run_many`: clip events go to ``--jsonl`` as they are
+scored; when a video ends its table, per-video files and ``video`` event are written.
+``--json``/``--csv``/``--segments-csv``/``--summary-csv``/``--features`` are written at
+the end, atomically, and also when the run is interrupted (SIGINT, SIGTERM): they then
+hold every video that finished, and the JSON says ``"interrupted": true``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
+import signal
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, Callable, TextIO
 
 from ..defaults import pip_hint
 from ..errors import HarError
-from ..fsutil import atomic_open
+from ..fsutil import atomic_open, display_path, same_file
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
-                     check_runtime_options, make_recognizer, progress_bar,
+                     check_runtime_options, make_recognizer, positive_int, progress_bar,
                      timeline_settings)
 
-# Per-video outputs: option name, what one output is, and its file name in
-# directory mode (one output per input: <input stem><suffix>).
-_PER_VIDEO_OUTPUTS = (("annotate", "annotated video", ".annotated.mp4"),
-                      ("srt", "SRT subtitle file", ".srt"), ("vtt", "WebVTT file", ".vtt"),
-                      ("plot", "plot", ".png"))
+# Per-video outputs: option, what one output is, its file name in directory mode
+# (<input stem><suffix>), and the extensions it can write.
+_PER_VIDEO_OUTPUTS = (
+    ("annotate", "annotated video", ".annotated.mp4", (".mp4", ".m4v", ".mov", ".mkv", ".avi")),
+    ("srt", "SRT subtitle file", ".srt", None),
+    ("vtt", "WebVTT file", ".vtt", None),
+    ("plot", "plot", ".png", (".png", ".svg", ".pdf", ".jpg", ".jpeg")),
+)
+# Whole-run outputs: option (attribute) and whether '-' (stdout) is allowed.
+_RUN_OUTPUTS = (("json", True), ("jsonl", True), ("csv", True), ("segments_csv", True),
+                ("summary_csv", True), ("features", False))
+
+EPILOG = """\
+examples:
+  har predict video.mp4                         table: top-5 and each clip's top-1
+  har predict videos/ --json out.json --csv clips.csv
+  har predict 'archive/**/*.mkv' --jsonl events.jsonl --summary-csv runs.csv
+  har predict https://host/v.mp4 --annotate v_annotated.mp4
+  cat v.mp4 | har predict - --json -            a video on standard input
+
+exit codes:
+  0 every input processed   1 an input failed (the others keep their results)
+  2 bad command line        3 some inputs only in part (damaged or truncated files)
+  4 the model or its weights could not be loaded
+  130 interrupted: --json/--csv/... hold every video that finished
+"""
 
 
 def register(sub) -> None:
     p = add_command(sub, "predict", help="recognize actions in videos, files or directories",
                     description="Recognize actions in videos. Prints a table per video; "
-                                "--json/--csv write machine-readable results.")
-    p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DIR",
-                   help="video files, directories (searched recursively) or http(s) URLs")
+                                "--json/--jsonl/--csv write machine-readable results.",
+                    epilog=EPILOG)
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="video files, directories (searched recursively), quoted globs "
+                        "('v/**/*.mp4'), http(s) URLs, or - for standard input")
     add_model_arguments(p)
     add_clip_arguments(p)
-    p.add_argument("--workers", type=_pos, default=1,
+    p.add_argument("--workers", type=positive_int, default=1,
                    help="videos decoded at once (default 1; more keeps a many-core or GPU "
                         "machine busy on many short videos)")
     o = p.add_argument_group("outputs")
-    o.add_argument("--json", metavar="FILE", help="write JSON results to FILE ('-' for stdout)")
-    o.add_argument("--csv", metavar="FILE", help="write one row per clip to FILE ('-' for stdout)")
+    o.add_argument("--json", metavar="FILE", help="write har.predictions/1 JSON to FILE "
+                   "('-' for stdout)")
+    o.add_argument("--jsonl", metavar="FILE", help="write har.events/1 JSON Lines as results "
+                   "happen: a line per clip, per video and a summary ('-' for stdout)")
+    o.add_argument("--jsonl-features", action="store_true",
+                   help="include each clip's feature vector in the --jsonl clip events")
+    o.add_argument("--csv", metavar="FILE", help="write one row per clip and label to FILE "
+                   "('-' for stdout)")
+    o.add_argument("--summary-csv", metavar="FILE",
+                   help="write one row per input (status, duration, top-1, top-5, error)")
+    o.add_argument("--features", metavar="FILE.npz",
+                   help="write every clip's feature vector (float32, N x D) with its path, "
+                        "frame range and time range")
     o.add_argument("--clips", type=int, default=30, metavar="N",
                    help="show at most N clip rows per video in the table (default 30; 0 hides)")
     o.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_timeline_arguments(p)
     t = p.add_argument_group("timeline outputs", "With several inputs, --annotate/--srt/"
-                             "--vtt/--plot take a directory and write one file per input.")
+                             "--vtt/--plot take a directory and write one file per input "
+                             "(<video><suffix>; an existing file is never replaced: the "
+                             "name gets -2, -3, ...).")
     t.add_argument("--annotate", metavar="OUT",
-                   help="write the video with the actions drawn on it (MP4; .mkv/.mov also)")
+                   help="write the video with the actions drawn on it (.mp4, .mkv, .mov, .avi)")
     t.add_argument("--srt", metavar="FILE", help="write SubRip subtitles, one cue per segment")
     t.add_argument("--vtt", metavar="FILE", help="write WebVTT subtitles, one cue per segment")
     t.add_argument("--plot", metavar="FILE.png",
-                   help="plot the top actions' probabilities over time (needs matplotlib)")
+                   help="plot the top actions' probabilities over time (.png/.svg/.pdf; "
+                        "needs matplotlib)")
     t.add_argument("--segments-csv", metavar="FILE",
                    help="write one row per segment to FILE ('-' for stdout)")
     p.set_defaults(func=cmd_predict)
 
 
-def _pos(text: str) -> int:
-    from .common import positive_int
+# -- checking the command line before any work ---------------------------------------
+def _opt(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
-    return positive_int(text)
+
+def _check_path(opt: str, value: str) -> None:
+    """A one-line usage error for an output path that cannot work."""
+    try:
+        os.stat(value)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise UsageError(f"{opt} {display_path(value)}: the name is longer than this "
+                             "system allows; choose a shorter one") from None
+        if exc.errno == errno.ELOOP:
+            raise UsageError(f"{opt} {display_path(value)}: is a symbolic link loop; "
+                             "choose another path") from None
+    parent = Path(value).parent
+    if not parent.is_dir():
+        raise UsageError(f"{opt} {display_path(value)}: directory {display_path(parent)} "
+                         "does not exist; create it or choose another path")
+    if os.path.isdir(value):
+        raise UsageError(f"{opt} {display_path(value)}: is a directory; give a file name")
 
 
+def _check_not_input(opt: str, value: str, inputs: list[str]) -> None:
+    for path in inputs:
+        if same_file(value, path):
+            raise UsageError(f"{opt} {display_path(value)}: that is one of the inputs "
+                             f"({display_path(path)}); choose another file name "
+                             "(har never overwrites an input)")
+
+
+def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
+                  ) -> dict[str, dict[str, Path]]:
+    """Check every output before the work and plan the per-video files:
+    ``{option: {input: output path}}`` for --annotate/--srt/--vtt/--plot."""
+    inputs = [s.url for s in sources if s.local]
+    claimed: dict[str, str] = {}  # output path -> option, to catch one file named twice
+
+    def claim(opt: str, path: str) -> None:
+        key = os.path.abspath(path)
+        if key in claimed and claimed[key] != opt:
+            raise UsageError(f"{opt} and {claimed[key]} both write {display_path(path)}; "
+                             "give them different files")
+        claimed[key] = opt
+
+    for name, stdout_ok in _RUN_OUTPUTS:
+        value = getattr(args, name, None)
+        if not value:
+            continue
+        if value == "-":
+            if not stdout_ok:
+                raise UsageError(f"{_opt(name)} cannot go to stdout; give a file name")
+            continue
+        _check_path(_opt(name), value)
+        _check_not_input(_opt(name), value, inputs)
+        claim(_opt(name), value)
+    if args.features and not args.features.lower().endswith(".npz"):
+        raise UsageError(f"--features {display_path(args.features)}: writes a NumPy .npz "
+                         "archive; give a name ending in .npz")
+    if args.jsonl_features and not args.jsonl:
+        raise UsageError("--jsonl-features adds to --jsonl; give --jsonl FILE as well")
+
+    plan: dict[str, dict[str, Path]] = {}
+    if getattr(args, "plot", None):
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError(f"--plot needs matplotlib, which is not installed; "
+                             f"install it with: {pip_hint('plot')}")
+    many = n_inputs > 1 or any(os.path.isdir(i) for i in args.inputs if isinstance(i, str))
+    for opt, what, suffix, extensions in _PER_VIDEO_OUTPUTS:
+        value = getattr(args, opt, None)
+        if value is None:
+            continue
+        flag = _opt(opt)
+        target = Path(value)
+        as_dir = target.is_dir() or value.endswith(("/", os.sep))
+        if not as_dir and many:
+            if target.suffix:
+                raise UsageError(f"{flag} {display_path(value)}: with several inputs this "
+                                 f"must be a directory (one {what} per input, named "
+                                 f"<video>{suffix}); e.g. {flag} {target.with_suffix('')}/")
+            as_dir = True
+        if not as_dir:
+            if extensions and target.suffix.lower() not in extensions:
+                raise UsageError(f"{flag} {display_path(value)}: writes {what}s as "
+                                 f"{', '.join(extensions)}; give a name with one of those")
+            _check_path(flag, value)
+            _check_not_input(flag, value, inputs)
+            claim(flag, value)
+            plan[opt] = {s.text: target for s in sources}
+            continue
+        if target.exists() and not target.is_dir():
+            raise UsageError(f"{flag} {display_path(value)}: is a file; with several inputs "
+                             "this must be a directory")
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{flag} {display_path(value)}: cannot create the directory "
+                             f"({exc.strerror or exc}); choose another path") from None
+        plan[opt] = _directory_names(target, sources, suffix, claimed, flag)
+    return plan
+
+
+def _directory_names(folder: Path, sources, suffix: str, claimed: dict, flag: str
+                     ) -> dict[str, Path]:
+    """``<stem><suffix>`` per input in ``folder``; a name that exists already (an input,
+    the user's own file) or is taken by another input gets ``-2``, ``-3``, ..."""
+    per: dict[str, Path] = {}
+    for src in sources:
+        stem = Path(src.text.rstrip("/")).stem or "video"
+        if len(stem.encode("utf-8", "surrogateescape")) > 200:
+            stem = stem[:60]
+        n = 1
+        while True:
+            name = f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}"
+            path = folder / name
+            key = os.path.abspath(path)
+            if key not in claimed and not os.path.lexists(path):
+                break
+            n += 1
+        if n > 1:
+            print(f"note: {display_path(folder / (stem + suffix))} exists; {flag} for "
+                  f"{display_path(src.text)} writes {display_path(path)}", file=sys.stderr)
+        claimed[key] = flag
+        per[src.text] = path
+    return per
+
+
+# -- stdout ------------------------------------------------------------------------
+class _Stdout:
+    """Writes to stdout that cannot lose the run: a closed pipe (``| head``) quietly
+    stops them; a full disk is reported once as a one-line error."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.error: str | None = None
+
+    def write(self, fn: Callable[[TextIO], Any]) -> bool:
+        if self.closed or self.error:
+            return False
+        try:
+            fn(sys.stdout)
+            sys.stdout.flush()
+            return True
+        except BrokenPipeError:
+            self.closed = True
+            _quiet_stdout()
+        except OSError as exc:
+            self.error = f"stdout: cannot be written ({exc.strerror or exc}); the other " \
+                         "outputs are still written"
+            print(f"error: {self.error}", file=sys.stderr)
+            _quiet_stdout()
+        return False
+
+
+def _quiet_stdout() -> None:
+    from . import _silence_stdout
+
+    _silence_stdout()
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGTERM stops the run like Ctrl-C (outputs are still written)."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def _signals_ignored():
+    """While the final files are written: a second Ctrl-C must not cut them short."""
+    saved = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            saved.append((sig, signal.signal(sig, signal.SIG_IGN)))
+        except ValueError:
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in saved:
+            signal.signal(sig, handler)
+
+
+# -- the JSONL stream ---------------------------------------------------------------
+class _JsonlFile:
+    """--jsonl FILE: lines appear as they are written. A new file is written in place;
+    an existing file is kept until the run ends, the new lines going to a temporary
+    file beside it that then replaces it (so the old file is never half-overwritten)."""
+
+    def __init__(self, target: str) -> None:
+        import tempfile
+
+        from ..fsutil import TEMP_PREFIX
+
+        self.target = target
+        self.tmp: str | None = None
+        if os.path.lexists(target):
+            fd, self.tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + Path(target).name[:40] + ".",
+                                            suffix=".jsonl",
+                                            dir=str(Path(target).parent) or ".")
+            self.fh = os.fdopen(fd, "w", encoding="utf-8")
+        else:
+            self.fh = open(target, "x", encoding="utf-8")
+
+    def close(self, keep: bool = True) -> None:
+        self.fh.close()
+        if self.tmp is not None:
+            if keep:
+                os.replace(self.tmp, self.target)
+            else:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.tmp)
+
+
+# -- the command --------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
     from .. import writers
+    from ..recognizer import ClipEvent
     from ..results import VideoResult
-    from ..video import expand_inputs
+    from ..sources import resolve_inputs
 
     check_runtime_options(args)
-    json_to_stdout = args.json == "-"
-    csv_to_stdout = args.csv == "-"
-    if json_to_stdout and csv_to_stdout:
-        raise UsageError("--json - and --csv - both want stdout; send one of them to a file")
-    if args.segments_csv == "-" and (json_to_stdout or csv_to_stdout):
-        raise UsageError("--segments-csv - and --json -/--csv - all want stdout; "
-                         "send all but one of them to a file")
-    csv_to_stdout = csv_to_stdout or args.segments_csv == "-"
-    table_out: TextIO | None = None if (json_to_stdout or csv_to_stdout) else sys.stdout
-
-    sources, input_errors = expand_inputs(args.inputs)
-    try:  # --annotate/--srt/--vtt/--plot targets, checked before any work is done
-        output_plan = _plan_outputs(args, sources, len(sources) + len(input_errors))
-    except HarError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return ExitCode.USAGE
-    output_errors: list[str] = []
+    to_stdout = [name for name, _ in _RUN_OUTPUTS if getattr(args, name, None) == "-"]
+    if len(to_stdout) > 1:
+        raise UsageError(f"{' and '.join(_opt(n) + ' -' for n in to_stdout)} all want "
+                         "stdout; send all but one of them to a file")
+    sources, input_errors = resolve_inputs(args.inputs)
+    plan = _plan_outputs(args, sources, len(sources) + len(input_errors))
     recognizer = make_recognizer(args)
-    results: list[VideoResult] = [VideoResult(path=item, error=msg) for item, msg in input_errors]
+
+    out = _Stdout()
+    show_table = not to_stdout
+    only_stdout = not any(getattr(args, n, None) not in (None, "-") for n, _ in _RUN_OUTPUTS) \
+        and not plan
+    failed_inputs: list[VideoResult] = []
     for item, msg in input_errors:
         print(f"error: {msg}", file=sys.stderr)
+        failed_inputs.append(VideoResult(path=display_path(item), error=msg))
+    finished: list[VideoResult] = []
+    output_errors: list[str] = []
+    features: list[tuple[int, Any]] = []  # (video position, ClipResult) for --features
+
+    events = None
+    jsonl_file: _JsonlFile | None = None
+    if args.jsonl == "-":
+        events = writers.EventWriter(sys.stdout, features=args.jsonl_features)
+    elif args.jsonl:
+        try:
+            jsonl_file = _JsonlFile(args.jsonl)
+        except OSError as exc:
+            raise UsageError(f"--jsonl {display_path(args.jsonl)}: cannot be written "
+                             f"({exc.strerror or exc}); check the path") from None
+        events = writers.EventWriter(jsonl_file.fh, features=args.jsonl_features)
+
+    def emit(fn: Callable[[], Any]) -> None:
+        if events is None:
+            return
+        if events.out is sys.stdout:
+            out.write(lambda _: fn())
+        else:
+            try:
+                fn()
+            except OSError as exc:
+                output_errors.append(f"--jsonl {display_path(args.jsonl)}: cannot be "
+                                     f"written ({exc.strerror or exc})")
+                print(f"error: {output_errors[-1]}", file=sys.stderr)
+                _disable(events)
+
+    settings = {"stride": args.stride, "tail": args.tail, "sampler": args.sampler,
+                "num_clips": args.num_clips, "clip_len": recognizer.preset.clip_len,
+                "topk": args.topk, "backend": recognizer.backend.name,
+                "precision": recognizer.backend.precision, "device": args.device,
+                **timeline_settings(args)}
+    emit(lambda: events.start(model=args.model, settings=settings,
+                              inputs=len(sources) + len(input_errors)))
+    for r in failed_inputs:
+        emit(lambda r=r: events.video(r))
+
     show_progress = not args.no_progress and sys.stderr.isatty()
-    position = {src: i for i, src in enumerate(sources, 1)}
     closers: dict = {}
 
-    def progress_for(src: str):
+    def progress_for(name: str):
         if not show_progress or args.workers > 1:
             return None
         state: dict = {}
+        label = f"[{len(finished) + 1}/{len(sources)}] {Path(name).name}"
 
         def update(n: int, info) -> None:
             if "bar" not in state:
-                state["bar"], closers[src] = progress_bar(
-                    True, f"[{position[src]}/{len(sources)}] {Path(src).name}", info.frames)
+                state["bar"], closers[name] = progress_bar(True, label, info.frames)
             state["bar"](n)
         return update
 
@@ -108,122 +412,147 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         overall = tqdm(total=len(sources), unit="video", file=sys.stderr, leave=False)
-    for result in recognizer.predict_many(sources, workers=args.workers, progress=progress_for):
-        src = result.path
-        closers.pop(src, lambda: None)()
-        if overall is not None:
-            overall.update(1)
-        results.append(result)
-        if result.error:
-            print(f"error: {result.error}", file=sys.stderr)
-        for w in result.warnings:
-            print(f"warning: {src}: {w}; results cover what decoded", file=sys.stderr)
-        if table_out is not None and result.ok:
-            writers.write_table(result, table_out, max_clips=args.clips)
-        for msg in _write_video_outputs(result, output_plan, recognizer.labels, args):
-            output_errors.append(msg)
-            print(f"error: {msg}", file=sys.stderr)
-    if overall is not None:
-        overall.close()
-    if args.json:
-        doc = writers.predictions_doc(args.model, results,
-                          settings={"stride": args.stride, "sampler": args.sampler,
-                                    "clip_len": recognizer.preset.clip_len,
-                                    "topk": args.topk, "backend": recognizer.backend.name,
-                                    "precision": recognizer.backend.precision,
-                                    "device": args.device, **timeline_settings(args)})
-        writes = [("json", args.json, lambda fh: fh.write(writers.dumps(doc)))]
-    else:
-        writes = []
-    writes += [("csv", args.csv, lambda fh: writers.write_clips_csv(fh, results)),
-               ("segments-csv", args.segments_csv,
-                lambda fh: writers.write_segments_csv(fh, results))]
-    for opt, target, write in writes:
-        if not target:
-            continue
+
+    interrupted = False
+    with _signals_interrupt():
         try:
-            _write_to(target, write)
-        except OSError as exc:  # e.g. the disk filled up while working
-            output_errors.append(f"--{opt} {target}: cannot be written "
-                                 f"({exc.strerror or exc}); check the path")
-            print(f"error: {output_errors[-1]}", file=sys.stderr)
-    if any(not r.ok for r in results):
-        failed = sum(not r.ok for r in results)
+            for ev in recognizer.run_many(sources, workers=args.workers, keep_clips=True,
+                                          progress=progress_for):
+                if out.closed and only_stdout:
+                    break  # the reader has gone (`| head`): nothing left to write to
+                if isinstance(ev, ClipEvent):
+                    emit(lambda ev=ev: events.clip(ev.path, ev.clip))
+                    continue
+                result = ev
+                closers.pop(result.path, lambda: None)()
+                if overall is not None:
+                    overall.update(1)
+                _report(result)
+                if show_table and result.ok:
+                    out.write(lambda fh, r=result: writers.write_table(r, fh,
+                                                                        max_clips=args.clips))
+                for msg in _write_video_outputs(result, plan, recognizer.labels, args):
+                    output_errors.append(msg)
+                    print(f"error: {msg}", file=sys.stderr)
+                emit(lambda r=result: events.video(r))
+                if args.features:
+                    features.extend((result.input_index or 0, c) for c in result.clips)
+                _lighten(result, keep_features=bool(args.features))
+                finished.append(result)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if overall is not None:
+                overall.close()
+            for close in closers.values():
+                close()
+
+    finished.sort(key=lambda r: r.input_index if r.input_index is not None else -1)
+    results = failed_inputs + finished
+    with _signals_ignored():
+        emit(lambda: events.summary(results, interrupted=interrupted))
+        if jsonl_file is not None:
+            try:
+                jsonl_file.close()
+            except OSError as exc:
+                output_errors.append(f"--jsonl {display_path(args.jsonl)}: cannot be "
+                                     f"written ({exc.strerror or exc})")
+        extra: dict[str, Any] = {"settings": settings}
+        if interrupted:
+            extra = {"interrupted": True, **extra}
+        doc = writers.predictions_doc(args.model, results, **extra) if args.json else None
+        writes = [
+            ("json", lambda fh: fh.write(writers.dumps(doc))),
+            ("csv", lambda fh: writers.write_clips_csv(fh, results)),
+            ("segments_csv", lambda fh: writers.write_segments_csv(fh, results)),
+            ("summary_csv", lambda fh: writers.write_summary_csv(fh, results)),
+        ]
+        # Files first, stdout last: a closed pipe must not cost a file.
+        writes.sort(key=lambda w: getattr(args, w[0]) == "-")
+        for name, write in writes:
+            target = getattr(args, name)
+            if not target:
+                continue
+            if target == "-":
+                out.write(write)
+                continue
+            try:
+                with atomic_open(target, "w", newline="") as fh:
+                    write(fh)
+            except OSError as exc:  # e.g. the disk filled up while working
+                output_errors.append(f"{_opt(name)} {display_path(target)}: cannot be "
+                                     f"written ({exc.strerror or exc}); check the path")
+                print(f"error: {output_errors[-1]}", file=sys.stderr)
+        if args.features:
+            msg = _write_features(args.features, features, results)
+            if msg:
+                output_errors.append(msg)
+                print(f"error: {msg}", file=sys.stderr)
+    if out.error:
+        output_errors.append(out.error)
+
+    if interrupted:
+        print(f"har: interrupted; the outputs hold the {len(finished)} video(s) that "
+              "finished", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    failed = sum(not r.ok for r in results)
+    if failed:
         print(f"har: {failed} of {len(results)} input(s) failed", file=sys.stderr)
         return ExitCode.INPUT_FAILED
     if output_errors:
-        print(f"har: {len(output_errors)} output file(s) could not be written", file=sys.stderr)
+        print(f"har: {len(output_errors)} output(s) could not be written", file=sys.stderr)
         return ExitCode.INPUT_FAILED
     if any(r.warnings for r in results):
         return ExitCode.PARTIAL
     return ExitCode.OK
 
 
-def _write_to(target: str, write) -> None:
-    """Run ``write(stream)`` on stdout ('-') or on FILE, replaced atomically."""
-    if target == "-":
-        write(sys.stdout)
-        sys.stdout.flush()
-        return
-    with atomic_open(target, "w", newline="") as fh:
-        write(fh)
+def _disable(events) -> None:
+    events.emit = lambda *a, **k: None  # type: ignore[method-assign]
 
 
-def _plan_outputs(args: argparse.Namespace, sources: list[str], n_inputs: int
-                  ) -> dict[str, dict[str, Path]]:
-    """``{option: {source: output path}}`` for --annotate/--srt/--vtt/--plot.
+def _report(result) -> None:
+    if result.error:
+        print(f"error: {result.error}", file=sys.stderr)
+    for w in result.warnings:
+        print(f"warning: {display_path(result.path)}: {w}; results cover what decoded",
+              file=sys.stderr)
 
-    One input: the option names the file (or an existing directory to put it in).
-    Several inputs (or a directory input): it must name a directory, created if
-    missing, holding ``<stem><suffix>`` per input. Raises HarError (a usage error).
-    """
-    plan: dict[str, dict[str, Path]] = {}
-    if getattr(args, "plot", None):
-        import importlib.util
 
-        if importlib.util.find_spec("matplotlib") is None:
-            raise HarError("--plot needs matplotlib, which is not installed; "
-                           f"install it with: {pip_hint('plot')}")
-    for opt in ("json", "csv", "segments_csv"):  # fail before the work, not after it
-        value = getattr(args, opt, None)
-        if value and value != "-":
-            parent = Path(value).parent
-            if not parent.is_dir():
-                raise HarError(f"--{opt.replace('_', '-')} {value}: directory {parent} does not "
-                               "exist; create it or choose another path")
-    many = n_inputs > 1 or any(Path(i).is_dir() for i in args.inputs)
-    for opt, what, suffix in _PER_VIDEO_OUTPUTS:
-        value = getattr(args, opt, None)
-        if value is None:
-            continue
-        target = Path(value)
-        as_dir = many or target.is_dir() or value.endswith(("/", os.sep))
-        if not as_dir:
-            if target.parent != Path("") and not target.parent.is_dir():
-                raise HarError(f"--{opt} {value}: directory {target.parent} does not exist; "
-                               "create it or choose another path")
-            plan[opt] = {src: target for src in sources}
-            continue
-        if target.exists() and not target.is_dir():
-            raise HarError(f"--{opt} {value}: with several inputs this must be a directory "
-                           f"(one {what} per input, named <video>{suffix}); "
-                           f"give a directory, e.g. --{opt} {target.with_suffix('')}_out/")
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise HarError(f"--{opt} {value}: cannot create the directory "
-                           f"({exc.strerror or exc}); choose another path") from None
-        used: set[str] = set()
-        per: dict[str, Path] = {}
-        for src in sources:
-            stem = Path(src.rstrip("/")).stem or "video"
-            name, n = stem + suffix, 2
-            while name in used:  # same file name in different folders
-                name, n = f"{stem}-{n}{suffix}", n + 1
-            used.add(name)
-            per[src] = target / name
-        plan[opt] = per
-    return plan
+def _lighten(result, keep_features: bool) -> None:
+    """Drop what no whole-run output needs (each clip's 400 probabilities), so a run
+    over thousands of videos keeps only what it will write."""
+    result.probs = None
+    for c in result.clips:
+        c.probs = None
+        if not keep_features:
+            c.features = None
+
+
+def _write_features(target: str, clips: list, results) -> str | None:
+    import numpy as np
+
+    if clips and any(c.features is None for _, c in clips):
+        return (f"--features {display_path(target)}: this runtime gives no features; "
+                "use --backend torch or a runtime that exports them")
+    by_pos = {r.input_index: r.path for r in results if r.input_index is not None}
+    dim = clips[0][1].features.shape[0] if clips else 0
+    arrays = {
+        "features": (np.stack([c.features for _, c in clips]).astype(np.float32)
+                     if clips else np.zeros((0, dim), np.float32)),
+        "path": np.array([display_path(by_pos.get(p, "")) for p, _ in clips], dtype=str),
+        "clip": np.array([c.index for _, c in clips], dtype=np.int64),
+        "start_frame": np.array([c.start_frame for _, c in clips], dtype=np.int64),
+        "end_frame": np.array([c.end_frame for _, c in clips], dtype=np.int64),
+        "start_s": np.array([c.start_s for _, c in clips], dtype=np.float64),
+        "end_s": np.array([c.end_s for _, c in clips], dtype=np.float64),
+    }
+    try:
+        with atomic_open(target, "wb") as fh:
+            np.savez(fh, **arrays)
+    except OSError as exc:
+        return f"--features {display_path(target)}: cannot be written ({exc.strerror or exc})"
+    return None
 
 
 def _write_video_outputs(result, plan: dict[str, dict[str, Path]], labels, args) -> list[str]:

@@ -1,0 +1,117 @@
+"""The incremental summary of one video: clip results in, video result out at any time.
+
+:class:`Summary` is fed every scored clip (:meth:`Summary.add`) and can say at any
+moment what the video looks like so far (:meth:`Summary.snapshot`): its scores (the
+``aggregate`` of the clip probabilities), top labels, the evidence clips behind the top
+label and the action segments. The arithmetic is the pure functions of
+:mod:`har.aggregate` and :mod:`har.timeline`, so the final snapshot of a whole video is
+exactly what those functions give on all its clips.
+
+Memory: with ``keep_clips`` (the default for files) every clip is kept, since the
+outputs list them all. Without it (live streams that run for days) the video's scores
+come from running sums (mean), maxima (max) and per-class top-k lists (topk-mean),
+which take constant memory, and segments are computed over the last ``window`` clips.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from .aggregate import aggregate_scores, evidence_clips, topk
+from .results import ClipResult, VideoResult
+from .timeline import TimelineOptions, segments
+
+
+class Summary:
+    def __init__(self, labels: Sequence[str], *, k: int = 5, aggregate: str = "mean",
+                 aggregate_k: int = 3, timeline: TimelineOptions | None = None,
+                 keep_clips: bool = True, window: int = 512) -> None:
+        self.labels = tuple(labels)
+        self.k, self.aggregate, self.aggregate_k = k, aggregate, aggregate_k
+        self.timeline = timeline or TimelineOptions()
+        self.keep_clips = keep_clips
+        self.count = 0
+        # Every clip (keep_clips) or the most recent ``window`` of them.
+        self.clips: deque[ClipResult] = deque(maxlen=None if keep_clips else window)
+        c = len(self.labels)
+        self._sum = np.zeros(c, dtype=np.float64)
+        self._max = np.zeros(c, dtype=np.float32)
+        # Per class, the aggregate_k best probabilities seen and the clips that gave them.
+        self._best = np.full((aggregate_k, c), -1.0, dtype=np.float32)
+        self._best_idx = np.full((aggregate_k, c), -1, dtype=np.int64)
+
+    def add(self, clip: ClipResult) -> None:
+        self.count += 1
+        self.clips.append(clip)
+        if self.keep_clips or clip.probs is None:
+            return
+        p = clip.probs.astype(np.float32, copy=False)
+        self._sum += p
+        np.maximum(self._max, p, out=self._max)
+        # Insert into each class's sorted top-k column where p beats the worst kept.
+        worst = self._best[-1]
+        better = p > worst
+        if better.any():
+            cols = np.nonzero(better)[0]
+            self._best[-1, cols] = p[cols]
+            self._best_idx[-1, cols] = clip.index
+            order = np.argsort(-self._best[:, cols], axis=0, kind="stable")
+            self._best[:, cols] = np.take_along_axis(self._best[:, cols], order, axis=0)
+            self._best_idx[:, cols] = np.take_along_axis(self._best_idx[:, cols], order, axis=0)
+
+    # -- video-level views ---------------------------------------------------------
+    def scores(self) -> np.ndarray | None:
+        """The video's scores so far, ``(C,)``; None before the first clip."""
+        if self.count == 0:
+            return None
+        if self.keep_clips:
+            probs = self._stack()
+            if probs is None:
+                return None
+            return aggregate_scores(probs, self.aggregate, self.aggregate_k)
+        if self.aggregate == "max":
+            return self._max.copy()
+        if self.aggregate == "topk-mean":
+            kept = np.clip(self._best, 0.0, None)
+            n = min(self.aggregate_k, self.count)
+            return (kept[:n].sum(axis=0) / n).astype(np.float32)
+        return (self._sum / self.count).astype(np.float32)
+
+    def _stack(self) -> np.ndarray | None:
+        probs = [c.probs for c in self.clips if c.probs is not None]
+        return np.stack(probs) if probs else None
+
+    def evidence(self, scores: np.ndarray) -> list[int]:
+        best = int(np.argmax(scores))
+        if self.keep_clips:
+            clips = [c for c in self.clips if c.probs is not None]
+            probs = np.stack([c.probs for c in clips])
+            return [clips[i].index for i in evidence_clips(probs, best, self.aggregate_k)]
+        return [int(i) for i in self._best_idx[:, best] if i >= 0]
+
+    def segments(self):
+        clips = sorted((c for c in self.clips if c.probs is not None),
+                       key=lambda c: (c.start_s, c.index))
+        if not clips:
+            return []
+        probs = np.stack([c.probs for c in clips])
+        return segments(probs, self.labels, [c.start_s for c in clips],
+                        [c.end_s for c in clips], self.timeline,
+                        clip_indices=[c.index for c in clips])
+
+    def snapshot(self, base: VideoResult) -> VideoResult:
+        """``base`` (path and metadata) completed with what is known so far."""
+        out = replace(base, clips=list(self.clips) if self.keep_clips else [],
+                      warnings=list(base.warnings))
+        scores = self.scores()
+        if scores is None:
+            return out
+        out.probs = scores
+        out.top = topk(scores, self.labels, self.k)
+        out.evidence = self.evidence(scores)
+        out.segments = self.segments()
+        return out
