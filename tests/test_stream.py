@@ -352,3 +352,13 @@ def test_stdout_on_a_full_disk_and_a_closed_pipe(video_factory, r10_weights, tmp
                            "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash",
                            stderr=subprocess.PIPE, text=True, timeout=120)
         assert p.returncode == 0 and "Traceback" not in p.stderr, (opt, p.stderr)
+
+
+def test_did_you_mean_prefers_the_same_depth():
+    from har.models.zoo import suggest_model
+
+    assert suggest_model("resnet34") == "r3d34-k400"
+    assert suggest_model("resnet-50") == "r3d50-k400"
+    assert suggest_model("r3d-34") == "r3d34-k400"
+    assert suggest_model("resnext") == "resnext101-k400"
+    assert suggest_model("zzzz") is None

@@ -36,7 +36,7 @@ from ..defaults import BACKENDS, PRECISIONS, pip_hint
 # What each runtime can compute in, per device ("auto" is always accepted).
 SUPPORTED_PRECISIONS = {
     ("torch", "cpu"): ("fp32", "bf16"), ("torch", "cuda"): ("fp32", "fp16", "bf16"),
-    ("openvino", "cpu"): ("fp32", "bf16", "fp16", "int8"),
+    ("openvino", "cpu"): ("fp32", "bf16", "int8"),
     ("onnxruntime", "cpu"): ("fp32",), ("onnxruntime", "cuda"): ("fp32",),
     ("opencv", "cpu"): ("fp32",),
 }
@@ -57,6 +57,12 @@ def check_precision(backend: str, precision: str, device: str = "cpu") -> None:
         if precision not in ok:
             raise ValueError(f"--precision {precision}: --backend {name} on {kind} runs "
                              f"{', '.join(ok)}; choose one of those or another --backend")
+        if name == "openvino" and precision == "bf16" and _installed("openvino"):
+            import openvino as ov
+
+            if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+                raise ValueError("--precision bf16: this CPU has no bf16 instructions for "
+                                 "OpenVINO; use --precision fp32 (or auto)")
 
 
 class Backend(Protocol):

@@ -217,14 +217,37 @@ def get_entry(name: str) -> ModelEntry:
     try:
         return REGISTRY[name]
     except KeyError:
-        # Compare without punctuation so "r3d-34" finds "r3d34-k400".
-        squash = {re.sub(r"[^a-z0-9]", "", n.lower()): n for n in REGISTRY}
-        query = re.sub(r"[^a-z0-9]", "", name.lower())
-        close = [n for s, n in squash.items() if query and s.startswith(query)]
-        close = close or [squash[s] for s in difflib.get_close_matches(query, squash, 1, 0.5)]
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        close = suggest_model(name)
+        hint = f"; did you mean {close!r}?" if close else ""
         raise ModelNotFoundError(
             f"unknown model {name!r}{hint} (`har models` lists them)") from None
+
+
+def suggest_model(name: str) -> str | None:
+    """The registered name closest to ``name``: "resnet34" -> "r3d34-k400".
+
+    Names are compared without punctuation; the depth (the number in the name) must
+    agree when the query has one, since "resnet34" is much closer to a 34-layer model
+    than to "resnext101" however the letters line up.
+    """
+    def squash(text: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", text.lower())
+
+    # The authors call their 3D ResNets "resnet-34" etc.; the registry says "r3d34".
+    query = re.sub(r"resnet(?!xt)", "r3d", squash(name))
+    if not query:
+        return None
+    names = list(REGISTRY)
+    prefixed = [n for n in names if squash(n).startswith(query)]
+    if prefixed:
+        return prefixed[0]
+    depth = re.findall(r"\d+", query)
+    if depth:
+        same = [n for n in names if depth[0] in re.findall(r"\d+", squash(n))]
+        if same:
+            names = same
+    best = difflib.get_close_matches(query, [squash(n) for n in names], 1, 0.3 if depth else 0.5)
+    return next((n for n in names if squash(n) == best[0]), None) if best else None
 
 
 def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
