@@ -362,3 +362,63 @@ def test_did_you_mean_prefers_the_same_depth():
     assert suggest_model("r3d-34") == "r3d34-k400"
     assert suggest_model("resnext") == "resnext101-k400"
     assert suggest_model("zzzz") is None
+
+
+def test_a_file_name_that_is_not_utf8_keeps_every_output(video_factory, r10_weights, tmp_path):
+    good = video_factory(20, size=(64, 48))
+    odd = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.mp4")
+    os.replace(video_factory(20, size=(64, 48)), odd)
+    p = subprocess.run([sys.executable, "-m", "har", "predict", str(good), odd,
+                        str(tmp_path / "missing\udcff.mp4"),
+                        "--model", "r3d10-k400", "--weights", r10_weights, "--backend",
+                        "torch", "--json", str(tmp_path / "r.json"), "--csv",
+                        str(tmp_path / "c.csv"), "--jsonl", str(tmp_path / "e.jsonl"),
+                        "--summary-csv", str(tmp_path / "s.csv"), "--no-progress"],
+                       capture_output=True, timeout=180)
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == ExitCode.INPUT_FAILED and "Traceback" not in err
+    doc = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    paths = [v["path"] for v in doc["videos"]]
+    assert paths[1].endswith("caf\\xe9.mp4") and doc["videos"][1]["error"] is None
+    assert doc["videos"][2]["error"] and "no such file" in doc["videos"][2]["error"]
+    assert "caf\\xe9.mp4" in (tmp_path / "c.csv").read_text(encoding="utf-8")
+    for line in (tmp_path / "e.jsonl").read_text(encoding="utf-8").splitlines():
+        json.loads(line)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs (needs root; skipped elsewhere), unmounted afterwards."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
+                       capture_output=True)
+    if p.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_disk_keeps_the_previous_file(capsys, video_factory, r10_weights, tmp_path,
+                                             small_disk):
+    video = video_factory(120, size=(64, 48))
+    old = '{"schema": "har.predictions/1", "videos": []}\n'
+    (small_disk / "r.json").write_text(old)
+    (small_disk / "c.csv").write_text("path\n")
+    with open(small_disk / "filler", "wb") as fh:  # leave about 4 KiB free
+        try:
+            fh.write(b"\0" * (256 * 1024))
+        except OSError:
+            pass
+    os.truncate(small_disk / "filler", os.path.getsize(small_disk / "filler") - 8192)
+    code, out, err = run(capsys, "predict", str(video), "--model", "r3d10-k400", "--weights",
+                         r10_weights, "--backend", "torch", "--stride", "2", "--topk", "20",
+                         "--json", str(small_disk / "r.json"),
+                         "--csv", str(small_disk / "c.csv"),
+                         "--summary-csv", str(tmp_path / "s.csv"))
+    assert code == ExitCode.INPUT_FAILED
+    assert "No space left" in err and "--json" in err
+    assert (small_disk / "r.json").read_text() == old  # whole, as before
+    assert (small_disk / "c.csv").read_text() == "path\n"
+    assert "done" in (tmp_path / "s.csv").read_text()  # the other outputs were written
+    assert not [p for p in small_disk.iterdir() if p.name.startswith(".har-tmp")]

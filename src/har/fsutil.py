@@ -22,16 +22,38 @@ TEMP_PREFIX = ".har-tmp-"
 
 def display_path(path: str | os.PathLike) -> str:
     """A path as text that always encodes as UTF-8: bytes that are not valid UTF-8
-    (held by Python as surrogate escapes) are shown as ``\\xNN``."""
+    (held by Python as surrogate escapes) are shown as ``\\xNN``.
+
+    >>> display_path(os.fsdecode(b"caf\\xe9.mp4"))
+    'caf\\\\xe9.mp4'
+    """
     text = os.fspath(path)
     if isinstance(text, bytes):
         text = os.fsdecode(text)
+    return clean_text(text)
+
+
+def clean_text(text: str) -> str:
+    """``text`` made encodable as UTF-8 (see :func:`display_path` for the escaped form)."""
     try:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
-        raw = os.fsencode(text)
-        return raw.decode("utf-8", errors="backslashreplace")
+        try:
+            return os.fsencode(text).decode("utf-8", errors="backslashreplace")
+        except UnicodeEncodeError:  # a lone surrogate that no file name produces
+            return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
+def clean(obj):
+    """Every string in a JSON-like structure made encodable as UTF-8."""
+    if isinstance(obj, str):
+        return clean_text(obj)
+    if isinstance(obj, dict):
+        return {clean(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    return obj
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:

@@ -18,7 +18,7 @@ import math
 import time
 from typing import Any, Iterable, TextIO
 
-from .fsutil import display_path
+from .fsutil import clean, clean_text, display_path
 from .results import SCHEMA, VideoResult
 
 EVENTS_SCHEMA = "har.events/1"
@@ -43,7 +43,8 @@ def predictions_doc(model: str, videos: Iterable[VideoResult], **extra: Any) -> 
 
 
 def dumps(doc: Any) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    """JSON text that always encodes as UTF-8 (odd file names are escaped as ``\\xNN``)."""
+    return json.dumps(clean(doc), indent=2, ensure_ascii=False) + "\n"
 
 
 # -- table -------------------------------------------------------------------------
@@ -109,7 +110,7 @@ class RowWriter:
     def add(self, r: VideoResult) -> None:
         path = display_path(r.path)
         if not r.ok:
-            self._w.writerow([path, *[""] * len(self._columns), r.error])
+            self._w.writerow([path, *[""] * len(self._columns), clean_text(r.error or "")])
         else:
             for row in self._rows(r):
                 self._w.writerow([path, *row, ""])
@@ -160,7 +161,7 @@ def summary_row(r: VideoResult) -> list[Any]:
             "" if r.duration_s is None else f"{r.duration_s:.3f}", r.frames, len(r.clips),
             top1.label if top1 else "", f"{top1.score:.6f}" if top1 else "",
             "; ".join(f"{p.label} ({p.score:.4f})" for p in r.top[:5]),
-            "; ".join(r.warnings), r.error or ""]
+            clean_text("; ".join(r.warnings)), clean_text(r.error or "")]
 
 
 def write_summary_csv(out: TextIO, results: Iterable[VideoResult]) -> None:
@@ -187,7 +188,7 @@ class EventWriter:
 
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
         event = {"type": type_, **fields, "wall_time": round(time.time(), 6)}
-        self.out.write(json.dumps(event, ensure_ascii=False, allow_nan=False) + "\n")
+        self.out.write(json.dumps(clean(event), ensure_ascii=False, allow_nan=False) + "\n")
         self.out.flush()
         return event
 

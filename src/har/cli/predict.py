@@ -20,7 +20,7 @@ from typing import Any, Callable, TextIO
 
 from ..defaults import pip_hint
 from ..errors import HarError
-from ..fsutil import atomic_open, display_path, same_file
+from ..fsutil import atomic_open, clean_text, display_path, same_file
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_runtime_options, make_recognizer, positive_int, progress_bar,
@@ -350,7 +350,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         and not plan
     failed_inputs: list[VideoResult] = []
     for item, msg in input_errors:
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {clean_text(msg)}", file=sys.stderr)
         failed_inputs.append(VideoResult(path=display_path(item), error=msg))
     finished: list[VideoResult] = []
     output_errors: list[str] = []
@@ -433,7 +433,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                                                         max_clips=args.clips))
                 for msg in _write_video_outputs(result, plan, recognizer.labels, args):
                     output_errors.append(msg)
-                    print(f"error: {msg}", file=sys.stderr)
+                    print(f"error: {clean_text(msg)}", file=sys.stderr)
                 emit(lambda r=result: events.video(r))
                 if args.features:
                     features.extend((result.input_index or 0, c) for c in result.clips)
@@ -487,7 +487,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             msg = _write_features(args.features, features, results)
             if msg:
                 output_errors.append(msg)
-                print(f"error: {msg}", file=sys.stderr)
+                print(f"error: {clean_text(msg)}", file=sys.stderr)
     if out.error:
         output_errors.append(out.error)
 
@@ -513,9 +513,9 @@ def _disable(events) -> None:
 
 def _report(result) -> None:
     if result.error:
-        print(f"error: {result.error}", file=sys.stderr)
+        print(f"error: {clean_text(result.error)}", file=sys.stderr)
     for w in result.warnings:
-        print(f"warning: {display_path(result.path)}: {w}; results cover what decoded",
+        print(f"warning: {display_path(result.path)}: {clean_text(w)}; results cover what decoded",
               file=sys.stderr)
 
 
