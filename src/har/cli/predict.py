@@ -308,9 +308,13 @@ class _JsonlFile:
 
         from ..fsutil import TEMP_PREFIX
 
+        from ..fsutil import is_special
+
         self.target = target
         self.tmp: str | None = None
-        if os.path.lexists(target):
+        if is_special(target):  # /dev/stdout, a FIFO: written as it is
+            self.fh = open(target, "w", encoding="utf-8")
+        elif os.path.lexists(target):
             fd, self.tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + Path(target).name[:40] + ".",
                                             suffix=".jsonl",
                                             dir=str(Path(target).parent) or ".")
