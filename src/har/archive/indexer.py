@@ -1,0 +1,201 @@
+"""Indexing: which inputs need work, and writing one video's results in one transaction.
+
+The engines (local: :meth:`har.Recognizer.run_many`; Ray: :mod:`har.archive.ray_engine`)
+produce :class:`~har.results.VideoResult` objects with their clips; :func:`write_result`
+stores each in a single transaction, replacing an older row for the same path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from ..results import VideoResult
+from . import db
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """What identifies an input's content for re-runs: path, size and mtime."""
+
+    path: str  # absolute path, or the URL as given
+    size: int | None
+    mtime: float | None
+
+
+@dataclass
+class Plan:
+    todo: list[tuple[Any, FileKey]] = field(default_factory=list)  # (source, key)
+    skipped: int = 0  # already indexed, unchanged
+    skipped_failed: int = 0  # failed before; retried only with --retry-failed
+    changed: int = 0  # indexed before, changed since: redone
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model: str
+    weights_sha256: str | None
+    settings: dict
+
+
+def file_key(source) -> FileKey:
+    """The key of a :class:`har.sources.Source` (or a path)."""
+    if hasattr(source, "local") and not source.local:
+        return FileKey(source.url, None, None)
+    path = os.path.abspath(getattr(source, "url", source))
+    try:
+        st = os.stat(path)
+        return FileKey(path, st.st_size, st.st_mtime)
+    except OSError:
+        return FileKey(path, None, None)
+
+
+def plan(conn: sqlite3.Connection, sources: Iterable, *, retry_failed: bool = False) -> Plan:
+    """Split the inputs into work to do and inputs already indexed as they are now."""
+    out = Plan()
+    known = {row[0]: row[1:] for row in
+             conn.execute("SELECT path, size, mtime, status FROM videos")}
+    for src in sources:
+        key = file_key(src)
+        old = known.get(key.path)
+        if old is not None:
+            size, mtime, status = old
+            same = size == key.size and mtime == key.mtime
+            if same and status == "failed" and not retry_failed:
+                out.skipped_failed += 1
+                continue
+            if same and status != "failed":
+                out.skipped += 1
+                continue
+            if not same:
+                out.changed += 1
+        out.todo.append((src, key))
+    return out
+
+
+def weights_sha256(args_weights: str | None, recognizer) -> str | None:
+    """The sha256 of the weights in use: what the loaded model carries, else the file's."""
+    for obj in (getattr(recognizer, "backend", None), recognizer):
+        for attr in ("weights_sha256", "sha256"):
+            value = getattr(obj, attr, None)
+            if isinstance(value, str) and len(value) == 64:
+                return value
+    if args_weights and os.path.isfile(args_weights):
+        h = hashlib.sha256()
+        with open(args_weights, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+    return None
+
+
+def _embedding(clip) -> tuple[str, np.ndarray] | None:
+    """The clip's vector for search by example: the runtime's pooled features, or,
+    from a runtime that gives none, its class probabilities."""
+    if clip.features is not None:
+        return "features", np.asarray(clip.features, dtype=np.float32)
+    if clip.probs is not None:
+        return "probs", np.asarray(clip.probs, dtype=np.float32)
+    return None
+
+
+def write_result(conn: sqlite3.Connection, key: FileKey, result: VideoResult,
+                 info: ModelInfo) -> int:
+    """Store one video (replacing any older row for its path) in one transaction.
+    Returns the video's id."""
+    from ..writers import video_status
+
+    status = video_status(result)
+    top = result.top[0] if result.top else None
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("DELETE FROM videos WHERE path = ?", (key.path,))
+        cur = conn.execute(
+            "INSERT INTO videos (path, size, mtime, status, error, warnings, duration_s, fps,"
+            " frames, width, height, codec, model, weights_sha256, top_label, top_score, top,"
+            " settings) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (key.path, key.size, key.mtime, status, result.error,
+             json.dumps(result.warnings) if result.warnings else None,
+             result.duration_s, result.fps, result.frames if result.ok else None,
+             result.width, result.height, result.codec, info.model, info.weights_sha256,
+             top.label if top else None, float(top.score) if top else None,
+             db.topk_json(result.top) if result.top else None,
+             json.dumps(info.settings, sort_keys=True)))
+        vid = cur.lastrowid
+        if result.ok:
+            _write_clips(conn, vid, result)
+            conn.executemany(
+                "INSERT INTO segments (video_id, label, start_s, end_s, mean_score,"
+                " peak_score, start_clip, end_clip) VALUES (?,?,?,?,?,?,?,?)",
+                [(vid, s.label, s.start_s, s.end_s, float(s.mean_score),
+                  float(s.peak_score), s.start_clip, s.end_clip) for s in result.segments])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return vid
+
+
+def _write_clips(conn: sqlite3.Connection, vid: int, result: VideoResult) -> None:
+    kind = db.get_meta(conn, "embedding_kind")
+    dim = db.get_meta(conn, "embedding_dim")
+    for c in result.clips:
+        top = c.top[0]
+        cur = conn.execute(
+            "INSERT INTO clips (video_id, idx, start_frame, end_frame, start_s, end_s,"
+            " top_label, top_score, topk) VALUES (?,?,?,?,?,?,?,?,?)",
+            (vid, c.index, c.start_frame, c.end_frame, c.start_s, c.end_s, top.label,
+             float(top.score), db.topk_json(c.top)))
+        emb = _embedding(c)
+        if emb is None:
+            continue
+        k, vec = emb
+        if kind is None:  # the first vectors fix the archive's embedding kind and size
+            kind, dim = k, str(vec.shape[0])
+            db.set_meta(conn, "embedding_kind", kind)
+            db.set_meta(conn, "embedding_dim", dim)
+        if k != kind or vec.shape[0] != int(dim):
+            continue  # another model's vectors cannot be compared with these
+        conn.execute("INSERT INTO embeddings VALUES (?, ?)", (cur.lastrowid, db.pack_vector(vec)))
+
+
+def write_failed_input(conn: sqlite3.Connection, text: str, error: str, info: ModelInfo) -> None:
+    """An input that could not even be resolved (missing file, bad glob)."""
+    key = file_key(text)
+    write_result(conn, key, VideoResult(path=text, error=error), info)
+
+
+def index_local(recognizer, conn: sqlite3.Connection, todo: list, info: ModelInfo, *,
+                workers: int = 1, on_result: Callable[[VideoResult], None] | None = None
+                ) -> list[VideoResult]:
+    """Run the recognizer over ``todo`` ([(source, key)]) and store each video as it
+    ends. Returns the (lightened) results."""
+    from ..recognizer import ClipEvent
+
+    keys = [key for _, key in todo]
+    done: list[VideoResult] = []
+    for ev in recognizer.run_many([s for s, _ in todo], workers=workers, keep_clips=True):
+        if isinstance(ev, ClipEvent):
+            continue
+        write_result(conn, keys[ev.input_index], ev, info)
+        ev.probs = None
+        ev.clips = []
+        done.append(ev)
+        if on_result is not None:
+            on_result(ev)
+    return done
+
+
+def db_path_default() -> str:
+    return "har-index.db"
+
+
+def resolve_db(path: str) -> Path:
+    return Path(path)

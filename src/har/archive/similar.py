@@ -1,0 +1,183 @@
+"""Search by example: the nearest clips by cosine similarity, through a FAISS index.
+
+Vectors are stored in SQLite as float16 (table ``embeddings``). The index is built from
+them and kept beside the database (``<db>.faiss``, with a ``.json`` stamp); it is rebuilt
+when the archive has changed since. Small archives use an exact inner-product index;
+from ``IVF_MIN`` vectors on an IVF index with float16 residuals (see bench/similar.py
+for the measurement behind the choice).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import db
+
+IVF_MIN = 200_000  # below this an exact search is fast enough (< 20 ms at 512-d)
+NPROBE = 16
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    path: str
+    clip: int
+    start_s: float
+    end_s: float
+    similarity: float
+    top_label: str
+    top_score: float
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["start_s"], d["end_s"] = round(self.start_s, 4), round(self.end_s, 4)
+        d["similarity"] = round(self.similarity, 6)
+        d["top_score"] = round(self.top_score, 6)
+        return d
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError:
+        from ..errors import HarError
+        from ..defaults import pip_hint
+
+        raise HarError("har similar needs FAISS, which is not installed; install it "
+                       f"with: {pip_hint('archive')}") from None
+    return faiss
+
+
+def normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(n, 1e-12)
+
+
+def build_index(vectors: np.ndarray, ids: np.ndarray, *, ivf_min: int = IVF_MIN,
+                nlist: int | None = None, nprobe: int = NPROBE, threads: int | None = None):
+    """A FAISS inner-product index over L2-normalized ``vectors`` (cosine similarity)."""
+    faiss = _faiss()
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    x = normalize(vectors)
+    n, d = x.shape
+    if n < ivf_min:
+        index = faiss.IndexIDMap2(faiss.IndexFlatIP(d))
+    else:
+        nlist = nlist or int(4 * np.sqrt(n))
+        quantizer = faiss.IndexFlatIP(d)
+        index = faiss.IndexIVFScalarQuantizer(quantizer, d, nlist,
+                                              faiss.ScalarQuantizer.QT_fp16,
+                                              faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)
+        train = x[rng.choice(n, size=min(n, nlist * 39), replace=False)]
+        index.train(train)
+        index.nprobe = nprobe
+    index.add_with_ids(x, np.asarray(ids, dtype=np.int64))
+    return index
+
+
+def _stamp(conn: sqlite3.Connection) -> dict:
+    n, mx = conn.execute("SELECT COUNT(*), COALESCE(MAX(clip_id), 0) FROM embeddings").fetchone()
+    s = conn.execute("SELECT COALESCE(SUM(clip_id), 0) FROM embeddings").fetchone()[0]
+    return {"count": n, "max_id": mx, "sum_id": s,
+            "kind": db.get_meta(conn, "embedding_kind"),
+            "dim": db.get_meta(conn, "embedding_dim")}
+
+
+def load_index(conn: sqlite3.Connection, db_path: str | Path):
+    """The archive's index: the saved one if still current, else built (and saved when
+    the database's folder is writable)."""
+    faiss = _faiss()
+    stamp = _stamp(conn)
+    idx_path = Path(str(db_path) + ".faiss")
+    stamp_path = Path(str(db_path) + ".faiss.json")
+    try:
+        if json.loads(stamp_path.read_text()) == stamp and idx_path.is_file():
+            index = faiss.read_index(str(idx_path))
+            if hasattr(index, "nprobe"):
+                index.nprobe = NPROBE
+            return index
+    except (OSError, ValueError, RuntimeError):
+        pass
+    dim = int(stamp["dim"] or 0)
+    ids, blobs = [], []
+    for cid, blob in conn.execute("SELECT clip_id, vector FROM embeddings ORDER BY clip_id"):
+        ids.append(cid)
+        blobs.append(blob)
+    vectors = db.unpack_vectors(blobs, dim).astype(np.float32) if dim else np.zeros((0, 1))
+    index = build_index(vectors, np.array(ids, dtype=np.int64)) if ids else None
+    if index is not None and os.access(idx_path.parent, os.W_OK):
+        from ..fsutil import atomic_path
+
+        try:
+            with atomic_path(idx_path) as tmp:
+                faiss.write_index(index, str(tmp))
+            with atomic_path(stamp_path) as tmp:
+                Path(tmp).write_text(json.dumps(stamp))
+        except (OSError, RuntimeError):
+            pass  # a read-only place: build again next time
+    return index
+
+
+def stored_query(conn: sqlite3.Connection, path: str, start_s: float | None,
+                 end_s: float | None) -> np.ndarray | None:
+    """The mean (normalized) vector of an indexed video's clips that overlap the span,
+    or None when the video is not in the archive (as it is now on disk)."""
+    from .indexer import file_key
+
+    key = file_key(path)
+    row = conn.execute("SELECT id, size, mtime FROM videos WHERE path = ? AND status != 'failed'",
+                       (key.path,)).fetchone()
+    if row is None or (row[1], row[2]) != (key.size, key.mtime):
+        return None
+    dim = int(db.get_meta(conn, "embedding_dim") or 0)
+    lo = -1e18 if start_s is None else start_s
+    hi = 1e18 if end_s is None else end_s
+    blobs = [r[0] for r in conn.execute(
+        "SELECT e.vector FROM clips c JOIN embeddings e ON e.clip_id = c.id "
+        "WHERE c.video_id = ? AND c.end_s > ? AND c.start_s < ? ORDER BY c.idx",
+        (row[0], lo, hi if hi > lo else lo + 1e-9))]
+    if not blobs or not dim:
+        return None
+    return normalize(normalize(db.unpack_vectors(blobs, dim).astype(np.float32)).mean(0))
+
+
+def query_vector(clips, start_s: float | None, end_s: float | None, kind: str | None
+                 ) -> np.ndarray | None:
+    """The mean vector of freshly scored clips overlapping the span."""
+    lo = -1e18 if start_s is None else start_s
+    hi = 1e18 if end_s is None else end_s
+    vecs = []
+    for c in clips:
+        if c.end_s > lo and c.start_s < max(hi, lo + 1e-9):
+            v = c.features if (kind != "probs" and c.features is not None) else c.probs
+            if v is not None:
+                vecs.append(np.asarray(v, dtype=np.float32))
+    if not vecs:
+        return None
+    return normalize(normalize(np.stack(vecs)).mean(0))
+
+
+def nearest(conn: sqlite3.Connection, index, query: np.ndarray, k: int = 10
+            ) -> list[Neighbour]:
+    if index is None or index.ntotal == 0:
+        return []
+    sims, ids = index.search(normalize(query).reshape(1, -1), min(k, index.ntotal))
+    out = []
+    for sim, cid in zip(sims[0], ids[0]):
+        if cid < 0:
+            continue
+        row = conn.execute(
+            "SELECT v.path, c.idx, c.start_s, c.end_s, c.top_label, c.top_score "
+            "FROM clips c JOIN videos v ON v.id = c.video_id WHERE c.id = ?",
+            (int(cid),)).fetchone()
+        if row is not None:  # the index may be a moment older than the database
+            out.append(Neighbour(row[0], row[1], row[2], row[3], float(sim), row[4], row[5]))
+    return out
