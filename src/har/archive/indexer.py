@@ -97,13 +97,19 @@ def weights_sha256(args_weights: str | None, recognizer) -> str | None:
 
 
 def _embedding(clip) -> tuple[str, np.ndarray] | None:
-    """The clip's vector for search by example: the runtime's pooled features, or,
-    from a runtime that gives none, its class probabilities."""
+    """The clip's vector for search by example: the runtime's pooled features, or, from
+    a runtime that gives none, its centred logits (log-probabilities minus their mean,
+    which are the logits up to a shift; probabilities themselves are nearly one-hot)."""
     if clip.features is not None:
         return "features", np.asarray(clip.features, dtype=np.float32)
     if clip.probs is not None:
-        return "probs", np.asarray(clip.probs, dtype=np.float32)
+        return "logits", centred_logits(clip.probs)
     return None
+
+
+def centred_logits(probs: np.ndarray) -> np.ndarray:
+    lp = np.log(np.maximum(np.asarray(probs, dtype=np.float64), 1e-38))
+    return (lp - lp.mean()).astype(np.float32)
 
 
 def write_result(conn: sqlite3.Connection, key: FileKey, result: VideoResult,

@@ -157,7 +157,12 @@ def query_vector(clips, start_s: float | None, end_s: float | None, kind: str | 
     vecs = []
     for c in clips:
         if c.end_s > lo and c.start_s < max(hi, lo + 1e-9):
-            v = c.features if (kind != "probs" and c.features is not None) else c.probs
+            if kind == "features":
+                v = c.features
+            else:
+                from .indexer import centred_logits
+
+                v = None if c.probs is None else centred_logits(c.probs)
             if v is not None:
                 vecs.append(np.asarray(v, dtype=np.float32))
     if not vecs:

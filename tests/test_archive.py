@@ -1,0 +1,266 @@
+"""har index / search / similar / export-index: a resumable archive of clip results.
+
+Real pipeline on generated videos (and ../shared/videos when present) with a small
+random-weight ResNet-10 checkpoint in the published format, ``--backend torch``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED_VIDEOS, make_video
+from reference_hara import hara_resnet, published_checkpoint, randomize_
+
+from har.cli import main
+
+pytest.importorskip("faiss")
+
+
+@pytest.fixture(scope="module")
+def r10(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("w") / "resnet-10-kinetics.pth"
+    torch.save(published_checkpoint(randomize_(hara_resnet(10, "A"), seed=10), "resnet-10"),
+               path)
+    return str(path)
+
+
+def _noise_video(path: Path, n_frames: int, seed: int) -> Path:
+    """A video whose every clip looks different (moving seeded noise)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)
+    drift = rng.integers(1, 5)
+
+    def frame(i: int) -> np.ndarray:
+        shade = (i * 37 + seed * 11) % 200
+        return np.clip(np.roll(base, i * drift, axis=1).astype(np.int16) // 2 + shade // 2,
+                       0, 255).astype(np.uint8)
+
+    return make_video(path, n_frames, frame_fn=frame)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> tuple[Path, list[Path], list[Path]]:
+    d = tmp_path_factory.mktemp("videos")
+    good = [_noise_video(d / f"good{i}.mp4", 40 + 8 * i, seed=i) for i in range(8)]
+    (d / "sub").mkdir()
+    good.append(_noise_video(d / "sub" / "nested.mp4", 50, seed=99))
+    broken = [d / "empty.mp4", d / "text.mp4", d / "truncated.mp4"]
+    broken[0].write_bytes(b"")
+    broken[1].write_bytes(b"this is not a video\n" * 50)
+    broken[2].write_bytes(good[0].read_bytes()[:600])
+    for name in ("bitflip__mmaction2_demo.mp4",):  # a real damaged file, when present
+        real = SHARED_VIDEOS / "broken" / name
+        if real.exists():
+            os.symlink(real, d / name)
+    return d, good, broken
+
+
+def _opts(r10: str) -> list[str]:
+    return ["--model", "r3d10-k400", "--weights", r10, "--backend", "torch", "--threshold", "0.2"]
+
+
+def _index(args: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "har", "index", *args], capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+def _rows(db: Path, sql: str, *params):
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def archive(folder, r10, tmp_path_factory) -> Path:
+    """Indexed once with a SIGKILL part-way, then re-run to completion."""
+    d, good, broken = folder
+    db = tmp_path_factory.mktemp("db") / "archive.db"
+    proc = subprocess.Popen([sys.executable, "-m", "har", "index", str(d), "--db", str(db),
+                             *_opts(r10)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = False
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            n = _rows(db, "SELECT COUNT(*) FROM videos WHERE status != 'failed'")[0][0]
+        except sqlite3.Error:
+            n = 0
+        if n >= 2:
+            proc.send_signal(signal.SIGKILL)
+            killed = True
+            break
+        time.sleep(0.02)
+    proc.wait(timeout=30)
+    assert killed, "the indexer ended before it could be killed part-way"
+    done = _rows(db, "SELECT COUNT(*) FROM videos WHERE status != 'failed'")[0][0]
+    assert 2 <= done < len(good), "the kill came too late to test resuming"
+    second = _index([str(d), "--db", str(db), *_opts(r10)])
+    assert second.returncode == 1, second.stderr  # the broken inputs failed
+    assert "Traceback" not in second.stderr
+    return db
+
+
+def test_every_good_video_once_with_its_clips(archive, folder):
+    d, good, broken = folder
+    rows = _rows(archive, "SELECT path, status, frames, model, COUNT(c.id), MAX(c.idx) + 1 "
+                          "FROM videos v LEFT JOIN clips c ON c.video_id = v.id GROUP BY v.id")
+    by_path = {r[0]: r for r in rows}
+    assert len(by_path) == len(rows)  # UNIQUE(path)
+    for g in good:
+        path, status, frames, model, n_clips, max_idx = by_path[str(g.resolve())]
+        assert status == "done" and model == "r3d10-k400"
+        assert n_clips == max_idx == -(-frames // 16)  # --tail pad: every frame covered
+    emb = _rows(archive, "SELECT COUNT(*), MIN(LENGTH(vector)), MAX(LENGTH(vector)) FROM embeddings")
+    clips = _rows(archive, "SELECT COUNT(*) FROM clips")[0][0]
+    assert emb[0][0] == clips and emb[0][1] == emb[0][2]  # one float16 vector per clip
+    dim = int(_rows(archive, "SELECT value FROM meta WHERE key = 'embedding_dim'")[0][0])
+    assert emb[0][1] == 2 * dim
+
+
+def test_broken_inputs_failed_with_one_line_error(archive, folder):
+    d, good, broken = folder
+    for b in broken:
+        status, error, n = _rows(archive, "SELECT status, error, (SELECT COUNT(*) FROM clips "
+                                 "WHERE video_id = v.id) FROM videos v WHERE path = ?",
+                                 str(b.resolve()))[0]
+        assert status == "failed" and error and "\n" not in error and n == 0
+        assert b.name in error
+
+
+def test_integrity_and_wal(archive):
+    assert _rows(archive, "PRAGMA integrity_check") == [("ok",)]
+    assert _rows(archive, "PRAGMA journal_mode")[0][0] == "wal"
+    assert _rows(archive, "PRAGMA foreign_key_check") == []
+
+
+def test_third_run_indexes_nothing_new(archive, folder, r10):
+    d, good, broken = folder
+    before = _rows(archive, "SELECT id, path, indexed_at FROM videos ORDER BY id")
+    third = _index([str(d), "--db", str(archive), *_opts(r10)])
+    assert third.returncode == 0, third.stderr
+    assert "0 to index" in third.stderr and "failed before" in third.stderr
+    assert _rows(archive, "SELECT id, path, indexed_at FROM videos ORDER BY id") == before
+
+
+def test_changed_file_redone_and_failed_retried_on_request(folder, r10, tmp_path):
+    d, good, broken = folder
+    work = tmp_path / "w"
+    work.mkdir()
+    a = _noise_video(work / "a.mp4", 40, seed=5)
+    bad = work / "bad.mp4"
+    bad.write_bytes(b"junk" * 100)
+    db = tmp_path / "x.db"
+    assert _index([str(work), "--db", str(db), *_opts(r10)]).returncode == 1
+    _noise_video(a, 72, seed=6)  # changed: size and mtime differ
+    bad.write_bytes(a.read_bytes())  # the broken one has been repaired ...
+    os.utime(bad, (1, 1))
+    r = _index([str(work), "--db", str(db), *_opts(r10)])
+    # ... but a repaired file has a new size, so it is redone; a failure with the same
+    # size and mtime waits for --retry-failed.
+    assert r.returncode == 0, r.stderr
+    assert "changed since indexed" in r.stderr
+    rows = dict(_rows(db, "SELECT path, status FROM videos"))
+    assert rows == {str(a.resolve()): "done", str(bad.resolve()): "done"}
+    assert _rows(db, "SELECT frames FROM videos WHERE path = ?", str(a.resolve()))[0][0] == 72
+    # A failure that stays the same file is skipped unless asked.
+    bad2 = work / "bad2.mp4"
+    bad2.write_bytes(b"junk" * 100)
+    assert _index([str(work), "--db", str(db), *_opts(r10)]).returncode == 1
+    r = _index([str(work), "--db", str(db), *_opts(r10)])
+    assert r.returncode == 0 and "failed before" in r.stderr
+    r = _index([str(work), "--db", str(db), "--retry-failed", *_opts(r10)])
+    assert r.returncode == 1 and "1 to index" in r.stderr
+
+
+def test_search_finds_a_segment_of_the_top_label(archive, folder, capsys):
+    d, good, broken = folder
+    path = str(good[3].resolve())
+    label = _rows(archive, "SELECT top_label FROM videos WHERE path = ?", path)[0][0]
+    assert main(["search", label, "--db", str(archive), "--json", "--limit", "100"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["match"] == "exact" and doc["labels"] == [label]
+    mine = [h for h in doc["results"] if h["path"] == path]
+    assert mine and mine[0]["kind"] == "segment" and mine[0]["label"] == label
+    scores = [h["score"] for h in doc["results"]]
+    assert scores == sorted(scores, reverse=True)
+    # A prefix and a misspelling reach the same label.
+    assert main(["search", label[:5], "--db", str(archive), "--json"]) == 0
+    assert label in json.loads(capsys.readouterr().out)["labels"]
+    typo = label[:-1] + ("x" if label[-1] != "x" else "y")
+    assert main(["search", typo, "--db", str(archive), "--json"]) == 0
+    assert label in json.loads(capsys.readouterr().out)["labels"]
+    assert main(["search", "--summary", "--db", str(archive), "--json"]) == 0
+    counts = {r["label"]: r for r in json.loads(capsys.readouterr().out)["labels"]}
+    assert counts[label]["videos"] >= 1
+    assert main(["search", "zzzz qqqq", "--db", str(archive)]) == 1
+
+
+def test_similar_returns_the_query_clip_first(archive, folder, capsys, r10, tmp_path):
+    d, good, broken = folder
+    video = good[4]
+    assert main(["similar", str(video), "--start", "0.64", "--end", "1.28", "--db",
+                 str(archive), "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["results"]
+    assert hits[0]["path"] == str(video.resolve()) and hits[0]["clip"] == 1
+    assert hits[0]["similarity"] == pytest.approx(1.0, abs=1e-3)
+    # A video that is not in the archive is scored first; its twin's clip comes first.
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(video.read_bytes())
+    assert main(["similar", str(copy), "--start", "1.3", "--end", "1.9", "--db", str(archive),
+                 "--json", *[o for o in _opts(r10) if o not in ("--threshold", "0.2")]]) == 0
+    hits = json.loads(capsys.readouterr().out)["results"]
+    assert hits[0]["path"] == str(video.resolve()) and hits[0]["clip"] == 2
+
+
+def test_export_formats(archive, tmp_path, capsys):
+    out = tmp_path / "anet.json"
+    assert main(["export-index", "--db", str(archive), "--format", "activitynet",
+                 "-o", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["version"].startswith("VERSION") and "good3" in doc["results"]
+    entry = doc["results"]["good3"][0]
+    assert set(entry) == {"label", "score", "segment"} and entry["segment"][1] > 0
+    assert main(["export-index", "--db", str(archive), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("path,status,clip") and \
+        len(lines) - 1 == _rows(archive, "SELECT COUNT(*) FROM clips")[0][0]
+    pq = pytest.importorskip("pyarrow.parquet")
+    assert main(["export-index", "--db", str(archive), "--format", "parquet",
+                 "-o", str(tmp_path / "c.parquet")]) == 0
+    table = pq.read_table(tmp_path / "c.parquet")
+    assert table.num_rows == len(lines) - 1 and "embedding" in table.column_names
+
+
+def test_reader_while_writer_holds_a_transaction(archive):
+    writer = sqlite3.connect(archive, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("DELETE FROM segments")
+    try:
+        assert main(["search", "--summary", "--db", str(archive), "--json"]) == 0
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+
+def test_usage_errors(tmp_path, capsys):
+    assert main(["search", "x", "--db", str(tmp_path / "none.db")]) == 2
+    assert "no such archive" in capsys.readouterr().err
+    notdb = tmp_path / "not.db"
+    notdb.write_text("hello")
+    assert main(["search", "x", "--db", str(notdb)]) == 2
+    assert main(["search", "--db", str(notdb)]) == 2
+    assert main(["export-index", "--db", str(notdb), "--format", "parquet"]) == 2
+    with pytest.raises(SystemExit):
+        main(["index", "--db", "x.db"])  # no input
