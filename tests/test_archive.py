@@ -264,3 +264,26 @@ def test_usage_errors(tmp_path, capsys):
     assert main(["export-index", "--db", str(notdb), "--format", "parquet"]) == 2
     with pytest.raises(SystemExit):
         main(["index", "--db", "x.db"])  # no input
+
+
+@pytest.mark.slow
+def test_ray_engine_gives_the_same_rows_as_local(folder, r10, tmp_path):
+    pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    d, good, broken = folder
+    inputs = [str(good[1]), str(good[2]), str(broken[1])]
+    local, ray_db = tmp_path / "local.db", tmp_path / "ray.db"
+    assert _index([*inputs, "--db", str(local), *_opts(r10)]).returncode == 1
+    env = {**os.environ, "HAR_RAY_NUM_CPUS": "2", "RAY_USAGE_STATS_ENABLED": "0"}
+    r = _index([*inputs, "--db", str(ray_db), "--engine", "ray", *_opts(r10)], env=env)
+    assert r.returncode == 1, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+
+    q = ("SELECT v.path, v.status, v.frames, c.idx, c.start_frame, c.end_frame, c.top_label, "
+         "c.topk FROM videos v LEFT JOIN clips c ON c.video_id = v.id ORDER BY v.path, c.idx")
+    a, b = _rows(local, q), _rows(ray_db, q)
+    assert len(a) > 3 and a == b
+    seg = "SELECT v.path, s.label, s.start_s, s.end_s FROM segments s JOIN videos v " \
+          "ON v.id = s.video_id ORDER BY 1, 2, 3"
+    assert _rows(local, seg) == _rows(ray_db, seg)
+    assert _rows(ray_db, "PRAGMA integrity_check") == [("ok",)]
