@@ -20,7 +20,7 @@ import numpy as np
 from . import db
 
 IVF_MIN = 200_000  # below this an exact search is fast enough (< 20 ms at 512-d)
-NPROBE = 16
+NPROBE = 32  # bench/similar.py at 1M: recall@10 0.999, p95 0.8 ms (16: 0.987)
 
 
 @dataclass(frozen=True)
