@@ -297,3 +297,46 @@ def test_ray_engine_gives_the_same_rows_as_local(folder, r10, tmp_path):
           "ON v.id = s.video_id ORDER BY 1, 2, 3"
     assert _rows(local, seg) == _rows(ray_db, seg)
     assert _rows(ray_db, "PRAGMA integrity_check") == [("ok",)]
+
+
+@pytest.mark.parametrize("ivf_min", [10**9, 100])
+def test_vector_index_follows_the_archive(tmp_path, monkeypatch, ivf_min):
+    """The saved index is reused, updated for added and removed clips, and finds what
+    a fresh exact search finds."""
+    from har.archive import db as adb
+    from har.archive import similar
+
+    monkeypatch.setattr(similar, "IVF_MIN", ivf_min)
+    rng = np.random.default_rng(1)
+    path = tmp_path / "a.db"
+    conn = adb.connect(path)
+    adb.set_meta(conn, "embedding_kind", "features")
+    adb.set_meta(conn, "embedding_dim", "32")
+
+    def add_video(name: str, n: int) -> None:
+        vid = conn.execute("INSERT INTO videos (path, status) VALUES (?, 'done')",
+                           (name,)).lastrowid
+        for i in range(n):
+            cid = conn.execute("INSERT INTO clips (video_id, idx, start_frame, end_frame, "
+                               "start_s, end_s, top_label, top_score, topk) VALUES "
+                               "(?, ?, 0, 16, 0, 1, 'x', 1, '[]')", (vid, i)).lastrowid
+            conn.execute("INSERT INTO embeddings VALUES (?, ?)",
+                         (cid, adb.pack_vector(rng.standard_normal(32))))
+
+    for v in range(6):
+        add_video(f"v{v}", 40)
+    first = similar.load_index(conn, path)
+    assert first.ntotal == 240 and (tmp_path / "a.db.faiss").is_file()
+    again = similar.load_index(conn, path)  # unchanged: the saved one
+    assert sorted(similar.index_ids(again)) == sorted(similar.index_ids(first))
+    conn.execute("DELETE FROM videos WHERE path = 'v2'")  # cascades to its clips
+    add_video("v9", 30)
+    updated = similar.load_index(conn, path)
+    want = sorted(r[0] for r in conn.execute("SELECT clip_id FROM embeddings"))
+    assert sorted(similar.index_ids(updated)) == want
+    # Every stored vector finds itself first.
+    for cid, blob in conn.execute("SELECT clip_id, vector FROM embeddings LIMIT 20"):
+        q = np.frombuffer(blob, dtype="<f2").astype(np.float32)
+        assert similar.nearest(conn, updated, q, k=1)[0].similarity > 0.99
+        _, ids = updated.search(similar.normalize(q).reshape(1, -1), 1)
+        assert ids[0][0] == cid

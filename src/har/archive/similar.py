@@ -1,8 +1,8 @@
 """Search by example: the nearest clips by cosine similarity, through a FAISS index.
 
 Vectors are stored in SQLite as float16 (table ``embeddings``). The index is built from
-them and kept beside the database (``<db>.faiss``, with a ``.json`` stamp); it is rebuilt
-when the archive has changed since. Small archives use an exact inner-product index;
+them and kept beside the database (``<db>.faiss``, with a ``.json`` stamp), updated in
+place when the archive has changed a little, rebuilt when it has changed a lot. Small archives use an exact inner-product index;
 from ``IVF_MIN`` vectors on an IVF index with float16 residuals (see bench/similar.py
 for the measurement behind the choice).
 """
@@ -59,7 +59,7 @@ def normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(n, 1e-12)
 
 
-def build_index(vectors: np.ndarray, ids: np.ndarray, *, ivf_min: int = IVF_MIN,
+def build_index(vectors: np.ndarray, ids: np.ndarray, *, ivf_min: int | None = None,
                 nlist: int | None = None, nprobe: int = NPROBE, threads: int | None = None):
     """A FAISS inner-product index over L2-normalized ``vectors`` (cosine similarity)."""
     faiss = _faiss()
@@ -67,7 +67,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, *, ivf_min: int = IVF_MIN,
         faiss.omp_set_num_threads(threads)
     x = normalize(vectors)
     n, d = x.shape
-    if n < ivf_min:
+    if n < (IVF_MIN if ivf_min is None else ivf_min):
         index = faiss.IndexIDMap2(faiss.IndexFlatIP(d))
     else:
         nlist = nlist or int(4 * np.sqrt(n))
@@ -84,36 +84,89 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, *, ivf_min: int = IVF_MIN,
 
 
 def _stamp(conn: sqlite3.Connection) -> dict:
-    n, mx = conn.execute("SELECT COUNT(*), COALESCE(MAX(clip_id), 0) FROM embeddings").fetchone()
-    s = conn.execute("SELECT COALESCE(SUM(clip_id), 0) FROM embeddings").fetchone()[0]
-    return {"count": n, "max_id": mx, "sum_id": s,
+    n, mx, sm = conn.execute("SELECT COUNT(*), COALESCE(MAX(clip_id), 0), "
+                             "COALESCE(SUM(clip_id), 0) FROM embeddings").fetchone()
+    return {"count": n, "max_id": mx, "sum_id": sm,
             "kind": db.get_meta(conn, "embedding_kind"),
             "dim": db.get_meta(conn, "embedding_dim")}
 
 
+def index_ids(index) -> np.ndarray:
+    """The ids an index holds."""
+    faiss = _faiss()
+    if hasattr(index, "id_map"):
+        return faiss.vector_to_array(index.id_map).astype(np.int64)
+    il = faiss.extract_index_ivf(index).invlists
+    parts = [faiss.rev_swig_ptr(il.get_ids(i), il.list_size(i)).copy()
+             for i in range(il.nlist) if il.list_size(i)]
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def _vectors(conn: sqlite3.Connection, dim: int, ids: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, float32 vectors) of all embeddings, or of ``ids``."""
+    out_ids, blobs = [], []
+    if ids is None:
+        rows = conn.execute("SELECT clip_id, vector FROM embeddings ORDER BY clip_id")
+    else:
+        rows = (r for chunk in range(0, len(ids), 900) for r in conn.execute(
+            "SELECT clip_id, vector FROM embeddings WHERE clip_id IN (%s)"
+            % ",".join("?" * len(ids[chunk:chunk + 900])),
+            [int(i) for i in ids[chunk:chunk + 900]]))
+    for cid, blob in rows:
+        out_ids.append(cid)
+        blobs.append(blob)
+    return np.array(out_ids, dtype=np.int64), db.unpack_vectors(blobs, dim).astype(np.float32)
+
+
 def load_index(conn: sqlite3.Connection, db_path: str | Path):
-    """The archive's index: the saved one if still current, else built (and saved when
-    the database's folder is writable)."""
+    """The archive's index, kept in ``<db>.faiss``: read (memory-mapped) when current;
+    brought up to date in place when the archive changed a little (clips added, or
+    removed by a re-indexed video); built anew when it changed a lot, or its kind."""
     faiss = _faiss()
     stamp = _stamp(conn)
+    if not stamp["count"]:
+        return None
     idx_path = Path(str(db_path) + ".faiss")
     stamp_path = Path(str(db_path) + ".faiss.json")
     try:
-        if json.loads(stamp_path.read_text()) == stamp and idx_path.is_file():
-            index = faiss.read_index(str(idx_path))
-            if hasattr(index, "nprobe"):
-                index.nprobe = NPROBE
-            return index
-    except (OSError, ValueError, RuntimeError):
-        pass
-    dim = int(stamp["dim"] or 0)
-    ids, blobs = [], []
-    for cid, blob in conn.execute("SELECT clip_id, vector FROM embeddings ORDER BY clip_id"):
-        ids.append(cid)
-        blobs.append(blob)
-    vectors = db.unpack_vectors(blobs, dim).astype(np.float32) if dim else np.zeros((0, 1))
-    index = build_index(vectors, np.array(ids, dtype=np.int64)) if ids else None
-    if index is not None and os.access(idx_path.parent, os.W_OK):
+        old = json.loads(stamp_path.read_text())
+    except (OSError, ValueError):
+        old = None
+    index = None
+    if old is not None and idx_path.is_file():
+        try:
+            if old == stamp:
+                index = faiss.read_index(str(idx_path), faiss.IO_FLAG_MMAP)
+                if hasattr(index, "nprobe"):
+                    index.nprobe = NPROBE
+                return index
+            if (old.get("kind"), old.get("dim")) == (stamp["kind"], stamp["dim"]):
+                index = faiss.read_index(str(idx_path))
+        except RuntimeError:
+            index = None
+    dim = int(stamp["dim"])
+    if index is not None:
+        have = index_ids(index)
+        want = np.array([r[0] for r in conn.execute("SELECT clip_id FROM embeddings")],
+                        dtype=np.int64)
+        gone = np.setdiff1d(have, want, assume_unique=True)
+        new = np.setdiff1d(want, have, assume_unique=True)
+        exact = hasattr(index, "id_map")
+        if (len(gone) + len(new) > len(want) // 2) or (exact and len(want) >= IVF_MIN):
+            index = None  # rebuilt below: many changes, or large enough for IVF now
+        else:
+            if len(gone):
+                index.remove_ids(faiss.IDSelectorBatch(gone))
+            if len(new):
+                ids, vecs = _vectors(conn, dim, new)
+                index.add_with_ids(normalize(vecs), ids)
+    if index is None:
+        ids, vecs = _vectors(conn, dim)
+        index = build_index(vecs, ids)
+    if hasattr(index, "nprobe"):
+        index.nprobe = NPROBE
+    if os.access(idx_path.parent, os.W_OK):
         from ..fsutil import atomic_path
 
         try:
@@ -122,7 +175,7 @@ def load_index(conn: sqlite3.Connection, db_path: str | Path):
             with atomic_path(stamp_path) as tmp:
                 Path(tmp).write_text(json.dumps(stamp))
         except (OSError, RuntimeError):
-            pass  # a read-only place: build again next time
+            pass  # a read-only place: brought up to date again next time
     return index
 
 
