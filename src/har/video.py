@@ -8,7 +8,9 @@ decode, so a partly broken file still yields what can be recovered.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -16,7 +18,12 @@ from typing import Iterator
 import numpy as np
 
 from .errors import DecodeError
+from .fsutil import display_path
 from .sources import is_url
+
+# Elementary streams without a container index: durations are guesses.
+_RAW_FORMATS = {"h264", "hevc", "h263", "m4v", "mpegvideo", "mjpeg", "rawvideo", "ivf",
+                "avs2", "vvc", "cavsvideo", "image2", "image2pipe", "yuv4mpegpipe"}
 
 # Give up on a stream after this many damaged packets in a row: the rest is noise.
 _MAX_CONSECUTIVE_ERRORS = 50
@@ -67,6 +74,67 @@ def _reason(exc: BaseException) -> str:
     """FFmpeg's own words for an error, without the errno noise."""
     msg = getattr(exc, "strerror", None) or str(exc)
     return msg.rstrip(".")
+
+
+def _is_source_like(obj) -> bool:
+    """A ``har.sources.Source`` or anything shaped like one (``.url``, ``.format``...)."""
+    return not isinstance(obj, (str, bytes, os.PathLike)) and hasattr(obj, "url")
+
+
+def _target(source, format, options) -> tuple[str, dict]:
+    """``(what to open, FFmpeg options)`` for a path, URL or Source-like object."""
+    if _is_source_like(source):
+        opts = dict(getattr(source, "options", None) or {})
+        opts.update(options or {})
+        return str(source.url), opts
+    url = os.fsdecode(source) if isinstance(source, bytes) else os.fspath(source)
+    return url, dict(options or {})
+
+
+_OPEN_ERRORS = {
+    errno.ELOOP: "too many levels of symbolic links (a symlink loop); fix the link",
+    errno.ENAMETOOLONG: "file name too long for the file system; rename or move it",
+    errno.EACCES: "permission denied; check the file's permissions",
+    errno.EPERM: "permission denied; check the file's permissions",
+    errno.ENOTDIR: "no such file (a part of the path is not a folder); check the path",
+    errno.ENOENT: "no such file; check the path",
+}
+
+
+def _local_error(name: str, exc: OSError, path: str) -> DecodeError:
+    if exc.errno == errno.ENOENT and os.path.islink(path):
+        return DecodeError(f"{name}: broken symbolic link (its target does not exist)")
+    why = _OPEN_ERRORS.get(exc.errno) or f"cannot be opened ({exc.strerror or exc})"
+    return DecodeError(f"{name}: {why}")
+
+
+def _url_reason(exc: BaseException, timeout_s: float) -> str:
+    """FFmpeg's reason for a failed URL, in words that say what happened."""
+    reason = _reason(exc)
+    code = getattr(exc, "errno", None)
+    if "Immediate exit" in reason or code in (errno.ETIMEDOUT, errno.EAGAIN) \
+            or "timed out" in reason.lower():
+        return f"timed out: no answer within {timeout_s:g} s"
+    return reason
+
+
+def _http_diagnosis(url: str, timeout_s: float) -> str | None:
+    """A clearer reason than FFmpeg's "Input/output error" for an http(s) URL."""
+    import urllib.error
+    import urllib.request
+
+    if not url.lower().startswith(("http://", "https://")):
+        return None
+    req = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "har-video"})
+    try:
+        with urllib.request.urlopen(req, timeout=min(timeout_s, 10.0)):
+            return None
+    except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            return "too many redirects (a redirect loop)"
+        return f"HTTP {exc.code} {exc.reason}"
+    except Exception:  # noqa: BLE001 - diagnosis only; the original reason stands
+        return None
 
 
 def _chain_one(first, rest):
@@ -126,41 +194,57 @@ class VideoSource:
     ...         ...
     """
 
-    def __init__(self, source: str | os.PathLike, *, timeout_s: float = 15.0,
-                 threads: int = 0) -> None:
+    def __init__(self, source, *, timeout_s: float = 15.0, threads: int = 0,
+                 format: str | None = None, options: dict | None = None) -> None:
         import av  # heavy, and only needed once a video is opened
 
-        self.source = str(source)
+        self._file = None
+        self._container = None
+        url, opts = _target(source, format, options)
+        if format is None:
+            format = getattr(source, "format", None) if _is_source_like(source) else None
+        self.source = str(getattr(source, "text", None) or url) if _is_source_like(source) \
+            else os.fspath(source) if not isinstance(source, bytes) else os.fsdecode(source)
+        name = display_path(self.source)
         self._threads = threads
-        if not is_url(source):
-            path = Path(source)
-            if not path.exists():
-                raise DecodeError(f"{self.source}: no such file; check the path")
-            if path.is_dir():
-                raise DecodeError(f"{self.source}: is a directory, not a video file")
-            if path.stat().st_size == 0:
-                raise DecodeError(f"{self.source}: file is empty (0 bytes); re-copy or re-download it")
+        target: object = url
+        if format is None and not is_url(url):
+            target = self._open_local(url, name)
+        open_opts = {str(k): str(v) for k, v in opts.items()}
         try:
-            self._container = av.open(self.source, mode="r", timeout=(timeout_s, timeout_s),
+            self._container = av.open(target, mode="r", format=format,
+                                      options=open_opts or None,
+                                      timeout=(timeout_s, timeout_s),
                                       metadata_errors="ignore")
         except av.error.FileNotFoundError:
-            raise DecodeError(f"{self.source}: no such file; check the path") from None
-        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-            if is_url(source):
-                raise DecodeError(f"{self.source}: could not open URL ({_reason(exc)}); "
+            self.close()
+            raise DecodeError(f"{name}: no such file; check the path") from None
+        except (av.error.FFmpegError, OSError, UnicodeError, ValueError) as exc:
+            self.close()
+            if is_url(url):
+                reason = _url_reason(exc, timeout_s)
+                if reason.startswith(("Input/output error", "Too many redirects")):
+                    reason = _http_diagnosis(url, timeout_s) or reason
+                raise DecodeError(f"{name}: could not open URL ({reason}); "
                                   "check the address and that the server is reachable") from None
-            raise DecodeError(f"{self.source}: cannot be read as a video ({_reason(exc)}); "
+            if format is not None:
+                raise DecodeError(f"{name}: could not open as {format} ({_reason(exc)}); "
+                                  "check the device or stream") from None
+            raise DecodeError(f"{name}: cannot be read as a video ({_reason(exc)}); "
                               "the file may be truncated, corrupt or not a video") from None
         try:
             self._stream = self._container.streams.best("video")
         except Exception:  # noqa: BLE001 - PyAV raises different types across versions
             self._stream = None
-        if self._stream is None:
+        if self._stream is None or self._stream.codec_context is None:
             self.close()
-            raise DecodeError(f"{self.source}: has no video stream (audio-only or data file?)")
+            raise DecodeError(f"{name}: has no video stream (audio-only or data file, or "
+                              "its codec cannot be identified: the file may be corrupt)")
         self.stats = DecodeStats()
         ctx = self._stream.codec_context
-        ctx.thread_type = "AUTO"
+        # Slice threading only: frame threading conceals damaged packets differently
+        # from run to run, so the same file would not give the same pixels twice.
+        ctx.thread_type = "SLICE"
         ctx.thread_count = threads
         self._raw = self._iter_decoded()
         # Decode the first frame now: rotation lives in per-frame side data (FFmpeg
@@ -171,10 +255,38 @@ class VideoSource:
         if self._first is None:
             reason = self.stats.last_error or "the stream holds no frames"
             self.close()
-            raise DecodeError(f"{self.source}: no frame could be decoded ({reason}); "
+            raise DecodeError(f"{name}: no frame could be decoded ({reason}); "
                               "the file is corrupt or its codec is unsupported")
         self._rotation = _display_rotation(getattr(self._first, "rotation", 0))
         self.info = self._read_info()
+
+    def _open_local(self, path: str, name: str):
+        """What FFmpeg should open for a local path: ``file:`` + the absolute path
+        (so ``a:b.mp4`` or ``pipe:0.mp4`` is that file, never a protocol), or a
+        Python file object for pipes and names that are not valid UTF-8."""
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise _local_error(name, exc, path) from None
+        if stat.S_ISDIR(st.st_mode):
+            raise DecodeError(f"{name}: is a directory, not a video file")
+        if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+            raise DecodeError(f"{name}: file is empty (0 bytes); re-copy or re-download it")
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - kept open for FFmpeg or closed below
+        except OSError as exc:
+            raise _local_error(name, exc, path) from None
+        absolute = os.path.abspath(path)
+        try:
+            absolute.encode("utf-8")
+            utf8 = True
+        except UnicodeEncodeError:
+            utf8 = False
+        if stat.S_ISREG(st.st_mode) and utf8:
+            handle.close()
+            return "file:" + absolute
+        self._file = handle  # a pipe, or a name FFmpeg cannot be given as text
+        return handle
 
     # -- metadata ---------------------------------------------------------
     def _read_info(self) -> VideoInfo:
@@ -187,6 +299,11 @@ class VideoSource:
             duration = float(s.duration * s.time_base)
         elif self._container.duration:
             duration = self._container.duration / 1_000_000
+        # What the container states (for the truncation check); raw elementary
+        # streams have no index, so FFmpeg guesses their duration from the bitrate.
+        raw = self._container.format.name in _RAW_FORMATS
+        self._stated_frames = None if raw else frames
+        self._stated_s = None if raw else duration
         if frames is None and duration and fps:
             frames = int(round(duration * fps))
         width, height = s.codec_context.width, s.codec_context.height
@@ -228,13 +345,20 @@ class VideoSource:
 
         ``size`` is in display orientation. Resizing happens in FFmpeg's scaler while
         converting to RGB, which is much cheaper than resizing full-size frames later.
-        Call once: a VideoSource is a single pass over its file.
+        The scaler runs with accurate rounding and full chroma interpolation: its fast
+        path darkens flat areas at some output sizes (luma 235 gave 253 instead of 255),
+        while this way the pixels are within 1 level of converting at full size and
+        then resizing. Call once: a VideoSource is a single pass over its file.
         """
-        from av.video.reformatter import VideoReformatter
+        from av.video.reformatter import Interpolation, VideoReformatter
 
         stats = self.stats
         k = self._rotation // 90
         width, height = (None, None) if size is None else (size[1], size[0]) if k % 2 else size
+        flags = (Interpolation[interpolation.upper()] if isinstance(interpolation, str)
+                 else Interpolation(interpolation))
+        if size is not None:  # at full size FFmpeg's default conversion is the reference
+            flags = flags | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
         reformatter = VideoReformatter()
         fps = self.info.fps or 25.0
         first, self._first = self._first, None
@@ -242,7 +366,7 @@ class VideoSource:
         try:
             for index, (vf, t) in enumerate(_reordered_times(source, fps)):
                 rgb = reformatter.reformat(vf, width=width, height=height, format="rgb24",
-                                           interpolation=interpolation).to_ndarray()
+                                           interpolation=flags).to_ndarray()
                 if k:
                     # k quarter turns counter-clockwise: what FFmpeg's autorotate shows
                     rgb = np.ascontiguousarray(np.rot90(rgb, k=k))
@@ -254,21 +378,44 @@ class VideoSource:
             self._finish_stats()
 
     def _finish_stats(self) -> None:
-        s, info = self.stats, self.info
+        s = self.stats
         s.warnings.clear()
         if s.bad_packets:
             s.warnings.append(f"{s.bad_packets} damaged packet(s) skipped ({s.last_error})")
         if s.stopped_early:
             s.warnings.append("decoding stopped early: the rest of the stream is unreadable")
-        if info.frames and s.frames < info.frames * 0.95 - 1:
-            s.warnings.append(f"decoded {s.frames} of the {info.frames} frames the header "
-                              "announces; the file may be truncated")
+        short = self._truncation()
+        if short:
+            s.warnings.append(short)
+
+    def _truncation(self) -> str | None:
+        """A warning when fewer frames were decoded than the container *states* it
+        holds: its stored frame count, else its stated duration against the last
+        decoded timestamp. Estimates (duration x fps) are never used: a variable
+        frame-rate file or one whose timestamps jump would be called truncated."""
+        s = self.stats
+        stated_frames, stated_s = self._stated_frames, self._stated_s
+        if stated_frames:
+            if s.frames < stated_frames - max(2, 0.002 * stated_frames):
+                return (f"decoded {s.frames} of the {stated_frames} frames the container "
+                        f"lists ({s.end_s:.1f} s); the file may be truncated")
+            return None
+        if stated_s and s.frames:
+            fps = self.info.fps or 25.0
+            if s.end_s < stated_s - max(1.0, 3.0 / fps, 0.01 * stated_s):
+                return (f"decoded {s.end_s:.1f} s of the {stated_s:.1f} s the container "
+                        "states; the file may be truncated")
+        return None
 
     def close(self) -> None:
         container = getattr(self, "_container", None)
         if container is not None:
-            container.close()
             self._container = None
+            container.close()
+        handle = getattr(self, "_file", None)
+        if handle is not None:
+            self._file = None
+            handle.close()
 
     def __enter__(self) -> "VideoSource":
         return self
