@@ -130,33 +130,48 @@ def _index_one(row: dict, *, model: str, clips: ClipSpecs, actors: list, info: d
     return {"pos": row["pos"], "result": pickle.dumps(result)}
 
 
-def _clip_rows(row: dict) -> list[dict]:
-    """Parquet rows for a cluster-wide run: one per clip, with its video's fields."""
+def _parquet_schema(pa):
+    return pa.schema([
+        ("path", pa.string()), ("status", pa.string()), ("error", pa.string()),
+        ("duration_s", pa.float64()), ("fps", pa.float64()), ("frames", pa.int64()),
+        ("clip", pa.int64()), ("start_frame", pa.int64()), ("end_frame", pa.int64()),
+        ("start_s", pa.float64()), ("end_s", pa.float64()), ("top_label", pa.string()),
+        ("top_score", pa.float64()), ("topk", pa.string()),
+        ("embedding", pa.list_(pa.float32()))])
+
+
+def _clip_table(batch: dict):
+    """Parquet rows for a cluster-wide run: one per clip, with its video's fields (a
+    failed video: one row with its error and no clip). One schema for every file."""
+    import json
+
+    import pyarrow as pa
+
     from ..writers import video_status
     from .indexer import _embedding
 
-    r = pickle.loads(row["result"])
-    base = {"path": r.path, "status": video_status(r), "error": r.error,
-            "duration_s": r.duration_s, "fps": r.fps, "frames": r.frames}
-    if not r.clips:
-        return [{**base, "clip": None, "start_frame": None, "end_frame": None,
-                 "start_s": None, "end_s": None, "top_label": None, "top_score": None,
-                 "topk": None, "embedding": None}]
-    import json
+    rows = []
+    for blob in batch["result"]:
+        r = pickle.loads(blob)
+        base = {"path": r.path, "status": video_status(r), "error": r.error,
+                "duration_s": r.duration_s, "fps": r.fps, "frames": r.frames}
+        if not r.clips:
+            rows.append(base)
+        for c in r.clips:
+            emb = _embedding(c)
+            rows.append({**base, "clip": c.index, "start_frame": c.start_frame,
+                         "end_frame": c.end_frame, "start_s": c.start_s, "end_s": c.end_s,
+                         "top_label": c.top[0].label, "top_score": float(c.top[0].score),
+                         "topk": json.dumps([[p.label, round(float(p.score), 6)]
+                                             for p in c.top]),
+                         "embedding": None if emb is None else
+                         emb[1].astype(np.float16).astype(np.float32).tolist()})
+    return pa.Table.from_pylist(rows, schema=_parquet_schema(pa))
 
-    out = []
-    for c in r.clips:
-        emb = _embedding(c)
-        out.append({**base, "clip": c.index, "start_frame": c.start_frame,
-                    "end_frame": c.end_frame, "start_s": c.start_s, "end_s": c.end_s,
-                    "top_label": c.top[0].label, "top_score": float(c.top[0].score),
-                    "topk": json.dumps([[p.label, float(p.score)] for p in c.top]),
-                    "embedding": None if emb is None else emb[1].astype(np.float16).tolist()})
-    return out
 
-
-def index_ray(args, conn, todo: list) -> list:
-    """Run ``todo`` ([(source, FileKey)]) on Ray; write each video as it comes back."""
+def index_ray(args, conn, todo: list) -> list | None:
+    """Run ``todo`` ([(source, FileKey)]) on Ray; write each video as it comes back
+    (the results, lightened), or with ``args.parquet`` the Parquet files (None)."""
     from ..cli.common import timeline_options
     from .indexer import ModelInfo, weights_sha256, write_result
 
@@ -188,10 +203,11 @@ def index_ray(args, conn, todo: list) -> list:
         ds = ds.map(_index_one, num_cpus=1, fn_kwargs={"model": args.model, "clips": clips,
                                                        "actors": actors, "info": info})
         if args.parquet:
-            ds.flat_map(_clip_rows).write_parquet(args.parquet)
+            ds.map_batches(_clip_table, batch_size=1, batch_format="numpy",
+                           num_cpus=0.5).write_parquet(args.parquet)
             print(f"har index: clip rows written as Parquet under {args.parquet}",
                   file=sys.stderr)
-            return []
+            return None
         from ..fsutil import clean_text
         from ..models.zoo import get_entry
 

@@ -61,8 +61,9 @@ def register(sub) -> None:
     p.add_argument("--ray-actors", type=positive_int, default=1, metavar="N",
                    help="--engine ray: model actors (default 1; one per GPU on a GPU cluster)")
     p.add_argument("--parquet", metavar="DIR",
-                   help="--engine ray: also write the clip rows as Parquet files under DIR "
-                        "(written by the cluster's workers)")
+                   help="--engine ray: write the clip rows as Parquet files under DIR "
+                        "instead of into --db (written by the cluster's workers; --db is "
+                        "only read, to skip what it holds)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_model_arguments(p)
     add_clip_arguments(p)
@@ -185,9 +186,13 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         from ..archive import ray_engine
 
-        results = ray_engine.index_ray(args, conn, work.todo)
+        try:
+            results = ray_engine.index_ray(args, conn, work.todo)
+        finally:
+            conn.close()
+        if results is None:  # --parquet: the rows are in the files
+            return ExitCode.INPUT_FAILED if failed else ExitCode.OK
         failed += sum(not r.ok for r in results)
-        conn.close()
         return _index_exit(failed, results)
 
     recognizer = make_recognizer(args)
