@@ -15,6 +15,7 @@ import http.client
 import os
 import re
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -26,6 +27,10 @@ from .errors import WeightsError
 
 CHUNK = 1 << 20
 USER_AGENT = "har-weights/1 (+https://pypi.org/project/har)"
+# A download must average at least this many bytes a second over every window of
+# ``timeout`` seconds: a server that trickles (1 byte every 5 s never trips the
+# per-read timeout) is dropped instead of waited on forever.
+MIN_BYTES_PER_S = 1024
 _RETRIES_PER_URL = 3  # connection drops mid-file: resume this many times per mirror
 
 
@@ -72,6 +77,10 @@ def check_digest(path: Path, digest: str, expected: str, source: str) -> None:
 
 
 # -- HTTP download -----------------------------------------------------------------
+class _TooSlow(OSError):
+    """The server sends, but below :data:`MIN_BYTES_PER_S`."""
+
+
 @dataclass
 class _Attempt:
     url: str
@@ -125,12 +134,23 @@ def _fetch_to_part(url: str, part: Path, *, size: int | None, progress: bool,
         try:
             with open(part, "ab" if offset else "wb") as fh:
                 got = 0
+                window_start, window_got = time.monotonic(), 0
                 while True:
-                    block = resp.read(CHUNK)
+                    # read1: return what arrived (one socket read), so a trickle is
+                    # seen here rather than inside a read that waits for a full block.
+                    block = resp.read1(CHUNK)
                     if not block:
                         break
                     fh.write(block)
                     got += len(block)
+                    window_got += len(block)
+                    now = time.monotonic()
+                    if now - window_start >= timeout:
+                        if window_got < MIN_BYTES_PER_S * timeout:
+                            raise _TooSlow(f"too slow: {window_got:,} bytes in the last "
+                                           f"{now - window_start:.0f} s (minimum "
+                                           f"{MIN_BYTES_PER_S:,} bytes/s)")
+                        window_start, window_got = now, 0
                     if bar is not None:
                         bar.update(len(block))
         finally:
@@ -207,6 +227,12 @@ def _download_locked(urls: Sequence[str], dest: Path, expected: str | None, size
                 reason = exc.reason
                 attempts.append(_Attempt(url, str(getattr(reason, "strerror", None) or reason),
                                          offline=True))
+                break
+            except _TooSlow as exc:
+                attempts.append(_Attempt(url, str(exc)))
+                break
+            except TimeoutError:
+                attempts.append(_Attempt(url, f"timed out: no data for {timeout:g} s"))
                 break
             except (http.client.HTTPException, OSError) as exc:
                 # Dropped mid-file: keep the .part and resume it with a Range request.
@@ -308,6 +334,11 @@ def resolve_weights(entry, weights: str | os.PathLike | None = None, *,
         if is_url(text):
             dest = url_cache_path(text, pinned)
             if dest.is_file():
+                if pinned:  # the cache can be changed behind our back: re-check the pin
+                    try:
+                        check_digest(dest, sha256_file(dest), pinned, text)
+                    except WeightsError as exc:
+                        raise discard_cached(dest, exc) from None
                 return dest
             if not download:
                 raise WeightsError(f"{text} is not in the cache ({dest}) and downloads are off")
@@ -330,6 +361,29 @@ def resolve_weights(entry, weights: str | os.PathLike | None = None, *,
     if download and any(wf.urls for wf in entry.weights):
         return fetch(entry, progress=progress)
     raise WeightsError(missing_weights_message(entry))
+
+
+def is_url_cache_file(path: str | os.PathLike) -> bool:
+    """True for a file har downloaded for a ``--weights URL`` (its own cache)."""
+    try:
+        return Path(path).resolve().parent == (weights_dir() / "urls").resolve()
+    except OSError:
+        return False
+
+
+def discard_cached(path: str | os.PathLike, exc: WeightsError) -> WeightsError:
+    """Delete ``path`` when it is har's own cached download that failed to verify or
+    load, and return the error to raise (saying so); other files are never touched."""
+    if not is_url_cache_file(path):
+        return exc
+    path = Path(path)
+    try:
+        path.unlink()
+        path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+    except OSError:
+        return exc
+    return WeightsError(f"{str(exc).rstrip('.')}; deleted the bad cached copy; "
+                        "run again to download")
 
 
 def missing_weights_message(entry) -> str:

@@ -36,8 +36,10 @@ def _torch_load(path: Path) -> Any:
             f"plain containers ({str(exc).splitlines()[0][:160]}); re-save its state_dict "
             "with torch.save(model.state_dict(), ...) from trusted code") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first.split(". ")[0].rstrip(".")  # PyTorch adds paragraphs of advice
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint "
-                           f"({str(exc).splitlines()[0][:160]}); the file may be truncated "
+                           f"({first}); the file may be truncated "
                            "or in another format") from None
 
 

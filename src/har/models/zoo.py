@@ -260,11 +260,15 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
     (.pth, .onnx, torchvision state dict) or an http(s) URL; without it the cached
     download is used (and fetched first if ``download``).
     """
-    from ..weights import resolve_weights
+    from ..errors import WeightsError
+    from ..weights import discard_cached, resolve_weights
     from .checkpoints import load_weights_into
 
     entry = get_entry(name)
     model = entry.build()
     path = resolve_weights(entry, weights, sha256=sha256, download=download)
-    load_weights_into(model, path, entry)
+    try:
+        load_weights_into(model, path, entry)
+    except WeightsError as exc:  # a cached --weights URL download that cannot load
+        raise discard_cached(path, exc) from None
     return model.to(device).eval()
