@@ -96,10 +96,13 @@ def weights_sha256(args_weights: str | None, recognizer) -> str | None:
     return None
 
 
-def _embedding(clip) -> tuple[str, np.ndarray] | None:
+def _embedding(clip, kind: str | None = None) -> tuple[str, np.ndarray] | None:
     """The clip's vector for search by example: the runtime's pooled features, or, from
     a runtime that gives none, its centred logits (log-probabilities minus their mean,
-    which are the logits up to a shift; probabilities themselves are nearly one-hot)."""
+    which are the logits up to a shift; probabilities themselves are nearly one-hot).
+    ``kind``: the archive's kind, kept when the clip can give it."""
+    if kind == "logits" and clip.probs is not None:
+        return "logits", centred_logits(clip.probs)
     if clip.features is not None:
         return "features", np.asarray(clip.features, dtype=np.float32)
     if clip.probs is not None:
@@ -159,7 +162,7 @@ def _write_clips(conn: sqlite3.Connection, vid: int, result: VideoResult) -> Non
             " top_label, top_score, topk) VALUES (?,?,?,?,?,?,?,?,?)",
             (vid, c.index, c.start_frame, c.end_frame, c.start_s, c.end_s, top.label,
              float(top.score), db.topk_json(c.top)))
-        emb = _embedding(c)
+        emb = _embedding(c, kind)
         if emb is None:
             continue
         k, vec = emb

@@ -337,6 +337,11 @@ def cmd_similar(args: argparse.Namespace) -> int:
                 raise UsageError(f"this model's vectors have {q.shape[0]} values but the "
                                  f"archive's have {dim}; use the model the archive was "
                                  "indexed with")
+            if q is None and kind == "features" and result.clips and \
+                    result.clips[0].features is None:
+                raise UsageError(f"the archive holds feature vectors but --backend "
+                                 f"{args.backend} gives none; use the runtime the archive "
+                                 "was indexed with")
         if q is None:
             print(f"har similar: {display_path(args.video)} has no clip in "
                   f"{args.start or 0:g}..{'end' if args.end is None else f'{args.end:g}'} s",
