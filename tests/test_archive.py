@@ -340,3 +340,28 @@ def test_vector_index_follows_the_archive(tmp_path, monkeypatch, ivf_min):
         assert similar.nearest(conn, updated, q, k=1)[0].similarity > 0.99
         _, ids = updated.search(similar.normalize(q).reshape(1, -1), 1)
         assert ids[0][0] == cid
+
+
+def test_sigint_keeps_finished_videos_and_exits_130(folder, r10, tmp_path):
+    d, good, broken = folder
+    db = tmp_path / "int.db"
+    proc = subprocess.Popen([sys.executable, "-m", "har", "index", *map(str, good[:8]),
+                             "--db", str(db), *_opts(r10)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if _rows(db, "SELECT COUNT(*) FROM videos")[0][0] >= 1:
+                break
+        except sqlite3.Error:
+            pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert _rows(db, "PRAGMA integrity_check") == [("ok",)]
+    n = _rows(db, "SELECT COUNT(*) FROM videos WHERE status = 'done'")[0][0]
+    assert 1 <= n < 8
+    assert _rows(db, "SELECT COUNT(*) FROM clips c JOIN videos v ON v.id = c.video_id "
+                     "WHERE v.frames IS NULL") == [(0,)]

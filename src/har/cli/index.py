@@ -197,7 +197,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     recognizer = make_recognizer(args)
     info = model_info(args, recognizer)
-    bar = _progress(args, len(work.todo))
+    sizes = {i: key.size or 0 for i, (_, key) in enumerate(work.todo)}
+    bar = _progress(args, sizes)
     results = []
 
     def on_result(r) -> None:
@@ -209,11 +210,19 @@ def cmd_index(args: argparse.Namespace) -> int:
         for w in r.warnings:
             _write_line(bar, f"warning: {display_path(r.path)}: {clean_text(w)}")
         if bar is not None:
-            bar.update(1)
+            bar.update(sizes.get(r.input_index, 0) if bar.unit == "B" else 1)
+            bar.set_postfix_str(f"{len(results)}/{len(sizes)} videos", refresh=False)
 
     try:
         indexer.index_local(recognizer, conn, work.todo, info, workers=args.workers,
                             on_result=on_result)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+            bar = None
+        print(f"har index: interrupted; the {len(results)} video(s) finished in this run "
+              "are kept; run the same command again to go on", file=sys.stderr)
+        return ExitCode.INTERRUPTED
     finally:
         if bar is not None:
             bar.close()
@@ -243,13 +252,18 @@ def _index_exit(failed: int, results) -> int:
     return ExitCode.OK
 
 
-def _progress(args, total: int):
-    """A bar over videos with an ETA, on a terminal only."""
+def _progress(args, sizes: dict[int, int]):
+    """A bar with an ETA, on a terminal only. It counts the bytes of the videos done
+    (a long video weighs more than a short one), or videos when sizes are unknown."""
     if args.no_progress or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="video", file=sys.stderr, dynamic_ncols=True,
+    total = sum(sizes.values())
+    if total:
+        return tqdm(total=total, unit="B", unit_scale=True, file=sys.stderr,
+                    dynamic_ncols=True, desc="indexing")
+    return tqdm(total=len(sizes), unit="video", file=sys.stderr, dynamic_ncols=True,
                 desc="indexing")
 
 
