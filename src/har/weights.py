@@ -57,6 +57,36 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a weights file, remembered by (path, size, mtime) in the cache's
+    ``digests.json`` so a 254 MB file is hashed once, not on every start."""
+    import json
+
+    p = Path(path).resolve()
+    st = p.stat()
+    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
+    memo = cache_dir() / "digests.json"
+    try:
+        known = json.loads(memo.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known, dict) and isinstance(known.get(key), str):
+        return known[key]
+    digest = sha256_file(p)
+    if not isinstance(known, dict):
+        known = {}
+    known = {k: v for k, v in known.items() if Path(k.split("|")[0]).exists()}
+    known[key] = digest
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"digests.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known, indent=0))
+        os.replace(tmp, memo)
+    except OSError:
+        pass
+    return digest
+
+
 def _normalise_sha(sha: str | None, what: str = "--sha256") -> str | None:
     if sha is None:
         return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 import re
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -48,20 +49,64 @@ def strip_prefixes(state: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch
     return OrderedDict((re.sub(r"^(module\.)+", "", k), v) for k, v in state.items())
 
 
-def read_state_dict(path: str | Path, expected_arch: str | None = None
-                    ) -> "OrderedDict[str, torch.Tensor]":
-    """A ``.pth``/``.pt`` file -> a clean state dict (prefixes stripped)."""
+@dataclass
+class Checkpoint:
+    """A ``.pth`` file read: the state dict and what the file says about itself.
+
+    The layout (docs/weights.md, "Checkpoint layout"): ``{'arch': str, 'state_dict':
+    {...}}`` as the authors published, optionally with ``'labels'`` (list of class
+    names, in output order), ``'preset'`` (preprocessing, see
+    :func:`har.models.info.preset_to_dict`) and ``'har'`` (``{'model': registry name,
+    'version': har version, ...}``) as written by fine-tuning.
+    """
+
+    state: "OrderedDict[str, torch.Tensor]"
+    arch: str | None = None
+    labels: tuple[str, ...] | None = None
+    preset: dict | None = None
+    har: dict = field(default_factory=dict)
+
+
+def read_checkpoint(path: str | Path, expected_arch: str | None = None) -> Checkpoint:
+    """A ``.pth``/``.pt`` file -> :class:`Checkpoint` (prefixes stripped)."""
     path = Path(path)
     obj = _torch_load(path)
+    arch = labels = preset = None
+    har: dict = {}
     if isinstance(obj, Mapping) and "state_dict" in obj:
         arch = obj.get("arch")
         if expected_arch and isinstance(arch, str) and arch != expected_arch:
             raise WeightsError(f"{path}: checkpoint is for arch {arch!r}, but the model is "
                                f"{expected_arch!r}; pick the matching --model")
+        raw_labels = obj.get("labels")
+        if raw_labels is not None:
+            if not (isinstance(raw_labels, (list, tuple))
+                    and all(isinstance(x, str) for x in raw_labels)):
+                raise WeightsError(f"{path}: 'labels' must be a list of class names")
+            labels = tuple(raw_labels)
+        if isinstance(obj.get("preset"), Mapping):
+            preset = dict(obj["preset"])
+        if isinstance(obj.get("har"), Mapping):
+            har = dict(obj["har"])
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path}: does not hold a state dict of tensors")
-    return strip_prefixes(obj)
+    return Checkpoint(strip_prefixes(obj), arch if isinstance(arch, str) else None,
+                      labels, preset, har)
+
+
+def read_state_dict(path: str | Path, expected_arch: str | None = None
+                    ) -> "OrderedDict[str, torch.Tensor]":
+    """A ``.pth``/``.pt`` file -> a clean state dict (prefixes stripped)."""
+    return read_checkpoint(path, expected_arch).state
+
+
+def head_classes(state: Mapping[str, torch.Tensor]) -> int | None:
+    """Number of classes of the classifier in ``state`` (``fc`` or ``classifier``)."""
+    for key in ("fc.bias", "classifier.bias", "fc.weight", "classifier.weight"):
+        if key in state:
+            return int(state[key].shape[0])
+    return None
 
 
 def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor],
@@ -78,11 +123,14 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor],
     unexpected = [k for k in state if k not in own]
     mismatched = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items()
                   if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    fc = [m for m in mismatched if m[0] in ("fc.weight", "fc.bias")]
+    fc = [m for m in mismatched if m[0] in ("fc.weight", "fc.bias", "classifier.weight",
+                                            "classifier.bias")]
     if fc and len(mismatched) == len(fc):
         k, got, want = fc[0]
         raise WeightsError(f"{source}: the classifier has {got[0]} classes but the model "
-                           f"expects {want[0]}; these weights belong to another label set")
+                           f"expects {want[0]}; these weights belong to another label set "
+                           "(pass num_classes=/labels=, or save 'labels' in the checkpoint: "
+                           "docs/weights.md)")
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing key(s) (e.g. {', '.join(missing[:3])})")
@@ -97,15 +145,21 @@ def load_state_dict_strict(model: nn.Module, state: Mapping[str, torch.Tensor],
     model.load_state_dict(state, strict=True)
 
 
-def load_weights_into(model: nn.Module, path: str | Path, entry=None) -> None:
-    """Read ``path`` in whichever published format it is and load it into ``model``."""
+def load_weights_into(model: nn.Module, path: str | Path, entry=None,
+                      checkpoint: Checkpoint | None = None) -> None:
+    """Read ``path`` in whichever published format it is and load it into ``model``.
+
+    ``checkpoint``: the file already read by :func:`read_checkpoint` (not read twice).
+    """
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         from .onnx_import import read_onnx_state_dict
 
         state = read_onnx_state_dict(path, model)
     else:
-        state = read_state_dict(path, expected_arch=getattr(entry, "arch", None))
+        if checkpoint is None:
+            checkpoint = read_checkpoint(path, expected_arch=getattr(entry, "arch", None))
+        state = checkpoint.state
         adapt = getattr(model, "adapt_state_dict", None)
         if adapt is not None:  # e.g. DenseNet's published 'norm.1' key names
             state = adapt(state)

@@ -77,9 +77,20 @@ class DenseNet3D(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, T, H, W)`` -> pooled features ``(N, D)`` (1024 for DenseNet-121)."""
         x = F.relu(self.features(x))
-        return self.classifier(torch.flatten(F.adaptive_avg_pool3d(x, 1), 1))
+        return torch.flatten(F.adaptive_avg_pool3d(x, 1), 1)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.classifier(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.classifier.in_features
 
     @staticmethod
     def adapt_state_dict(state: Mapping[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":

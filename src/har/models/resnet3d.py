@@ -150,8 +150,16 @@ class ResNet3D(nn.Module):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.avgpool(x), 1)
 
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``(N, D)`` -> logits ``(N, num_classes)``."""
+        return self.fc(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.forward_features(x))
+        return self.forward_head(self.forward_features(x))
+
+    @property
+    def feature_dim(self) -> int:
+        return self.fc.in_features
 
 
 # depth -> (block, layers); the published Kinetics checkpoints use shortcut A for

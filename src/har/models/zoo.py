@@ -252,23 +252,53 @@ def suggest_model(name: str) -> str | None:
 
 def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
                device: str = "cpu", *, sha256: str | None = None,
-               download: bool = True) -> nn.Module:
+               download: bool = True, num_classes: int | None = None,
+               labels: "tuple[str, ...] | list[str] | None" = None) -> nn.Module:
     """Build ``name`` with its weights, in eval mode on ``device``.
 
     The module takes a ``(N, 3, T, H, W)`` float32 tensor preprocessed with the
-    entry's preset and returns logits ``(N, num_classes)``. ``weights`` is a file
-    (.pth, .onnx, torchvision state dict) or an http(s) URL; without it the cached
-    download is used (and fetched first if ``download``).
+    entry's preset and returns logits ``(N, num_classes)``; ``forward_features`` gives
+    the pooled ``(N, D)`` activations and ``forward_head`` the logits from them.
+    ``weights`` is a file (.pth, .onnx, torchvision state dict) or an http(s) URL;
+    without it the cached download is used (and fetched first if ``download``).
+
+    The head may have another number of classes than the entry's label set: a
+    checkpoint that carries ``'labels'`` (docs/weights.md) brings its own; otherwise
+    pass ``labels=`` or ``num_classes=`` (the classes are then called "class 0"...).
+    The returned module carries ``har_info`` (:class:`har.models.info.ModelInfo`):
+    registry name, labels, preset and the weights file's sha256.
     """
     from ..errors import WeightsError
-    from ..weights import discard_cached, resolve_weights
-    from .checkpoints import load_weights_into
+    from ..weights import discard_cached, file_sha256, resolve_weights
+    from .checkpoints import load_weights_into, read_checkpoint
+    from .info import ModelInfo, preset_from_dict
 
     entry = get_entry(name)
-    model = entry.build()
     path = resolve_weights(entry, weights, sha256=sha256, download=download)
+    ckpt = None
+    preset = entry.preset
     try:
-        load_weights_into(model, path, entry)
+        if path.suffix.lower() != ".onnx":
+            ckpt = read_checkpoint(path, expected_arch=entry.arch)
+            if labels is None and ckpt.labels is not None:
+                labels = ckpt.labels
+            if ckpt.preset:
+                preset = preset_from_dict(ckpt.preset)
+        if labels is not None:
+            labels = tuple(labels)
+            if num_classes is not None and num_classes != len(labels):
+                raise ValueError(f"num_classes={num_classes} but {len(labels)} labels were given")
+            num_classes = len(labels)
+        elif num_classes is not None and num_classes != entry.num_classes:
+            labels = tuple(f"class {i}" for i in range(num_classes))
+        else:
+            labels = entry.class_names
+            num_classes = entry.num_classes
+        model = entry.build(num_classes=num_classes)
+        load_weights_into(model, path, entry, checkpoint=ckpt)
     except WeightsError as exc:  # a cached --weights URL download that cannot load
         raise discard_cached(path, exc) from None
+    model.har_info = ModelInfo(model=entry.name, arch=entry.arch, labels=labels, preset=preset,
+                               weights_sha256=file_sha256(path), weights_path=str(path),
+                               feature_dim=getattr(model, "feature_dim", None))
     return model.to(device).eval()
