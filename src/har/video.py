@@ -345,10 +345,11 @@ class VideoSource:
 
         ``size`` is in display orientation. Resizing happens in FFmpeg's scaler while
         converting to RGB, which is much cheaper than resizing full-size frames later.
-        The scaler runs with accurate rounding and full chroma interpolation: its fast
-        path darkens flat areas at some output sizes (luma 235 gave 253 instead of 255),
-        while this way the pixels are within 1 level of converting at full size and
-        then resizing. Call once: a VideoSource is a single pass over its file.
+        When resizing, the scaler writes planar RGB (``gbrp``): its packed-RGB fast
+        path darkens flat areas at some output sizes (luma 235 gave 253 instead of
+        255, luma 60 gave 49 instead of 51), while planar output stays within 1 level
+        of converting at full size and then resizing, and is faster (bench/decode.py).
+        Call once: a VideoSource is a single pass over its file.
         """
         from av.video.reformatter import Interpolation, VideoReformatter
 
@@ -357,15 +358,15 @@ class VideoSource:
         width, height = (None, None) if size is None else (size[1], size[0]) if k % 2 else size
         flags = (Interpolation[interpolation.upper()] if isinstance(interpolation, str)
                  else Interpolation(interpolation))
-        if size is not None:  # at full size FFmpeg's default conversion is the reference
-            flags = flags | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+        # At full size FFmpeg's default packed conversion is the reference.
+        pix = "rgb24" if size is None else "gbrp"
         reformatter = VideoReformatter()
         fps = self.info.fps or 25.0
         first, self._first = self._first, None
         source = self._raw if first is None else _chain_one(first, self._raw)
         try:
             for index, (vf, t) in enumerate(_reordered_times(source, fps)):
-                rgb = reformatter.reformat(vf, width=width, height=height, format="rgb24",
+                rgb = reformatter.reformat(vf, width=width, height=height, format=pix,
                                            interpolation=flags).to_ndarray()
                 if k:
                     # k quarter turns counter-clockwise: what FFmpeg's autorotate shows
