@@ -81,8 +81,15 @@ def plan(conn: sqlite3.Connection, sources: Iterable, *, retry_failed: bool = Fa
 
 
 def weights_sha256(args_weights: str | None, recognizer) -> str | None:
-    """The sha256 of the weights in use: what the loaded model carries, else the file's."""
-    for obj in (getattr(recognizer, "backend", None), recognizer):
+    """The sha256 of the weights in use: what the loaded model carries (``har_info``),
+    else the file's."""
+    backend = getattr(recognizer, "backend", None)
+    for holder in (recognizer, backend, getattr(backend, "model", None)):
+        info = getattr(holder, "har_info", None) or getattr(holder, "info", None)
+        value = getattr(info, "weights_sha256", None)
+        if isinstance(value, str) and len(value) == 64:
+            return value
+    for obj in (backend, recognizer):
         for attr in ("weights_sha256", "sha256"):
             value = getattr(obj, attr, None)
             if isinstance(value, str) and len(value) == 64:
