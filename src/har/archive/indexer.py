@@ -133,6 +133,10 @@ def write_result(conn: sqlite3.Connection, key: FileKey, result: VideoResult,
     conn.execute("BEGIN IMMEDIATE")
     try:
         conn.execute("DELETE FROM videos WHERE path = ?", (key.path,))
+        # Tells har similar's saved vector index that the archive changed (O(1) check).
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('embeddings_version', '0')")
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                     "WHERE key = 'embeddings_version'")
         cur = conn.execute(
             "INSERT INTO videos (path, size, mtime, status, error, warnings, duration_s, fps,"
             " frames, width, height, codec, model, weights_sha256, top_label, top_score, top,"

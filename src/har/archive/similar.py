@@ -84,11 +84,17 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, *, ivf_min: int | None = N
 
 
 def _stamp(conn: sqlite3.Connection) -> dict:
-    n, mx, sm = conn.execute("SELECT COUNT(*), COALESCE(MAX(clip_id), 0), "
-                             "COALESCE(SUM(clip_id), 0) FROM embeddings").fetchone()
-    return {"count": n, "max_id": mx, "sum_id": sm,
-            "kind": db.get_meta(conn, "embedding_kind"),
-            "dim": db.get_meta(conn, "embedding_dim")}
+    """What the saved index must match. The indexer bumps ``embeddings_version`` in
+    every video's transaction, so this costs no scan of the (large) embeddings table;
+    an archive changed by hand (without it) is checked by its row count and largest id."""
+    version = db.get_meta(conn, "embeddings_version")
+    stamp = {"version": version, "kind": db.get_meta(conn, "embedding_kind"),
+             "dim": db.get_meta(conn, "embedding_dim")}
+    if version is None:
+        n, mx = conn.execute("SELECT COUNT(*), COALESCE(MAX(clip_id), 0) "
+                             "FROM embeddings").fetchone()
+        stamp.update(count=n, max_id=mx)
+    return stamp
 
 
 def index_ids(index) -> np.ndarray:
@@ -125,7 +131,7 @@ def load_index(conn: sqlite3.Connection, db_path: str | Path):
     removed by a re-indexed video); built anew when it changed a lot, or its kind."""
     faiss = _faiss()
     stamp = _stamp(conn)
-    if not stamp["count"]:
+    if stamp["dim"] is None or conn.execute("SELECT 1 FROM embeddings LIMIT 1").fetchone() is None:
         return None
     idx_path = Path(str(db_path) + ".faiss")
     stamp_path = Path(str(db_path) + ".faiss.json")
