@@ -361,6 +361,8 @@ class Recognizer:
         try:
             while not ended:
                 first = channel.get(timeout=0.5)
+                if counter.halted:
+                    break
                 if first is None:
                     if worker.is_alive():
                         continue
@@ -402,7 +404,8 @@ class Recognizer:
         finally:
             stop.set()
             channel.drain()
-            worker.join(timeout=5.0)
+            worker.join(timeout=0.5 if counter.halted else 5.0)
+            counter.reader_alive = worker.is_alive()
             counter.skipped = channel.dropped
 
 
@@ -439,6 +442,8 @@ class ClipStream:
         self.live = bool(self.source.live if live is None and self.source else live)
         self.info: VideoInfo | None = None
         self.skipped = 0
+        self.halted = False  # stop() was called
+        self.reader_alive = False  # the decode thread outlived the stream (halted mid-read)
         self._progress = progress
         self._base = VideoResult(path=self.path)
         self._summary = Summary(rec.labels, k=rec.k, aggregate=rec.aggregate,
@@ -463,6 +468,15 @@ class ClipStream:
         """Record that the video failed (its result carries ``error``)."""
         self._final = VideoResult(path=self.path, error=message)
         self._copy_meta(self._final)
+
+    def stop(self) -> None:
+        """Ask the stream to end soon (from any thread, e.g. a timer or a signal
+        handler): iteration ends within about half a second, even while the source
+        is blocked waiting for data."""
+        self.halted = True
+        stopper = getattr(self._frame_source, "stop", None)
+        if stopper is not None:
+            stopper()
 
     def close(self) -> None:
         """Stop decoding (and release the video) before the end."""
@@ -518,4 +532,12 @@ class ClipStream:
                 raise HarError(f"{self.path}: no frame could be decoded")
             self._final = self._summary.snapshot(base)
         finally:
-            video.close()
+            if self.reader_alive:
+                # The decode thread is still inside a read: closing the container
+                # under it is unsafe. A frame source that can stop closes itself
+                # when its read returns.
+                stopper = getattr(video, "stop", None)
+                if stopper is not None:
+                    stopper()
+            else:
+                video.close()

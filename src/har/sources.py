@@ -291,7 +291,7 @@ def fetch_url(url: str, timeout_s: float = 15.0) -> _TempVideo:
     return tmp
 
 
-def open_video(source: Source | str, *, timeout_s: float = 15.0):
+def open_video(source: Source | str, *, timeout_s: float | tuple[float, float] = 15.0):
     """Open a source for decoding: a :class:`har.video.VideoSource` whose ``close()``
     also removes any temporary copy made for it."""
     from .video import VideoSource
@@ -316,9 +316,12 @@ def open_video(source: Source | str, *, timeout_s: float = 15.0):
                 raise DecodeError(str(exc).replace(target, "-")) from None
             # An MP4 whose index sits at its end cannot be read from a server that
             # answers no range requests: fetch it whole, then read the copy.
-            if src.kind != "url" or accepts_ranges(src.url, timeout_s) is not False:
+            if src.kind != "url":
                 raise
-            tmp = fetch_url(src.url, timeout_s)
+            fetch_timeout = timeout_s[0] if isinstance(timeout_s, tuple) else timeout_s
+            if accepts_ranges(src.url, fetch_timeout) is not False:
+                raise
+            tmp = fetch_url(src.url, fetch_timeout)
             video = VideoSource(tmp.path, timeout_s=timeout_s)
     except BaseException:
         if tmp is not None:

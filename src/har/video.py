@@ -194,9 +194,14 @@ class VideoSource:
     ...         ...
     """
 
-    def __init__(self, source, *, timeout_s: float = 15.0, threads: int = 0,
-                 format: str | None = None, options: dict | None = None) -> None:
+    def __init__(self, source, *, timeout_s: float | tuple[float, float] = 15.0,
+                 threads: int = 0, format: str | None = None,
+                 options: dict | None = None) -> None:
         import av  # heavy, and only needed once a video is opened
+
+        # timeout_s: seconds for opening and for each read, or (open, read).
+        open_s, read_s = timeout_s if isinstance(timeout_s, tuple) else (timeout_s, timeout_s)
+        timeout_s = open_s
 
         self._file = None
         self._container = None
@@ -214,7 +219,7 @@ class VideoSource:
         try:
             self._container = av.open(target, mode="r", format=format,
                                       options=open_opts or None,
-                                      timeout=(timeout_s, timeout_s),
+                                      timeout=(open_s, read_s),
                                       metadata_errors="ignore")
         except av.error.FileNotFoundError:
             self.close()

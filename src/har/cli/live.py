@@ -1,0 +1,198 @@
+"""``har live``: recognize actions on a camera or a network stream as it plays."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+
+from ..fsutil import display_path
+from . import ExitCode, UsageError, add_command
+from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
+                     check_runtime_options, make_recognizer, positive_seconds,
+                     timeline_options)
+
+EPILOG = """\
+examples:
+  har live 0                                       the first camera (V4L2)
+  har live rtsp://127.0.0.1:8554/cam --jsonl -     an RTSP camera, events on stdout
+  har live udp://127.0.0.1:5000 --duration 600     MPEG-TS over UDP for ten minutes
+  har live clip.mp4 --realtime --jsonl events.jsonl  rehearse with a file
+
+exit codes:
+  0 the stream ended, or --duration passed   1 the source could not be read
+  2 bad command line   4 the model could not be loaded   130 interrupted
+"""
+
+
+def register(sub) -> None:
+    p = add_command(sub, "live", help="recognize actions on a camera or a live stream",
+                    description="Recognize actions on a camera or stream as it plays. "
+                    "Clips the model has no time for are skipped (counted), never queued, "
+                    "so results stay close to real time; dropped streams are reopened.",
+                    epilog=EPILOG)
+    p.add_argument("source", metavar="SOURCE",
+                   help="camera index (0) or /dev/videoN, rtsp://, rtmp://, udp://, srt://, "
+                        "tcp://, http(s) stream or .m3u8, or a file with --realtime")
+    add_model_arguments(p)
+    add_clip_arguments(p, sampler=False)
+    add_timeline_arguments(p)
+    s = p.add_argument_group("stream")
+    s.add_argument("--realtime", action="store_true",
+                   help="play a file at its own frame rate (to rehearse with a file)")
+    s.add_argument("--rtsp-transport", choices=("tcp", "udp"), default="tcp",
+                   help="RTSP transport (default tcp)")
+    s.add_argument("--open-timeout", type=positive_seconds, default=10.0, metavar="S",
+                   help="give up opening after S seconds (default 10)")
+    s.add_argument("--read-timeout", type=positive_seconds, default=5.0, metavar="S",
+                   help="a stream that sends nothing for S seconds is stalled (default 5)")
+    s.add_argument("--max-reconnects", type=int, default=None, metavar="N",
+                   help="reopen a dropped stream at most N times (default: unlimited for "
+                        "live sources, 0 for files)")
+    s.add_argument("--duration", type=positive_seconds, default=None, metavar="S",
+                   help="stop after S seconds")
+    o = p.add_argument_group("outputs")
+    o.add_argument("--jsonl", metavar="FILE", help="write har.events/1 JSON Lines: clip, "
+                   "state and segment events ('-' for stdout)")
+    o.add_argument("--jsonl-features", action="store_true",
+                   help="include each clip's feature vector in the clip events")
+    o.add_argument("--quiet", action="store_true", help="no line per clip on stderr")
+    p.set_defaults(func=cmd_live)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    from .. import writers
+    from ..errors import HarError
+    from ..live import LiveSegmenter, LiveSource, percentile
+    from ..sources import parse_source
+
+    check_runtime_options(args)
+    src = parse_source(args.source, rtsp_transport=args.rtsp_transport)
+    if src.kind == "stdin":
+        raise UsageError("har live reads a camera, a stream or a file, not standard input; "
+                         "pipe into `har predict -` instead")
+    if src.kind in ("file", "url") and not args.realtime:
+        raise UsageError(f"{display_path(args.source)}: is a file, not a live source; add "
+                         "--realtime to play it at its own rate, or use `har predict`")
+    max_reconnects = args.max_reconnects
+    if max_reconnects is None and not src.live:
+        max_reconnects = 0
+    if args.jsonl_features and not args.jsonl:
+        raise UsageError("--jsonl-features adds to --jsonl; give --jsonl FILE as well")
+
+    out = None
+    if args.jsonl == "-":
+        out = sys.stdout
+    elif args.jsonl:
+        try:
+            out = open(args.jsonl, "w", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"--jsonl {display_path(args.jsonl)}: cannot be written "
+                             f"({exc.strerror or exc}); check the path") from None
+    events = writers.EventWriter(out, features=args.jsonl_features) if out else None
+
+    def emit(type_: str, **fields) -> None:
+        if events is not None:
+            try:
+                events.emit(type_, **fields)
+            except BrokenPipeError:
+                stop.set()
+            except OSError:
+                pass
+
+    stop = threading.Event()
+    recognizer = make_recognizer(args, max_latency_s=args.max_latency)
+    emit("start", schema=writers.EVENTS_SCHEMA, model=args.model, source=src.text,
+         settings={"stride": args.stride, "tail": args.tail,
+                   "backend": recognizer.backend.name,
+                   "precision": recognizer.backend.precision})
+
+    def on_state(state: str, fields: dict) -> None:
+        emit("state", state=state, **fields)
+        if not args.quiet:
+            print(f"har live: {state} {fields.get('reason', '')}".rstrip(), file=sys.stderr)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    latencies: list[float] = []
+    scored = 0
+    interrupted = False
+    live = None
+    stream = None
+    segmenter = LiveSegmenter(recognizer.labels, timeline_options(args))
+    t_start = time.monotonic()
+    timer = None
+    try:
+        try:
+            live = LiveSource(src, open_timeout_s=args.open_timeout,
+                              read_timeout_s=args.read_timeout,
+                              max_reconnects=max_reconnects, realtime=args.realtime,
+                              on_state=on_state)
+        except HarError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            emit("summary", clips=0, skipped=0, reconnects=0, error=str(exc))
+            return ExitCode.INPUT_FAILED
+        stream = recognizer.stream(live, live=True, keep_clips=False)
+        if args.duration:
+            timer = threading.Timer(args.duration, stream.stop)
+            timer.daemon = True
+            timer.start()
+        for clip in stream:
+            now = time.monotonic()
+            latency = now - clip.ready_at if clip.ready_at is not None else None
+            if latency is not None:
+                latencies.append(latency)
+            scored += 1
+            if events is not None:
+                fields = clip.to_dict()
+                if args.jsonl_features and clip.features is not None:
+                    fields["features"] = [round(float(v), 6) for v in clip.features]
+                emit("clip", path=src.text, **fields,
+                     latency_s=None if latency is None else round(latency, 4),
+                     skipped=stream.skipped)
+            for type_, fields in segmenter.add(clip):
+                emit(type_, path=src.text, **fields)
+            if not args.quiet:
+                top = clip.top[0]
+                print(f"{clip.start_s:9.2f}s  {top.label} ({top.score:.0%})", file=sys.stderr)
+            if stop.is_set():
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    except HarError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if stream is not None:
+            stream.stop()
+            stream.close()
+        elif live is not None:
+            live.close()
+        signal.signal(signal.SIGTERM, old_term)
+    for type_, fields in segmenter.flush():
+        emit(type_, path=src.text, **fields)
+    skipped = stream.skipped if stream is not None else 0
+    reconnects = live.stats.reconnects if live is not None else 0
+    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+    summary = {"clips": scored, "skipped": skipped, "reconnects": reconnects,
+               "latency_p50_s": None if p50 is None else round(p50, 4),
+               "latency_p95_s": None if p95 is None else round(p95, 4),
+               "latency_max_s": round(max(latencies), 4) if latencies else None,
+               "seconds": round(time.monotonic() - t_start, 3),
+               "interrupted": interrupted}
+    emit("summary", **summary)
+    if out is not None and out is not sys.stdout:
+        out.close()
+    lat = "n/a" if p50 is None else f"p50 {p50:.3f} s, p95 {p95:.3f} s"
+    print(f"har live: {scored} clips scored, {skipped} skipped, {reconnects} reconnects, "
+          f"latency {lat}", file=sys.stderr)
+    if interrupted:
+        return ExitCode.INTERRUPTED
+    if scored == 0:
+        return ExitCode.INPUT_FAILED
+    return ExitCode.OK

@@ -1,0 +1,147 @@
+"""`har live` against real servers on 127.0.0.1: UDP MPEG-TS played in real time, a
+server that accepts and sends nothing, one that sends garbage, a sender that stops and
+comes back, and a file played with --realtime against `har predict` on the same file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from har.cli import ExitCode
+from reference_hara import hara_resnet, published_checkpoint, randomize_
+from stream_servers import GarbageServer, SilentServer, free_udp_port, udp_sender
+
+
+@pytest.fixture(scope="module")
+def r10_weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "resnet-10-kinetics.pth"
+    torch.save(published_checkpoint(randomize_(hara_resnet(10, "A"), seed=10), "resnet-10"), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def source_video(tmp_path_factory):
+    from conftest import make_video
+
+    return make_video(tmp_path_factory.mktemp("v") / "src.mp4", 60, size=(128, 96), fps=30)
+
+
+def har_live(args, weights, timeout=60):
+    cmd = [sys.executable, "-m", "har", "live", *args, "--model", "r3d10-k400", "--weights",
+           weights, "--backend", "torch", "--jsonl", "-", "--quiet"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def events_of(proc, timeout=60):
+    out, err = proc.communicate(timeout=timeout)
+    assert "Traceback" not in err, err
+    return [json.loads(line) for line in out.splitlines()], err
+
+
+@pytest.mark.slow
+def test_udp_stream_latency_does_not_grow(r10_weights, source_video):
+    port = free_udp_port()
+    proc = har_live([f"udp://127.0.0.1:{port}", "--duration", "14", "--read-timeout", "3"],
+                    r10_weights)
+    time.sleep(1.5)  # the receiver listens first, as a monitoring station would
+    sender = udp_sender(str(source_video), port, 10)
+    events, err = events_of(proc)
+    sender.wait(timeout=30)
+    clips = [e for e in events if e["type"] == "clip"]
+    states = [e["state"] for e in events if e["type"] == "state"]
+    assert "live" in states and events[-1]["type"] == "summary"
+    assert len(clips) >= 6, (len(clips), err)
+    lat = [c["latency_s"] for c in clips]
+    third = max(1, len(lat) // 3)
+    first, last = sum(lat[:third]) / third, sum(lat[-third:]) / third
+    assert last <= first + 0.5, lat  # no drift
+    assert max(lat) < 3.0, lat
+    # Clip times follow the stream: about one clip per 16 frames at 30 fps.
+    starts = [c["start_s"] for c in clips]
+    assert starts == sorted(starts)
+    assert [c["index"] for c in clips] == sorted(c["index"] for c in clips)
+
+
+@pytest.mark.slow
+def test_a_sender_that_stops_and_comes_back(r10_weights, source_video):
+    port = free_udp_port()
+    proc = har_live([f"udp://127.0.0.1:{port}", "--duration", "20", "--read-timeout", "1.5",
+                     "--open-timeout", "2"], r10_weights)
+    time.sleep(1.5)
+    first = udp_sender(str(source_video), port, 4)
+    first.wait(timeout=30)
+    time.sleep(3)  # the stream is gone: stalled, reconnecting
+    second = udp_sender(str(source_video), port, 5)
+    events, err = events_of(proc)
+    second.wait(timeout=30)
+    states = [e["state"] for e in events if e["type"] == "state"]
+    assert "stalled" in states and "reconnecting" in states or states.count("live") >= 2, states
+    assert states.count("live") >= 2, states
+    clips = [e for e in events if e["type"] == "clip"]
+    gap_after = [c for c in clips if c["start_s"] > 5.0]
+    assert gap_after, [c["start_s"] for c in clips]  # clips from after the restart
+    assert [c["index"] for c in clips] == sorted(c["index"] for c in clips)
+    assert events[-1]["reconnects"] >= 1
+
+
+def test_a_server_that_accepts_and_sends_nothing_is_stalled(r10_weights):
+    server = SilentServer()
+    try:
+        t0 = time.monotonic()
+        proc = har_live([f"tcp://127.0.0.1:{server.port}", "--open-timeout", "1.5",
+                         "--read-timeout", "1.5", "--max-reconnects", "1"], r10_weights)
+        events, err = events_of(proc, timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        server.close()
+    states = [e["state"] for e in events if e["type"] == "state"]
+    assert "stalled" in states and "reconnecting" in states and states[-1] == "ended", states
+    assert server.accepted >= 2  # it did try again
+    assert proc.returncode == ExitCode.INPUT_FAILED
+    assert took < 40
+    assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_a_server_that_sends_garbage(r10_weights):
+    server = GarbageServer()
+    try:
+        proc = har_live([f"tcp://127.0.0.1:{server.port}", "--open-timeout", "2",
+                         "--read-timeout", "2", "--max-reconnects", "0"], r10_weights)
+        events, err = events_of(proc, timeout=60)
+    finally:
+        server.close()
+    assert proc.returncode == ExitCode.INPUT_FAILED
+    assert "error:" in err and events[-1]["type"] == "summary"
+
+
+def test_realtime_file_matches_predict(r10_weights, source_video, tmp_path):
+    proc = har_live([str(source_video), "--realtime"], r10_weights)
+    events, err = events_of(proc, timeout=120)
+    assert proc.returncode == 0, err
+    live = [e for e in events if e["type"] == "clip"]
+    assert events[-1]["skipped"] == 0
+    out = subprocess.run([sys.executable, "-m", "har", "predict", str(source_video),
+                          "--model", "r3d10-k400", "--weights", r10_weights, "--backend",
+                          "torch", "--batch-size", "1", "--json", "-"],
+                         capture_output=True, text=True, timeout=120)
+    # Live scores clips as they come (batches of one); with the same batches the scores
+    # are identical. (Other batch sizes may change the sixth decimal.)
+    offline = json.loads(out.stdout)["videos"][0]["clips"]
+    assert [(c["start_frame"], c["end_frame"]) for c in live] == \
+        [(c["start_frame"], c["end_frame"]) for c in offline]
+    assert [c["top"] for c in live] == [c["top"] for c in offline]
+    for c in live:
+        assert c["latency_s"] is not None and c["latency_s"] >= 0
+
+
+def test_live_usage_errors(r10_weights, source_video):
+    from har.cli import main
+
+    assert main(["live", str(source_video), "--model", "r3d10-k400", "--weights",
+                 r10_weights]) == ExitCode.USAGE  # a file needs --realtime
+    assert main(["live", "-"]) == ExitCode.USAGE
