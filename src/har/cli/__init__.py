@@ -31,7 +31,7 @@ class UsageError(Exception):
 
 
 # Modules under har.cli that register commands, in the order `har --help` lists them.
-COMMAND_MODULES = ["predict", "live", "models", "index"]
+COMMAND_MODULES = ["predict", "live", "models", "index", "serve"]
 
 EPILOG = """\
 examples:

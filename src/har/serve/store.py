@@ -1,0 +1,217 @@
+"""Jobs in SQLite: what was accepted survives a crash, and each job finishes once.
+
+Layout of the data folder::
+
+    DATA/jobs.sqlite3          the job table (WAL journal)
+    DATA/uploads/<id>.video    the uploaded or downloaded video (generated name)
+    DATA/results/<id>.json     the har.predictions/1 document of a done job
+    DATA/results/<id>.annotated.mp4
+
+A job moves ``queued -> running -> done | failed``. On start, jobs left ``running``
+by a killed server go back to ``queued`` (their ``attempts`` count says so); the
+final transition is one ``UPDATE ... WHERE status = 'running'``, so a job can end
+only once.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("queued", "running", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    kind TEXT NOT NULL,            -- 'file' | 'url'
+    name TEXT NOT NULL,            -- the uploaded file name or the URL (display only)
+    url TEXT,
+    options TEXT NOT NULL,         -- JSON
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    progress REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    finishes INTEGER NOT NULL DEFAULT 0,
+    top1 TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, seq);
+"""
+
+
+@dataclass
+class Job:
+    id: str
+    seq: int
+    status: str
+    kind: str
+    name: str
+    url: str | None
+    options: dict[str, Any]
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    progress: float = 0.0
+    error: str | None = None
+    attempts: int = 0
+    finishes: int = 0
+    top1: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "status": self.status, "kind": self.kind, "name": self.name,
+                "options": self.options, "created": self.created, "started": self.started,
+                "finished": self.finished, "progress": round(self.progress, 4),
+                "error": self.error, "attempts": self.attempts, "top1": self.top1}
+
+
+class JobStore:
+    """Thread-safe access to the job table under ``data``."""
+
+    def __init__(self, data: str | Path) -> None:
+        self.data = Path(data).resolve()
+        self.uploads = self.data / "uploads"
+        self.results = self.data / "results"
+        for d in (self.data, self.uploads, self.results):
+            d.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.data / "jobs.sqlite3", check_same_thread=False,
+                                   isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self.wakeup = threading.Condition()
+
+    # -- paths (generated names only; nothing from the client reaches a path) --
+    def upload_path(self, job_id: str) -> Path:
+        return self.uploads / f"{_check_id(job_id)}.video"
+
+    def result_path(self, job_id: str) -> Path:
+        return self.results / f"{_check_id(job_id)}.json"
+
+    def annotated_path(self, job_id: str) -> Path:
+        return self.results / f"{_check_id(job_id)}.annotated.mp4"
+
+    # -- queries ------------------------------------------------------------
+    def _row(self, row) -> Job:
+        (id_, seq, status, kind, name, url, options, created, started, finished, progress,
+         error, attempts, finishes, top1) = row
+        return Job(id_, seq, status, kind, name, url, json.loads(options), created, started,
+                   finished, progress, error, attempts, finishes, top1)
+
+    def _query(self, sql: str, args: tuple = ()) -> list[Job]:
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [self._row(r) for r in rows]
+
+    def get(self, job_id: str) -> Job | None:
+        rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return rows[0] if rows else None
+
+    def list(self, limit: int = 200) -> list[Job]:
+        return self._query("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,))
+
+    def count(self, *statuses: str) -> int:
+        marks = ",".join("?" * len(statuses))
+        with self._lock:
+            return self._db.execute(f"SELECT COUNT(*) FROM jobs WHERE status IN ({marks})",
+                                    statuses).fetchone()[0]
+
+    # -- changes ------------------------------------------------------------
+    @staticmethod
+    def new_id() -> str:
+        return uuid.uuid4().hex
+
+    def add(self, job_id: str, kind: str, name: str, options: dict[str, Any],
+            url: str | None = None, max_queue: int | None = None) -> Job | None:
+        """Queue a job; None when ``max_queue`` jobs are already waiting or running."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if max_queue is not None:
+                    waiting = self._db.execute(
+                        "SELECT COUNT(*) FROM jobs WHERE status IN ('queued','running')"
+                    ).fetchone()[0]
+                    if waiting >= max_queue:
+                        self._db.execute("ROLLBACK")
+                        return None
+                seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
+                self._db.execute(
+                    "INSERT INTO jobs (id, seq, status, kind, name, url, options, created) "
+                    "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
+                    (job_id, seq, kind, name, url, json.dumps(options), time.time()))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        self.notify()
+        return self.get(job_id)
+
+    def notify(self) -> None:
+        with self.wakeup:
+            self.wakeup.notify_all()
+
+    def recover(self) -> int:
+        """Jobs a killed server left running go back to the queue (run again)."""
+        with self._lock:
+            cur = self._db.execute("UPDATE jobs SET status = 'queued', progress = 0 "
+                                   "WHERE status = 'running'")
+            return cur.rowcount
+
+    def claim(self) -> Job | None:
+        """The oldest queued job, now running; None when the queue is empty."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute("SELECT id FROM jobs WHERE status = 'queued' "
+                                   "ORDER BY seq LIMIT 1").fetchone()
+            if row is None:
+                self._db.execute("COMMIT")
+                return None
+            self._db.execute("UPDATE jobs SET status = 'running', started = ?, progress = 0, "
+                             "attempts = attempts + 1 WHERE id = ?", (time.time(), row[0]))
+            self._db.execute("COMMIT")
+        return self.get(row[0])
+
+    def set_progress(self, job_id: str, progress: float) -> None:
+        with self._lock:
+            self._db.execute("UPDATE jobs SET progress = ? WHERE id = ? AND status = 'running'",
+                             (min(max(progress, 0.0), 1.0), job_id))
+
+    def finish(self, job_id: str, status: str, error: str | None = None,
+               top1: str | None = None) -> bool:
+        """running -> done/failed, once: False when the job was not running (deleted)."""
+        assert status in ("done", "failed")
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE jobs SET status = ?, error = ?, top1 = ?, finished = ?, "
+                "progress = CASE WHEN ? = 'done' THEN 1 ELSE progress END, "
+                "finishes = finishes + 1 WHERE id = ? AND status = 'running'",
+                (status, error, top1, time.time(), status, job_id))
+            return cur.rowcount == 1
+
+    def delete(self, job_id: str) -> bool:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        for path in (self.upload_path(job_id), self.result_path(job_id),
+                     self.annotated_path(job_id)):
+            path.unlink(missing_ok=True)
+        return cur.rowcount == 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _check_id(job_id: str) -> str:
+    if not (len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)):
+        raise ValueError(f"not a job id: {job_id!r}")
+    return job_id
