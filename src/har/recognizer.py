@@ -30,9 +30,9 @@ import numpy as np
 from torch import nn
 
 from .aggregate import AGGREGATES, softmax, topk
-from .backends import Backend, make_backend
+from .runtimes import Backend, load_runtime
 from .errors import HarError
-from .models.zoo import DEFAULT_MODEL, ModelEntry, get_entry, load_model
+from .models.zoo import DEFAULT_MODEL, ModelEntry, get_entry
 from .results import ClipResult, VideoResult
 from .sampling import ClipAssembler, ClipSpec, uniform
 from .sources import Source, open_video, parse_source
@@ -182,12 +182,14 @@ class Recognizer:
         # backend: a runtime name ("torch", "openvino", "onnxruntime", "opencv", "auto")
         # or a ready Backend object; precision: "auto", "fp32", "fp16" or "bf16".
         if isinstance(backend, str):
-            if module is None:
-                module = load_model(model, weights=weights, device="cpu", sha256=sha256)
-            backend = make_backend(backend, module, device, batch_size=batch_size,
-                                   precision=precision,
-                                   input_shape=(self.preset.clip_len, self.preset.crop,
-                                                self.preset.crop))
+            backend = load_runtime(model, weights, backend=backend, device=device,
+                                   precision=precision, batch_size=batch_size,
+                                   sha256=sha256, module=module)
+        # A fine-tuned checkpoint or an exported file brings its own labels and preset.
+        if getattr(backend, "labels", None):
+            self.labels = tuple(backend.labels)
+        if getattr(backend, "preset", None) is not None:
+            self.preset = backend.preset
         self.backend: Backend = backend
         self.prefetch = 2  # batches decoded ahead of the backend (finite sources)
         self._backend_lock = threading.Lock()  # runtimes need not be thread-safe

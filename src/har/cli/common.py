@@ -153,7 +153,7 @@ def check_runtime_options(args: argparse.Namespace) -> None:
         if not torch.cuda.is_available():
             raise UsageError(f"--device {device}: CUDA is not available on this machine "
                              "(no GPU, or a CPU-only PyTorch); use --device cpu")
-    from ..backends import check_precision
+    from ..runtimes import check_precision
 
     try:
         check_precision(args.backend, args.precision, device)

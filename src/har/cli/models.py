@@ -14,19 +14,39 @@ from . import ExitCode, add_command
 def register(sub) -> None:
     e = add_command(sub, "export", help="export a model to ONNX or OpenVINO IR",
                     description="Export a zoo model with its weights, dynamic batch axis: "
-                                "input 'clips' (N, 3, T, H, W), output 'logits' (N, C).")
+                                "input 'clips' (N, 3, T, H, W), outputs 'logits' (N, C) and "
+                                "'features' (N, D); the labels, preset, model name, weights "
+                                "sha256 and har version go into the file's metadata, so "
+                                "`har predict --weights FILE` runs it directly.")
     e.add_argument("format", choices=("onnx", "openvino"))
     e.add_argument("-o", "--output", required=True,
                    help="output file (.onnx, or .xml for OpenVINO; a .bin is written beside it)")
     e.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
     e.add_argument("--weights", help="weights file or URL (default: the cached download)")
-    e.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
-                   help="OpenVINO IR weight precision (default fp32)")
+    e.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+                   help="OpenVINO IR precision (default fp32; int8: NNCF post-training "
+                        "quantization)")
+    e.add_argument("--calibrate", metavar="DIR",
+                   help="int8: calibrate on clips from the videos in DIR (default: 64 "
+                        "synthetic clips, docs/performance.md)")
     e.set_defaults(func=cmd_export)
 
     m = add_command(sub, "models", help="list the available models")
     m.add_argument("--json", action="store_true", help="print the registry as JSON")
     m.set_defaults(func=cmd_models)
+
+    c = add_command(sub, "cache", help="list or clean har's cache (weights, exports, "
+                    "compiled models)")
+    csub = c.add_subparsers(dest="cache_command", metavar="ACTION")
+    c.set_defaults(func=cmd_cache_list)
+    cl = add_command(csub, "list", help="what is cached, with sizes and totals (default)")
+    cl.set_defaults(func=cmd_cache_list)
+    cc = add_command(csub, "clean", help="remove har's cached files")
+    cc.add_argument("--older-than", type=float, metavar="DAYS",
+                    help="only files not modified for DAYS days")
+    cc.add_argument("--keep-weights", action="store_true",
+                    help="keep downloaded weights (remove only derived files)")
+    cc.set_defaults(func=cmd_cache_clean)
 
     w = add_command(sub, "weights", help="download, list and verify cached weights",
                     description="Manage the weights cache ($HAR_HOME, else "
@@ -43,17 +63,33 @@ def register(sub) -> None:
     ls = add_command(wsub, "list", help="show the cached weights files")
     ls.set_defaults(func=cmd_weights_list)
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..backends import export_onnx, export_openvino
-    from ..models.zoo import get_entry, load_model
+    from . import UsageError
 
-    entry = get_entry(args.model)
+    if args.format == "onnx" and args.precision != "fp32":
+        raise UsageError("har export onnx writes fp32; --precision fp16/int8 is for openvino")
+    if args.calibrate and args.precision != "int8":
+        raise UsageError("--calibrate goes with --precision int8")
+    if args.calibrate and not Path(args.calibrate).is_dir():
+        raise UsageError(f"--calibrate {args.calibrate}: not a folder of videos")
+    from ..models.zoo import load_model
+    from ..runtimes import export_onnx, export_openvino
+
     model = load_model(args.model, weights=args.weights)
-    shape = (entry.preset.clip_len, entry.preset.crop, entry.preset.crop)
+    preset = model.har_info.preset
+    shape = (preset.clip_len, preset.crop, preset.crop)
     out = Path(args.output)
     if args.format == "onnx":
         export_onnx(model, out, shape)
     else:
-        export_openvino(model, out, shape, compress_to_fp16=args.precision == "fp16")
+        calib = None
+        if args.precision == "int8":
+            from ..runtimes.quantize import default_calibration, video_calibration
+
+            calib = (video_calibration(args.calibrate, preset) if args.calibrate
+                     else default_calibration(preset))
+        out = export_openvino(model, out, shape, compress_to_fp16=args.precision == "fp16",
+                              precision="int8" if args.precision == "int8" else "fp32",
+                              calibration=calib)
     print(f"wrote {out} ({args.format}, input clips (N, 3, {shape[0]}, {shape[1]}, {shape[2]}))")
     return ExitCode.OK
 
@@ -80,6 +116,33 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("  ".join(f"{c:<{w}}" for c, w in zip(r[:3], widths)) + "  " + r[3])
     print(f"* default model. `har models --json` gives URLs, sizes, sha256, presets and "
           "the accuracy sources.")
+    return ExitCode.OK
+
+
+def cmd_cache_list(args: argparse.Namespace) -> int:
+    from ..cache import cache_entries, human, totals
+    from ..weights import cache_dir
+
+    entries = cache_entries()
+    print(f"{cache_dir()}:")
+    if not entries:
+        print("  (empty)")
+        return ExitCode.OK
+    for e in entries:
+        print(f"  {e.kind:<9} {human(e.size):>9}  {e.path.relative_to(cache_dir())}")
+    tot = totals(entries)
+    for kind, (n, b) in tot.items():
+        print(f"  total {kind:<9} {n:>4} file(s) {human(b):>9}")
+    print(f"  total {sum(n for n, _ in tot.values())} file(s), "
+          f"{human(sum(b for _, b in tot.values()))}")
+    return ExitCode.OK
+
+
+def cmd_cache_clean(args: argparse.Namespace) -> int:
+    from ..cache import clean, human
+
+    n, freed = clean(args.older_than, keep_weights=args.keep_weights)
+    print(f"removed {n} file(s), {human(freed)}")
     return ExitCode.OK
 
 

@@ -1,0 +1,242 @@
+"""Inference runtimes: a preprocessed batch in, logits and pooled features out.
+
+One module per runtime (``torch_runtime``, ``openvino_runtime``, ``onnxruntime_runtime``,
+``opencv_runtime``) behind one interface (:class:`~har.runtimes.base.Runtime`):
+``infer(batch) -> (logits (N, C) float32, features (N, D) float32)`` and
+``runtime(batch) -> logits``; ``batch`` is ``(N, 3, T, H, W) float32``. Heavy
+runtimes are imported lazily by the module that needs them; each is an optional extra.
+
+=============  =======  ===============================================================
+backend        device   notes
+=============  =======  ===============================================================
+torch          cpu      fp32 eager (bf16 autocast if asked)
+torch          cuda     fp16 (or bf16/fp32), channels_last_3d, cudnn.benchmark
+openvino       cpu      bf16 where the CPU has bf16 instructions, else fp32; int8 IRs
+onnxruntime    cpu/cuda fp32
+opencv         cpu      cv2.dnn on the ONNX export, the classic approach
+=============  =======  ===============================================================
+
+:func:`load_runtime` is the one entry point: a registry model plus weights (``.pth``,
+the published ``.onnx``, or an ``.onnx``/``.xml`` written by ``har export``, which
+runs directly in its runtime from its own metadata).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..defaults import BACKENDS, PRECISIONS, pip_hint  # noqa: F401  (re-exported)
+from ..errors import HarError
+from .base import Runtime, RuntimeBase, installed as _installed, need as _need  # noqa: F401
+from .export import (export_onnx, export_onnx_cached, export_openvino,  # noqa: F401
+                     read_onnx_metadata)
+
+Backend = Runtime  # the old name
+
+# What each runtime can compute in, per device ("auto" is always accepted).
+SUPPORTED_PRECISIONS = {
+    ("torch", "cpu"): ("fp32", "bf16"), ("torch", "cuda"): ("fp32", "fp16", "bf16"),
+    ("openvino", "cpu"): ("fp32", "bf16", "int8"),
+    ("onnxruntime", "cpu"): ("fp32",), ("onnxruntime", "cuda"): ("fp32",),
+    ("opencv", "cpu"): ("fp32",),
+}
+
+
+def __getattr__(name: str):
+    # Runtime classes, imported on first use (each pulls in its runtime).
+    where = {"TorchBackend": "torch_runtime", "fuse_conv_bn": "torch_runtime",
+             "OpenVINOBackend": "openvino_runtime", "OnnxRuntimeBackend": "onnxruntime_runtime",
+             "OpenCVBackend": "opencv_runtime"}.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f".{where}", __name__), name)
+
+
+def check_precision(backend: str, precision: str, device: str = "cpu") -> None:
+    """ValueError (a usage error) when ``backend`` cannot run ``precision`` on ``device``:
+    a precision is never replaced silently by another."""
+    if precision == "auto":
+        return
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    names = [backend] if backend != "auto" else [auto_backend(device)]
+    for name in names:
+        ok = SUPPORTED_PRECISIONS.get((name, kind))
+        if ok is None:
+            raise ValueError(f"--backend {name} does not run on {device}; use --device cpu "
+                             "or --backend torch")
+        if precision not in ok:
+            raise ValueError(f"--precision {precision}: --backend {name} on {kind} runs "
+                             f"{', '.join(ok)}; choose one of those or another --backend")
+        if name == "openvino" and precision == "bf16" and _installed("openvino"):
+            import openvino as ov
+
+            if "BF16" not in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+                raise ValueError("--precision bf16: this CPU has no bf16 instructions for "
+                                 "OpenVINO; use --precision fp32 (or auto)")
+
+
+def available_backends(device: str = "cpu") -> list[str]:
+    """Backends whose runtime is installed and that can run on ``device``."""
+    out = ["torch"]
+    if device == "cpu":
+        if _installed("openvino"):
+            out.append("openvino")
+        if _installed("onnxruntime"):
+            out.append("onnxruntime")
+        out.append("opencv")
+    elif _installed("onnxruntime"):
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            out.append("onnxruntime")
+    return out
+
+
+def auto_backend(device: str = "cpu") -> str:
+    """The fastest backend available for ``device`` (measured in bench/)."""
+    if device.startswith("cuda"):
+        return "torch"
+    return "openvino" if _installed("openvino") else "torch"
+
+
+def _check_names(name: str, precision: str) -> None:
+    if name not in BACKENDS:
+        raise HarError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)} or auto")
+    if precision not in PRECISIONS:
+        raise HarError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+
+
+def make_backend(name: str, model, device: str = "cpu", *,
+                 batch_size: int | None = None, precision: str = "auto",
+                 input_shape: tuple[int, int, int] = (16, 112, 112)) -> Runtime:
+    """Wrap ``model`` (a loaded torch module) in the runtime called ``name``.
+
+    ``input_shape`` is (T, H, W) of one clip, used to export to ONNX for the other
+    runtimes (one export per weights in the cache's ``exports/``).
+    """
+    if name == "auto":
+        name = auto_backend(device)
+    _check_names(name, precision)
+    info = getattr(model, "har_info", None)
+    if name == "torch":
+        from .torch_runtime import TorchBackend
+
+        return TorchBackend(model, device, batch_size=batch_size, precision=precision)
+    if device != "cpu" and name != "onnxruntime":
+        raise HarError(f"backend {name} runs on the CPU only; use --device cpu or --backend torch")
+    if precision == "int8":
+        if name != "openvino":
+            raise HarError("--precision int8 runs on --backend openvino only")
+        from .quantize import int8_ir_cached
+
+        rt = _file_runtime(int8_ir_cached(model, input_shape), name, device, batch_size,
+                           "auto")
+        rt.precision = "int8"
+    else:
+        rt = _file_runtime(export_onnx_cached(model, input_shape), name, device, batch_size,
+                           precision)
+    rt.set_info(info)
+    return rt
+
+
+def _file_runtime(path: Path, name: str, device: str, batch_size, precision) -> RuntimeBase:
+    if name == "openvino":
+        from .openvino_runtime import OpenVINOBackend
+
+        return OpenVINOBackend(path, batch_size=batch_size, precision=precision)
+    if name == "onnxruntime":
+        from .onnxruntime_runtime import OnnxRuntimeBackend
+
+        if precision not in ("auto", "fp32"):
+            raise HarError(f"--precision {precision}: onnxruntime runs fp32")
+        return OnnxRuntimeBackend(path, device, batch_size=batch_size)
+    if name == "opencv":
+        from .opencv_runtime import OpenCVBackend
+
+        return OpenCVBackend(path, batch_size=batch_size)
+    raise HarError(f"{path}: --backend {name} cannot run an exported file; use "
+                   "--backend openvino or onnxruntime")
+
+
+def exported_info(path: str | Path):
+    """The :class:`~har.models.info.ModelInfo` in an ONNX / OpenVINO file written by
+    ``har export``, or None (e.g. the published ONNX, which carries none)."""
+    from ..models.info import ModelInfo
+
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        meta = read_onnx_metadata(path)
+    elif path.suffix.lower() == ".xml":
+        _need("openvino", "openvino")
+        import openvino as ov
+
+        from .export import read_ov_metadata
+
+        meta = read_ov_metadata(ov.Core().read_model(str(path)))
+    else:
+        return None
+    info = ModelInfo.from_metadata(meta)
+    if info is not None:
+        import dataclasses
+
+        info = dataclasses.replace(info, weights_path=str(path))
+    return info
+
+
+def load_runtime(model: str, weights=None, *, backend: str = "auto", device: str = "cpu",
+                 precision: str = "auto", batch_size: int | None = None,
+                 sha256: str | None = None, module=None) -> Runtime:
+    """The runtime for registry ``model`` with ``weights``, carrying ``labels``,
+    ``preset``, ``model_name`` and ``weights_sha256``.
+
+    An ``.onnx`` or ``.xml`` written by ``har export`` runs directly in OpenVINO / ONNX
+    Runtime (``backend="auto"`` picks OpenVINO for ``.xml``) from its metadata; its own
+    labels and preset are used. Anything else is loaded into PyTorch first
+    (:func:`har.models.zoo.load_model`) and handed to the runtime (exported once per
+    weights sha256 for the non-torch runtimes).
+    """
+    from ..models.zoo import get_entry, load_model
+
+    if backend == "auto":
+        backend = auto_backend(device)
+    _check_names(backend, precision)
+    text = str(weights) if weights is not None else ""
+    suffix = Path(text).suffix.lower() if weights is not None and "://" not in text else ""
+    if module is None and suffix in (".onnx", ".xml"):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise HarError(f"{weights}: no such weights file; check the --weights path")
+        if suffix == ".xml" and backend != "openvino":
+            if backend == "torch" and precision == "auto" and _installed("openvino"):
+                backend = "openvino"
+            elif backend != "openvino":
+                raise HarError(f"{weights}: an OpenVINO IR runs on --backend openvino only")
+        info = exported_info(path)
+        if info is not None and backend in ("openvino", "onnxruntime"):
+            if sha256:
+                from ..weights import check_digest, file_sha256
+
+                check_digest(path, file_sha256(path), sha256.lower(), str(path))
+            from ..weights import file_sha256
+
+            rt = _file_runtime(path, backend, device, batch_size, precision)
+            if info.weights_sha256 is None:
+                import dataclasses
+
+                info = dataclasses.replace(info, weights_sha256=file_sha256(path))
+            rt.set_info(info)
+            meta_prec = getattr(rt, "metadata", {}).get("precision")
+            if meta_prec == "int8":
+                rt.precision = "int8"
+            return rt
+        if suffix == ".xml":
+            raise HarError(f"{weights}: an OpenVINO IR without har metadata; export it with "
+                           "`har export openvino` (or pass the .pth/.onnx it came from)")
+    get_entry(model)
+    if module is None:
+        module = load_model(model, weights=weights, device="cpu", sha256=sha256)
+    preset = getattr(getattr(module, "har_info", None), "preset", None) or get_entry(model).preset
+    return make_backend(backend, module, device, batch_size=batch_size, precision=precision,
+                        input_shape=(preset.clip_len, preset.crop, preset.crop))

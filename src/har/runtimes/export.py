@@ -1,0 +1,175 @@
+"""Exporting a loaded model to ONNX / OpenVINO IR: two outputs (``logits``, ``features``)
+and the model's provenance in the file's metadata (ONNX ``metadata_props``, OpenVINO
+``rt_info["har"]``), so the file runs directly and describes itself."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .base import need
+
+
+class _TwoOutputs(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.m = model
+
+    def forward(self, x):
+        f = self.m.forward_features(x)
+        return self.m.forward_head(f), f
+
+
+def _state_key(model: nn.Module) -> str:
+    """The weights' sha256 when the model knows it, else a digest of its tensors."""
+    info = getattr(model, "har_info", None)
+    if info is not None and info.weights_sha256:
+        return info.weights_sha256[:24]
+    h = hashlib.blake2b(digest_size=12)
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_metadata(model: nn.Module) -> dict[str, str]:
+    info = getattr(model, "har_info", None)
+    return info.to_metadata() if info is not None else {}
+
+
+def export_onnx(model: nn.Module, path: str | Path, input_shape=(16, 112, 112),
+                opset: int = 17) -> Path:
+    """Export ``model`` to ONNX with a dynamic batch axis: input ``clips``
+    (N, 3, T, H, W), outputs ``logits`` (N, C) and ``features`` (N, D); the model's
+    ``har_info`` goes into ``metadata_props``."""
+    import warnings
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.to("cpu").eval()
+    x = torch.zeros(1, 3, *input_shape)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    two = hasattr(model, "forward_features")
+    net = (_TwoOutputs(model) if two else model).eval()
+    names = ["logits", "features"] if two else ["logits"]
+    try:
+        with warnings.catch_warnings(), _fixed_avgpool(model, x):
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (x,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=["clips"], output_names=names,
+                              dynamic_axes={n: {0: "N"} for n in ["clips", *names]})
+        meta = model_metadata(model)
+        if meta:
+            import onnx
+
+            proto = onnx.load(str(tmp))
+            del proto.metadata_props[:]
+            for k, v in meta.items():
+                proto.metadata_props.add(key=k, value=v)
+            onnx.save(proto, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """An ONNX file's metadata_props (without loading its weights)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}
+
+
+@contextlib.contextmanager
+def _fixed_avgpool(model: nn.Module, x: torch.Tensor):
+    """Export adaptive pooling as the fixed AvgPool3d of the original code.
+
+    ONNX's GlobalAveragePool on 5-D input is not supported by OpenCV's DNN module;
+    a fixed kernel over the final feature map is identical for the exported size.
+    """
+    pool = getattr(model, "avgpool", None)
+    if not isinstance(pool, nn.AdaptiveAvgPool3d) or pool.output_size not in (1, (1, 1, 1)):
+        yield
+        return
+    seen: dict = {}
+
+    def remember(module, inputs, output) -> None:  # returning None keeps the output
+        seen["shape"] = inputs[0].shape
+
+    handle = pool.register_forward_hook(remember)
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    model.avgpool = nn.AvgPool3d(tuple(seen["shape"][2:]), stride=1)
+    try:
+        yield
+    finally:
+        model.avgpool = pool
+
+
+def set_ov_metadata(ov_model, meta: dict[str, str]) -> None:
+    for k, v in meta.items():
+        ov_model.set_rt_info(v, ["har", k])
+
+
+def read_ov_metadata(ov_model) -> dict[str, str]:
+    out = {}
+    try:
+        info = ov_model.get_rt_info()
+    except Exception:  # noqa: BLE001
+        return out
+    if "har" not in info:
+        return out
+    for k in ("har_format", "model", "arch", "labels", "preset", "weights_sha256",
+              "har_version", "feature_dim", "outputs", "precision"):
+        if ov_model.has_rt_info(["har", k]):
+            v = ov_model.get_rt_info(["har", k])
+            out[k] = v.astype(str) if hasattr(v, "astype") else str(v)
+    return out
+
+
+def export_openvino(model: nn.Module, path: str | Path, input_shape=(16, 112, 112),
+                    compress_to_fp16: bool = False, precision: str = "fp32",
+                    calibration=None) -> Path:
+    """Export to OpenVINO IR (``path`` .xml plus its .bin), via ONNX, with the
+    metadata in ``rt_info["har"]``. ``precision="int8"`` quantizes with NNCF on
+    ``calibration`` (an iterable of ``(N, 3, T, H, W)`` float32 batches)."""
+    need("openvino", "openvino")
+    import tempfile
+
+    import openvino as ov
+
+    path = Path(path).with_suffix(".xml")
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = export_onnx(model, Path(tmp) / "model.onnx", input_shape)
+        ov_model = ov.convert_model(str(onnx_path))
+        if precision == "int8":
+            from .quantize import quantize_openvino
+
+            ov_model = quantize_openvino(ov_model, calibration, input_shape)
+        meta = model_metadata(model)
+        if meta:
+            set_ov_metadata(ov_model, {**meta, "precision": precision})
+        tmp_xml = path.with_name(path.stem + f".tmp{os.getpid()}.xml")
+        ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
+        os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
+        os.replace(tmp_xml, path)
+    return path
+
+
+def export_onnx_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
+    """One ONNX per (weights, clip shape) in the cache's ``exports/``."""
+    from ..weights import cache_dir
+
+    t, h, w = input_shape
+    path = cache_dir() / "exports" / f"{_state_key(model)}-{t}x{h}x{w}.onnx"
+    if not path.is_file():
+        export_onnx(model, path, input_shape)
+    return path
