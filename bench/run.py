@@ -14,6 +14,7 @@ bench/results/<host>-<date>.json.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -119,7 +120,7 @@ def bench_model(model, device: str, seconds: float, batch_sizes, configs) -> lis
     import numpy as np
     import torch
 
-    from har.backends import make_backend
+    from har.runtimes import make_backend
 
     rows = []
     for backend, precision in configs:
@@ -153,7 +154,7 @@ def parity(model, device: str, configs) -> list[dict]:
     import numpy as np
     import torch
 
-    from har.backends import make_backend
+    from har.runtimes import make_backend
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 3, 16, 112, 112, generator=g) * 50
@@ -175,6 +176,94 @@ def parity(model, device: str, configs) -> list[dict]:
                     "top1_agree": float((y.argmax(1) == ref.argmax(1)).mean()),
                     "top5_same": float(np.mean(top5))})
     return out
+
+
+def int8_agreement(weights: str, model_name: str, videos) -> dict:
+    """int8 against fp32 (both OpenVINO) on every clip of the real videos, and the int8
+    logits against the authors' model code on random clips."""
+    import numpy as np
+    import torch
+
+    from har.recognizer import Recognizer
+
+    probs = {}
+    for prec in ("fp32", "int8"):
+        rec = Recognizer(model_name, weights=weights, backend="openvino", precision=prec)
+        probs[prec] = np.concatenate([np.stack([c.probs for c in rec.predict(v).clips])
+                                      for v in videos])
+        if prec == "int8":
+            be = rec.backend
+    a, b = probs["fp32"], probs["int8"]
+    top5 = [len(set(np.argsort(-a[i])[:5]) & set(np.argsort(-b[i])[:5])) / 5
+            for i in range(len(a))]
+    sys.path.insert(0, str(ROOT / "tests"))
+    from reference_hara import hara_resnet
+
+    ref = hara_resnet(int(model_name.split("-")[0][3:]), "A")
+    sd = torch.load(weights, weights_only=True)["state_dict"]
+    ref.load_state_dict({k.replace("module.", ""): v for k, v in sd.items()}, strict=False)
+    x = torch.randn(4, 3, 16, 112, 112, generator=torch.Generator().manual_seed(0)) * 50
+    with torch.no_grad():
+        want = ref.eval()(x).numpy()
+    got = be(x.numpy())
+    return {"clips": int(len(a)), "top1_agree": float((a.argmax(1) == b.argmax(1)).mean()),
+            "top5_agree": float(np.mean(top5)), "max_prob_diff": float(np.abs(a - b).max()),
+            "authors_max_rel": float(np.abs(got - want).max() / np.abs(want).max())}
+
+
+def whole_process(weights: str, model_name: str, videos, report: dict) -> dict:
+    """`har predict` as a subprocess (start-up, model load, decoding, scoring) on about a
+    minute of video, twice (the second start finds the export and OpenVINO's compiled
+    model in the cache), against the fastest model-only rate measured in this run."""
+    import av
+
+    total, chosen = 0.0, []
+    for v in videos:
+        try:
+            with av.open(str(v)) as c:
+                d = float(c.duration or 0) / 1e6
+        except Exception:  # noqa: BLE001
+            continue
+        chosen.append(str(v))
+        total += d
+        if total >= 60:
+            break
+    runs = []
+    for attempt in ("first (cold cache)", "second (warm cache)"):
+        jpath = HERE / "results" / "whole.json"
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, "-m", "har", "predict", *chosen, "--model",
+                            model_name, "--weights", weights, "--json", str(jpath)],
+                           capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+        wall = time.perf_counter() - t0
+        clips = 0
+        if jpath.exists():
+            doc = json.loads(jpath.read_text())
+            for vid in doc.get("videos", [doc]):
+                clips += int(vid.get("num_clips") or len(vid.get("clips", [])) or 0)
+        runs.append({"run": attempt, "wall_s": wall, "clips": clips, "rc": p.returncode,
+                     "clips_per_s": clips / wall if wall else 0.0,
+                     "stderr": p.stderr[-300:] if p.returncode else ""})
+    rows = [r for r in report.get("model_throughput", []) if "clips_per_s" in r]
+    best = max(rows, key=lambda r: r["clips_per_s"]) if rows else None
+    ov = [r for r in rows if r["backend"] == "openvino" and r["precision"] != "int8"]
+    ov_best = max(ov, key=lambda r: r["clips_per_s"]) if ov else None
+    print(f"\n## (c) whole process: `har predict` in a fresh process on {len(chosen)} videos, "
+          f"{total:.0f} s of video, start-up included")
+    for r in runs:
+        line = (f"{r['run']}: {r['wall_s']:.1f} s, {r['clips']} clips, "
+                f"{r['clips_per_s']:.1f} clips/s")
+        if ov_best:
+            line += (f"; OpenVINO model-only {ov_best['precision']} batch {ov_best['batch']}: "
+                     f"{ov_best['clips_per_s']:.1f} clips/s -> "
+                     f"{r['clips_per_s'] / ov_best['clips_per_s']:.0%}")
+        if best:
+            line += (f"; fastest runtime ({best['backend']} {best['precision']}) "
+                     f"{best['clips_per_s']:.1f} -> {r['clips_per_s'] / best['clips_per_s']:.0%}")
+        print(line + (f" [rc {r['rc']}: {r['stderr']}]" if r["rc"] else ""))
+    return {"videos": chosen, "video_s": total, "runs": runs,
+            "openvino_model_only": ov_best, "fastest_model_only": best}
 
 
 # -- (b) end to end ------------------------------------------------------------------------
@@ -302,6 +391,9 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="1 s per measurement instead of 5")
     ap.add_argument("--skip-e2e", action="store_true")
     ap.add_argument("--skip-model", action="store_true")
+    ap.add_argument("--skip-int8", action="store_true", help="no OpenVINO int8 (NNCF) rows")
+    ap.add_argument("--skip-whole", action="store_true",
+                    help="no whole-process `har predict` column")
     ap.add_argument("--batch-sizes", default=None, help="e.g. 1,4,8 (CPU) or 32,64,128,256 (GPU)")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/HOST-DATE.json)")
     # internal: one end-to-end run in a child process
@@ -322,7 +414,7 @@ def main() -> int:
     import torch
 
     import har
-    from har.backends import available_backends, export_onnx_cached
+    from har.runtimes import available_backends, export_onnx_cached
     from har.models.zoo import get_entry
 
     weights = args.weights
@@ -361,6 +453,8 @@ def main() -> int:
         configs = [("torch", "fp32"), ("torch", "bf16")]
         if "openvino" in backends:
             configs += [("openvino", "fp32"), ("openvino", "bf16")]
+            if not args.skip_int8 and importlib.util.find_spec("nncf"):
+                configs += [("openvino", "int8")]
         if "onnxruntime" in backends:
             configs += [("onnxruntime", "fp32")]
         configs += [("opencv", "fp32")]
@@ -444,6 +538,20 @@ def main() -> int:
             for r in runs:
                 if "error" in r:
                     print(f"  {r['pipeline']}: failed ({r['error']})")
+    videos = [SHARED / v for v in E2E_VIDEOS if (SHARED / v).exists()]
+    if not cuda and "openvino" in backends and videos and not args.skip_int8 \
+            and importlib.util.find_spec("nncf"):
+        report["int8_agreement"] = int8_agreement(weights, args.model, videos)
+        a = report["int8_agreement"]
+        print(f"\n## int8 (OpenVINO, NNCF, default calibration) against fp32 on {len(videos)} "
+              f"real videos, {a['clips']} clips; RANDOM weights: agreement is not accuracy "
+              "under the published weights")
+        print(f"top-1 agreement {a['top1_agree']:.1%}, top-5 agreement {a['top5_agree']:.1%}, "
+              f"largest probability difference {a['max_prob_diff']:.4f}; "
+              f"parity with the authors' model (logits, 4 random clips): max rel err "
+              f"{a['authors_max_rel']:.2e}")
+    if not args.skip_whole and videos:
+        report["whole_process"] = whole_process(weights, args.model, videos, report)
     out = Path(args.out) if args.out else HERE / "results" / (
         f"{socket.gethostname()}-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -121,3 +121,35 @@ def test_same_weights_twice_add_no_bytes_and_cache_clean(r34_checkpoint):
     assert r.returncode == 0 and "removed" in r.stdout
     assert cache_entries() == []
     assert path.exists()  # the user's file is never touched
+
+
+@pytest.mark.slow
+def test_int8_openvino_export_with_calibration_runs_and_agrees(tmp_path):
+    _needs("openvino")
+    _needs("nncf")
+    from reference_hara import hara_resnet, published_checkpoint, randomize_
+
+    from har.runtimes import exported_info, load_runtime
+
+    ref = randomize_(hara_resnet(10, "A"), seed=10)
+    ck = tmp_path / "resnet-10-kinetics.pth"
+    torch.save(published_checkpoint(ref, "resnet-10"), ck)
+    vids = tmp_path / "calib"
+    vids.mkdir()
+    make_video(vids / "a.mp4", 40, size=(160, 120))
+    out = tmp_path / "q.xml"
+    r = _har("export", "openvino", "--model", "r3d10-k400", "--weights", ck, "-o", out,
+             "--precision", "int8", "--calibrate", vids)
+    assert r.returncode == 0, r.stderr
+    assert exported_info(out).model == "r3d10-k400"
+    rt = load_runtime("r3d10-k400", out, backend="openvino")
+    assert rt.precision == "int8"
+    x = torch.randn(2, 3, 16, 112, 112, generator=torch.Generator().manual_seed(2)) * 50
+    logits, feats = rt.infer(x.numpy())
+    with torch.no_grad():
+        want = ref(x).numpy()
+    assert feats.shape == (2, 512)
+    assert np.abs(logits - want).max() / np.abs(want).max() < 0.2
+    r = _har("export", "onnx", "--model", "r3d10-k400", "--weights", ck, "-o", tmp_path / "x.onnx",
+             "--calibrate", vids)
+    assert r.returncode == 2 and "--calibrate goes with --precision int8" in r.stderr

@@ -438,22 +438,22 @@ class CachedFile:
     status: str = ""  # after verify: "ok", "MISMATCH ...", "unchecked ..."
 
 
-def _registry_files() -> dict[str, tuple]:
-    from .models.zoo import REGISTRY
-
+def _registry_files(registry=None) -> dict[str, tuple]:
+    """filename -> (WeightsFile, entry names). ``registry``: the zoo's entries, passed
+    in by the caller (weights.py never imports the zoo: imports flow zoo -> weights)."""
     out: dict[str, tuple] = {}
-    for e in REGISTRY.values():
+    for e in (registry or {}).values():
         for wf in e.weights:
             prev = out.get(wf.filename)
             out[wf.filename] = (wf, (prev[1] if prev else ()) + (e.name,))
     return out
 
 
-def list_cache() -> list[CachedFile]:
+def list_cache(registry=None) -> list[CachedFile]:
     root = weights_dir()
     if not root.is_dir():
         return []
-    known = _registry_files()
+    known = _registry_files(registry)
     rows = []
     for p in sorted(root.rglob("*")):
         if not p.is_file() or p.name.endswith((".sha256", ".tmp", ".lock")):
@@ -463,11 +463,11 @@ def list_cache() -> list[CachedFile]:
     return rows
 
 
-def verify_cache() -> list[CachedFile]:
+def verify_cache(registry=None) -> list[CachedFile]:
     """Re-check every cached file: size and sha256 against the registry, or against
     the digest recorded when a URL download was verified."""
-    known = _registry_files()
-    rows = list_cache()
+    known = _registry_files(registry)
+    rows = list_cache(registry)
     for row in rows:
         p = row.path
         if p.name.endswith(".part"):

@@ -159,11 +159,17 @@ def cmd_weights_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_weights_list(args: argparse.Namespace) -> int:
+    from ..cache import cache_entries, human
+    from ..models.zoo import REGISTRY
     from ..weights import list_cache, weights_dir
 
-    rows = list_cache()
+    rows = list_cache(REGISTRY)
+    derived = [e for e in cache_entries() if e.kind != "weights"]
+    other = (f"; the cache also holds {len(derived)} derived file(s) "
+             f"({human(sum(e.size for e in derived))}: exports, compiled models; `har cache`)"
+             if derived else "")
     if not rows:
-        print(f"no weights cached in {weights_dir()} (`har weights fetch NAME`)")
+        print(f"no weights cached in {weights_dir()} (`har weights fetch NAME`){other}")
         return ExitCode.OK
     print(f"{weights_dir()}:")
     for r in rows:
@@ -171,13 +177,16 @@ def cmd_weights_list(args: argparse.Namespace) -> int:
         if r.path.name.endswith(".part"):
             used = "(incomplete download)"
         print(f"  {r.path.relative_to(weights_dir())}  {r.size:,} bytes  {used}")
+    if other:
+        print(other[2:].capitalize())
     return ExitCode.OK
 
 
 def cmd_weights_verify(args: argparse.Namespace) -> int:
+    from ..models.zoo import REGISTRY
     from ..weights import verify_cache, weights_dir
 
-    rows = verify_cache()
+    rows = verify_cache(REGISTRY)
     if not rows:
         print(f"no weights cached in {weights_dir()}")
         return ExitCode.OK
