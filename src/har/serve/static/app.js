@@ -95,7 +95,7 @@ async function show(job) {
   }
   const doc = await api("/v1/jobs/" + job.id + "/result");
   result = doc.videos[0];
-  const top = result.top.slice(0, 3).map((p) => p.label + " " + (100 * p.probability).toFixed(1) + "%");
+  const top = result.top.slice(0, 3).map((p) => p.label + " " + (100 * p.score).toFixed(1) + "%");
   $("summary").textContent = "top: " + top.join(" · ") + " — " + result.clips.length + " clips, " + fmt(result.duration_s);
   $("summary").className = "";
   const annotated = job.options && job.options.annotate;
@@ -154,7 +154,7 @@ function drawChart() {
     // each clip's probability of the label (0 where it is outside the clip's top-k)
     const pts = result.clips.map((c) => {
       const hit = c.top.find((p) => p.label === label);
-      return `${x((c.start_s + c.end_s) / 2).toFixed(1)},${y(hit ? hit.probability : 0).toFixed(1)}`;
+      return `${x((c.start_s + c.end_s) / 2).toFixed(1)},${y(hit ? hit.score : 0).toFixed(1)}`;
     });
     svg.append(el("polyline", { points: pts.join(" "), fill: "none", stroke: colors[label], "stroke-width": 2, "data-label": label }));
     const s = el("span"); const i = el("i"); i.style.background = colors[label]; s.append(i, document.createTextNode(label)); legend.append(s);
@@ -168,7 +168,7 @@ function updateNow() {
   const clip = result.clips.find((c) => t >= c.start_s && t < c.end_s) || result.clips[result.clips.length - 1];
   const ol = $("nowlabels"); ol.replaceChildren();
   if (clip) for (const p of clip.top.slice(0, 5)) {
-    const li = el("li"); li.append(document.createTextNode(p.label + " "), el("span", { class: "p" }, (100 * p.probability).toFixed(1) + "%"));
+    const li = el("li"); li.append(document.createTextNode(p.label + " "), el("span", { class: "p" }, (100 * p.score).toFixed(1) + "%"));
     ol.append(li);
   }
   $("nowtime").textContent = clip ? `clip ${clip.index + 1}/${result.clips.length}: ${fmt(clip.start_s)}–${fmt(clip.end_s)}` : "";
