@@ -422,3 +422,43 @@ def test_a_full_disk_keeps_the_previous_file(capsys, video_factory, r10_weights,
     assert (small_disk / "c.csv").read_text() == "path\n"
     assert "done" in (tmp_path / "s.csv").read_text()  # the other outputs were written
     assert not [p for p in small_disk.iterdir() if p.name.startswith(".har-tmp")]
+
+
+def _result_for(video, rec_factory):
+    return rec_factory().predict(str(video))
+
+
+def test_annotate_never_destroys_what_was_there(video_factory, rec_factory, tmp_path,
+                                                monkeypatch):
+    import stat
+
+    from har import render
+    from har.errors import HarError
+
+    video = video_factory(48, size=(64, 48))
+    result = _result_for(video, rec_factory)
+    if os.path.exists("/dev/full"):
+        with pytest.raises(HarError):
+            render.annotate_video(result, "/dev/full")
+        assert stat.S_ISCHR(os.stat("/dev/full").st_mode)  # the device is still there
+    target = tmp_path / "mine.mp4"
+    target.write_bytes(b"the user's own file")
+    calls = {"n": 0}
+    real_draw = render._Painter.draw
+
+    def interrupted(self, rgb, t):  # Ctrl-C in the middle of the encode
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise KeyboardInterrupt
+        return real_draw(self, rgb, t)
+
+    monkeypatch.setattr(render._Painter, "draw", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        render.annotate_video(result, target)
+    assert target.read_bytes() == b"the user's own file"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".har-tmp")]
+    monkeypatch.setattr(render._Painter, "draw", real_draw)
+    stats = render.annotate_video(result, target)  # and when it finishes, it replaces it
+    assert stats.frames == 48 and target.read_bytes()[4:8] == b"ftyp"
+    avi = render.annotate_video(result, tmp_path / "out.avi")
+    assert avi.frames == 48 and (tmp_path / "out.avi").read_bytes()[:4] == b"RIFF"

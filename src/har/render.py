@@ -48,7 +48,8 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 _NO_SEGMENT = (150, 150, 150)
 # Containers that take these audio codecs as they are; others are re-encoded to AAC.
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "opus", "flac", "alac", "mp2"}
-_CONTAINER_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+_CONTAINER_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
+                        ".avi": "avi"}
 
 
 def label_colors(result: VideoResult) -> dict[str, tuple[int, int, int]]:
@@ -255,9 +256,14 @@ def _open_audio(source: str):
     """``(container, stream, video_start_s)`` of the input's audio, or Nones."""
     import av
 
+    from .sources import is_url
+
+    # A URL is opened with a timeout (a stalled server must not hang the render); a
+    # local path is opened as a file, never read as an FFmpeg protocol string.
+    target = source if is_url(source) else "file:" + os.path.abspath(source)
     try:
-        c = av.open(source, metadata_errors="ignore")
-    except (av.error.FFmpegError, OSError):
+        c = av.open(target, metadata_errors="ignore", timeout=(15.0, 15.0))
+    except (av.error.FFmpegError, OSError, ValueError):
         return None, None, 0.0
     audio = c.streams.audio[0] if c.streams.audio else None
     try:
@@ -389,7 +395,8 @@ def annotate_video(result: VideoResult, out_path: str | os.PathLike, *, top_n: i
     """
     import av
 
-    from .video import VideoSource
+    from .fsutil import atomic_path
+    from .sources import open_video
 
     out = Path(out_path)
     src = result.path
@@ -405,7 +412,7 @@ def annotate_video(result: VideoResult, out_path: str | os.PathLike, *, top_n: i
     codec = codec or video_codec()
     fmt = _output_format(out)
     stats = RenderStats(path=str(out), codec=codec)
-    video = VideoSource(src)
+    video = open_video(src)
     info = video.info
     width, height = info.width, info.height
     odd = width % 2 or height % 2
@@ -418,10 +425,15 @@ def annotate_video(result: VideoResult, out_path: str | os.PathLike, *, top_n: i
     time_base = Fraction(1, 90000)
     container = None
     audio = None
-    ok = False
+    # Written to a temporary file beside the target and renamed over it only when
+    # complete: a full disk, Ctrl-C or a crash leaves the user's file as it was, and
+    # nothing har did not create is ever removed (a device such as /dev/full is
+    # written as it is, and left alone when that fails).
+    staging = atomic_path(out, suffix=out.suffix or ".mp4")
+    tmp = staging.__enter__()
     try:
         try:
-            container = av.open(str(out), mode="w", format=fmt)
+            container = av.open(str(tmp), mode="w", format=fmt)
             stream = container.add_stream(codec, rate=fps)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise HarError(f"{out}: cannot be written ({exc}); check the path and "
@@ -451,23 +463,32 @@ def annotate_video(result: VideoResult, out_path: str | os.PathLike, *, top_n: i
         stats.width, stats.height = enc_w, enc_h
         for w in video.stats.warnings:
             stats.notes.append(f"input: {w}")
-        ok = True
-    except av.error.FFmpegError as exc:
-        raise HarError(f"{out}: encoding failed ({exc}); try an .mkv output") from None
-    finally:
-        video.close()
-        if audio is not None:
-            audio.close()
-        if container is not None:
-            try:
-                container.close()
-            except Exception:  # noqa: BLE001
-                ok = False
-        if not ok and out.exists():
-            out.unlink()
-    if stats.frames == 0:
-        raise HarError(f"{src}: no frame could be decoded for the annotated video")
+        if stats.frames == 0:
+            raise HarError(f"{src}: no frame could be decoded for the annotated video")
+        container.close()
+        container = None
+    except BaseException as exc:
+        _close_quietly(video, audio, container)
+        staging.__exit__(type(exc), exc, exc.__traceback__)
+        if isinstance(exc, av.error.FFmpegError):
+            raise HarError(f"{out}: encoding failed ({exc}); try an .mkv output") from None
+        if isinstance(exc, OSError):
+            raise HarError(f"{out}: cannot be written ({exc.strerror or exc}); check the "
+                           "path and the free space") from None
+        raise
+    _close_quietly(video, audio, None)
+    staging.__exit__(None, None, None)  # renames the finished file into place
     return stats
+
+
+def _close_quietly(video, audio, container) -> None:
+    for thing in (video, audio, container):
+        if thing is None:
+            continue
+        try:
+            thing.close()
+        except Exception:  # noqa: BLE001 - closing after a failure
+            pass
 
 
 # -- the plot ----------------------------------------------------------------------
