@@ -203,9 +203,11 @@ def test_live_events_annotate_delete_and_options(tmp_path, videos, r10_weights):
         server.stop()
 
 
-def test_token_upload_limit_and_queue_limit(tmp_path, videos, r10_weights):
+def test_token_upload_limit_and_queue_limit(tmp_path, videos, r10_weights, http_dir):
+    www, base = http_dir
     big = tmp_path / "big.mp4"
     big.write_bytes(np.random.default_rng(0).bytes(3 * 1024 * 1024))
+    (www / "big.mp4").write_bytes(big.read_bytes())
     server = Server(tmp_path / "data", r10_weights, "--token", "s3cret",
                     "--max-upload-mb", "1", "--max-queue", "2").start()
     auth = {"Authorization": "Bearer s3cret"}
@@ -232,6 +234,13 @@ def test_token_upload_limit_and_queue_limit(tmp_path, videos, r10_weights):
         r = httpx.post(f"{server.url}/v1/jobs", content=chunks(), timeout=30,
                        headers={**auth, "Content-Type": "multipart/form-data; boundary=b"})
         assert r.status_code == 413
+        assert list((tmp_path / "data" / "uploads").iterdir()) == []
+        # a URL download stops at the same limit: the job fails with the reason
+        r = httpx.post(f"{server.url}/v1/jobs", json={"url": f"{base}/big.mp4"}, headers=auth,
+                       timeout=10)
+        assert r.status_code == 202
+        final = server.wait_all([r.json()["id"]], headers=auth)[r.json()["id"]]
+        assert final["status"] == "failed" and "limit of 1 MB" in final["error"]
         assert list((tmp_path / "data" / "uploads").iterdir()) == []
         # the queue holds 2: the third waits for room (429)
         codes = []

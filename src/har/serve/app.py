@@ -8,6 +8,7 @@ no client file name ever becomes a path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import mimetypes
@@ -55,21 +56,21 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True) -> FastAP
     events = JobEvents()
     worker = Worker(store, rec, events,
                     WorkerSettings(max_download_bytes=config.max_upload_bytes))
-    app = FastAPI(title="har", version=__version__,
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store.recover()  # jobs a killed server left running run again
+        if start_worker:
+            worker.start()
+        yield
+        worker.stop()
+        if worker.is_alive():
+            worker.join(timeout=10)
+
+    app = FastAPI(title="har", version=__version__, lifespan=lifespan,
                   description="Human action recognition (Kinetics-400) in videos: "
                   "submit a video, follow its clips, read its timeline.")
     app.state.store, app.state.worker, app.state.events = store, worker, events
-
-    @app.on_event("startup")
-    def _start() -> None:
-        store.recover()
-        if start_worker:
-            worker.start()
-
-    @app.on_event("shutdown")
-    def _stop() -> None:
-        worker.stop()
-        worker.join(timeout=10)
 
     def auth(request: Request) -> None:
         if not config.token:

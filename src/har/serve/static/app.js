@@ -88,9 +88,11 @@ async function show(job) {
   $("title").textContent = job.name;
   result = null;
   $("timeline").replaceChildren(); $("chart").replaceChildren(); $("legend").replaceChildren(); $("nowlabels").replaceChildren();
+  if (live) { live.close(); live = null; }
   if (job.status !== "done") {
     $("summary").textContent = job.status === "failed" ? "failed: " + job.error : job.status + " …";
     $("summary").className = job.status === "failed" ? "err" : "muted";
+    if (job.status === "running" || job.status === "queued") follow(job);
     return;
   }
   const doc = await api("/v1/jobs/" + job.id + "/result");
@@ -105,6 +107,19 @@ async function show(job) {
   $("annlink").href = withToken("/v1/jobs/" + job.id + "/annotated.mp4");
   $("annlink").hidden = !annotated;
   drawTimeline(); drawChart(); updateNow();
+}
+
+// while a job runs: its clips as server-sent events (har.events/1)
+let live = null;
+function follow(job) {
+  let n = 0;
+  live = new EventSource(withToken("/v1/jobs/" + job.id + "/events"));
+  live.addEventListener("clip", (e) => {
+    const c = JSON.parse(e.data); n += 1;
+    $("summary").textContent = `running: ${n} clips scored, up to ${fmt(c.end_s)}; this clip: ${c.top[0].label} ${(100 * c.top[0].score).toFixed(1)}%`;
+  });
+  live.addEventListener("video", () => { live.close(); live = null; refresh(); });
+  live.onerror = () => { if (live) { live.close(); live = null; } };
 }
 
 function duration() {
