@@ -29,14 +29,17 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log or (self.data.parent / f"{self.data.name}-server.log")
         self.proc: subprocess.Popen | None = None
+        self._log_fh = None
 
     def start(self, timeout_s: float = 90.0) -> "Server":
         cmd = [sys.executable, "-m", "har", "serve", "--host", "127.0.0.1",
                "--port", str(self.port), "--data", str(self.data), "--model", self.model,
                "--weights", self.weights, "--backend", "torch", *self.extra]
         env = dict(os.environ, OMP_NUM_THREADS="2")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log, "ab"), env=env)
+        self._close_log()
+        self._log_fh = open(self.log, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log_fh,
+                                     env=env)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -51,11 +54,17 @@ class Server:
         self.kill()
         raise TimeoutError(f"har serve did not answer in {timeout_s} s")
 
+    def _close_log(self) -> None:
+        if self._log_fh is not None:
+            self._log_fh.close()
+            self._log_fh = None
+
     def kill(self) -> None:
         """SIGKILL: no shutdown code runs."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
+        self._close_log()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -64,6 +73,7 @@ class Server:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._close_log()
 
     def wait_all(self, ids, timeout_s: float = 240.0, headers=None) -> dict[str, dict]:
         """Each job's final status document (bounded in time)."""
