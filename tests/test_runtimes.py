@@ -153,3 +153,28 @@ def test_int8_openvino_export_with_calibration_runs_and_agrees(tmp_path):
     r = _har("export", "onnx", "--model", "r3d10-k400", "--weights", ck, "-o", tmp_path / "x.onnx",
              "--calibrate", vids)
     assert r.returncode == 2 and "--calibrate goes with --precision int8" in r.stderr
+
+
+def test_published_onnx_layout_runs_directly_in_openvino(tmp_path, r34_checkpoint):
+    _needs("openvino")
+    _needs("onnx")
+    from reference_onnx_models import export_legacy_opencv, opencv_style
+
+    from har.runtimes import load_runtime
+
+    _, ref = r34_checkpoint
+    x = torch.randn(1, 3, 16, 112, 112, generator=torch.Generator().manual_seed(3)) * 50
+    path = export_legacy_opencv(opencv_style(ref), x, tmp_path / "resnet-34_kinetics.onnx")
+    rt = load_runtime("r3d34-k400", path, backend="openvino", precision="fp32")
+    assert type(rt).__name__ == "OpenVINOBackend" and rt.model_name == "r3d34-k400"
+    xs = torch.cat([x, x * 0.5])
+    logits, feats = rt.infer(xs.numpy())
+    seen = {}
+    h = ref.avgpool.register_forward_hook(lambda m, i, o: seen.setdefault("f", o))
+    with torch.no_grad():
+        want = ref(xs).numpy()
+    h.remove()
+    want_f = seen["f"].flatten(1).numpy()
+    assert feats.shape == (2, 512)
+    assert np.abs(logits - want).max() / np.abs(want).max() < 1e-4
+    assert np.abs(feats - want_f).max() / np.abs(want_f).max() < 1e-4

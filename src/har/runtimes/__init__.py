@@ -185,6 +185,25 @@ def exported_info(path: str | Path):
     return info
 
 
+def _published_onnx_runtime(model: str, path: Path, device, batch_size, precision):
+    from ..models.info import ModelInfo
+    from ..models.onnx_import import read_onnx_state_dict
+    from ..models.zoo import get_entry
+    from ..weights import file_sha256
+    from .openvino_runtime import OpenVINOBackend
+
+    entry = get_entry(model)
+    net = entry.build()
+    read_onnx_state_dict(path, net)  # raises WeightsError naming where the graph diverges
+    rt = OpenVINOBackend(path, batch_size=batch_size, precision=precision, add_features=True)
+    if getattr(rt, "_n_out", 1) < 2:
+        return None
+    rt.set_info(ModelInfo(model=entry.name, arch=entry.arch, labels=entry.class_names,
+                          preset=entry.preset, weights_sha256=file_sha256(path),
+                          weights_path=str(path), feature_dim=getattr(net, "feature_dim", None)))
+    return rt
+
+
 def load_runtime(model: str, weights=None, *, backend: str = "auto", device: str = "cpu",
                  precision: str = "auto", batch_size: int | None = None,
                  sha256: str | None = None, module=None) -> Runtime:
@@ -231,6 +250,12 @@ def load_runtime(model: str, weights=None, *, backend: str = "auto", device: str
             if meta_prec == "int8":
                 rt.precision = "int8"
             return rt
+        if info is None and suffix == ".onnx" and backend == "openvino" and not sha256:
+            # A plain export (OpenCV's published resnet-34_kinetics.onnx): check its graph
+            # against the architecture with the ONNX import, then run the file itself.
+            rt = _published_onnx_runtime(model, path, device, batch_size, precision)
+            if rt is not None:
+                return rt
         if suffix == ".xml":
             raise HarError(f"{weights}: an OpenVINO IR without har metadata; export it with "
                            "`har export openvino` (or pass the .pth/.onnx it came from)")

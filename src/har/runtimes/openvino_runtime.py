@@ -16,7 +16,7 @@ class OpenVINOBackend(RuntimeBase):
     device = "cpu"
 
     def __init__(self, model_path: str | Path, *, batch_size: int | None = None,
-                 precision: str = "auto") -> None:
+                 precision: str = "auto", add_features: bool = False) -> None:
         need("openvino", "openvino")
         import openvino as ov
 
@@ -41,6 +41,14 @@ class OpenVINOBackend(RuntimeBase):
             from .export import read_onnx_metadata
 
             self.metadata = read_onnx_metadata(model_path)
+        self._fixed_batch = False
+        if add_features and len(ov_model.outputs) == 1:
+            _add_features_output(ov_model)
+            try:  # exports of 2018 fix the batch at 1; make it dynamic where possible
+                shape = list(ov_model.input(0).get_partial_shape())
+                ov_model.reshape({ov_model.input(0): [-1, *[d.get_length() for d in shape[1:]]]})
+            except Exception:  # noqa: BLE001
+                self._fixed_batch = True
         # THROUGHPUT mode runs several streams (one per core or two) in parallel; each
         # batch is split across their infer requests. Measured ~30% faster than one
         # LATENCY stream using all cores, on 2 cores (bench/).
@@ -54,6 +62,10 @@ class OpenVINOBackend(RuntimeBase):
 
     def infer(self, batch) -> tuple[np.ndarray, np.ndarray | None]:
         x = as_batch(batch)
+        if self._fixed_batch and len(x) > 1:
+            outs = [self.infer(x[i:i + 1]) for i in range(len(x))]
+            return (np.concatenate([o[0] for o in outs]),
+                    None if outs[0][1] is None else np.concatenate([o[1] for o in outs]))
         parts = np.array_split(x, min(len(self._requests), len(x)))
         for req, part in zip(self._requests, parts):
             req.start_async({0: np.ascontiguousarray(part)})
@@ -64,3 +76,18 @@ class OpenVINOBackend(RuntimeBase):
             if self._n_out > 1:
                 feats.append(np.array(req.get_output_tensor(1).data, dtype=np.float32))
         return np.concatenate(logits), (np.concatenate(feats) if feats else None)
+
+
+def _add_features_output(ov_model) -> None:
+    """Expose the classifier's input (the pooled features) as a second output of a
+    graph that has only the logits (e.g. OpenCV's published ONNX): walk back from the
+    result through Add (bias) to the MatMul/Gemm and take that MatMul's data input."""
+    node = ov_model.outputs[0].get_node()
+    for _ in range(4):
+        kind = node.get_type_name()
+        if kind in ("MatMul", "Gemm", "FullyConnected"):
+            ov_model.add_outputs([node.input(0).get_source_output()])
+            return
+        if node.get_input_size() == 0:
+            return
+        node = node.input(0).get_source_output().get_node()
