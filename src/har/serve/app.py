@@ -157,8 +157,13 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True) -> FastAP
                                     "multipart field 'file'")
             kind, name, url = "file", _display_name(filename), None
         elif ctype.startswith("application/json"):
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > 64 * 1024:
+                    raise HTTPException(413, "the JSON body is larger than 64 KB")
             try:
-                fields = json.loads(await request.body())
+                fields = json.loads(bytes(body))
             except ValueError:
                 raise HTTPException(400, "the body is not JSON") from None
             if not isinstance(fields, dict) or not isinstance(fields.get("url"), str):
