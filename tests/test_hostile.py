@@ -351,3 +351,53 @@ def test_cached_download_that_cannot_load_is_deleted(serve, tmp_path):
     with pytest.raises(WeightsError) as exc:
         zoo.load_model("r3d10-k400", weights=str(user_file))
     assert user_file.exists() and "deleted" not in str(exc.value)
+
+
+# -- 8.10: memory does not grow with the video's length --------------------------------
+_PEAK_SCRIPT = r"""
+import resource, sys
+import numpy as np
+from har.sampling import ClipAssembler
+from har.timeline import smooth
+from har.video import VideoSource
+with VideoSource(sys.argv[1]) as v:
+    n = 0
+    for spec, clip in ClipAssembler(16, stride=16)(v.frames(size=(149, 112))):
+        n += 1
+smooth(np.random.default_rng(0).random((n, 400)).astype(np.float32), 3)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_peak_memory_flat_over_a_long_video(tmp_path):
+    import subprocess
+    import sys
+
+    def frame_fn(i):
+        return np.full((64, 64, 3), i % 256, np.uint8)
+
+    short = make_video(tmp_path / "short.mp4", 750, size=(64, 64), frame_fn=frame_fn)
+    long = make_video(tmp_path / "long.mp4", 15000, size=(64, 64), frame_fn=frame_fn)
+    peaks = {}
+    for name, path in (("short", short), ("long", long)):
+        out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(path)], check=True,
+                             capture_output=True, text=True, timeout=300)
+        peaks[name] = int(out.stdout.split()[-1])
+    assert peaks["long"] <= peaks["short"] * 1.05, peaks
+
+
+def test_smoothing_memory_is_bounded():
+    import tracemalloc
+
+    from har.timeline import smooth
+
+    p = np.random.default_rng(0).random((3000, 400))
+    tracemalloc.start()
+    try:
+        smooth(p, 3, "median")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # the result and its padded input (2 x 9.6 MB) plus bounded per-block temporaries
+    assert peak < 40e6, peak
