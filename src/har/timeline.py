@@ -196,34 +196,43 @@ def segments(probs: np.ndarray, labels: Sequence[str], starts: Sequence[float],
     and ``end_clip``. Sorted by start time, then by mean score (best first).
     """
     opt = options or TimelineOptions()
-    p = np.asarray(probs, dtype=np.float64)
-    if p.ndim != 2:
+    raw = np.asarray(probs)
+    if raw.ndim != 2:
         raise ValueError("need (num_clips, num_classes) probabilities")
-    n = p.shape[0]
+    n = raw.shape[0]
     if n == 0:
         return []
     if len(starts) != n or len(ends) != n:
         raise ValueError("need one start and one end time per clip")
-    if p.shape[1] != len(labels):
-        raise ValueError(f"{p.shape[1]} classes but {len(labels)} labels")
+    if raw.shape[1] != len(labels):
+        raise ValueError(f"{raw.shape[1]} classes but {len(labels)} labels")
     idx = list(range(n)) if clip_indices is None else [int(i) for i in clip_indices]
     cells = clip_cells(starts, ends)
+    # A moving mean or median never exceeds the largest value it sees, so a class whose
+    # raw probabilities all stay below the threshold can have no segment: smooth only
+    # the others (a handful of the 400, which keeps a long video's summary small).
+    # Their order is kept, so ties between classes break as before.
+    keep = np.nonzero(raw.max(axis=0).astype(np.float64) >= opt.threshold)[0]
+    if keep.size == 0:
+        return []
+    p = raw[:, keep].astype(np.float64)
     sm = smooth(p, opt.window, opt.smoothing)
     peaks = sm.max(axis=0)
-    candidates = [c for c in np.argsort(-peaks, kind="stable")[:opt.max_labels]
-                  if peaks[c] >= opt.threshold]
+    candidates = [int(j) for j in np.argsort(-peaks, kind="stable")[:opt.max_labels]
+                  if peaks[j] >= opt.threshold]
     out: list[Segment] = []
-    for c in candidates:
-        spans = merge_runs(runs(sm[:, c] >= opt.threshold), cells, opt.max_gap_s)
+    for j in candidates:
+        c = int(keep[j])
+        spans = merge_runs(runs(sm[:, j] >= opt.threshold), cells, opt.max_gap_s)
         for first, last in spans:
             start_s, end_s = float(cells[first, 0]), float(cells[last, 1])
             covers_all = first == 0 and last == n - 1
             # A tiny tolerance: clip times are sums of float frame durations.
             if end_s - start_s < opt.min_duration_s - 1e-6 and not covers_all:
                 continue
-            raw = p[first:last + 1, c]
+            vals = p[first:last + 1, j]
             out.append(Segment(label=str(labels[c]), start_s=start_s, end_s=end_s,
-                               mean_score=float(raw.mean()), peak_score=float(raw.max()),
+                               mean_score=float(vals.mean()), peak_score=float(vals.max()),
                                start_clip=idx[first], end_clip=idx[last]))
     out.sort(key=lambda s: (s.start_s, -s.mean_score, s.label))
     return out
