@@ -145,3 +145,30 @@ def test_live_usage_errors(r10_weights, source_video):
     assert main(["live", str(source_video), "--model", "r3d10-k400", "--weights",
                  r10_weights]) == ExitCode.USAGE  # a file needs --realtime
     assert main(["live", "-"]) == ExitCode.USAGE
+
+
+def test_record_and_preview(r10_weights, source_video, tmp_path):
+    import urllib.request
+
+    import av
+
+    out = tmp_path / "rec.mp4"
+    proc = har_live([str(source_video), "--realtime", "--record", str(out), "--preview", "0"],
+                    r10_weights)
+    url = None
+    deadline = time.monotonic() + 60
+    while url is None and time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if "preview at" in line:
+            url = line.split("preview at", 1)[1].strip()
+    assert url and url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(url, timeout=20) as resp:
+        assert resp.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        head = resp.read(4096)
+    assert b"Content-Type: image/jpeg" in head and b"\xff\xd8" in head  # a JPEG frame
+    events, err = events_of(proc, timeout=120)
+    assert proc.returncode == 0, err
+    with av.open(str(out)) as c:
+        frames = sum(1 for _ in c.decode(video=0))
+    assert frames == 60  # every frame of the stream, annotated
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".har-tmp")]

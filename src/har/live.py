@@ -24,6 +24,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -51,13 +52,17 @@ class LiveSource:
     def __init__(self, source: Source | str, *, open_timeout_s: float = 10.0,
                  read_timeout_s: float = 5.0, max_reconnects: int | None = None,
                  backoff_s: float = 0.5, max_backoff_s: float = 10.0,
-                 realtime: bool = False, on_state: StateFn | None = None) -> None:
+                 realtime: bool = False, on_state: StateFn | None = None,
+                 tap: Callable[[Frame], None] | None = None) -> None:
         self.src = source if isinstance(source, Source) else parse_source(str(source))
         self.source = self.src.text
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
         self.max_reconnects = max_reconnects
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.realtime = realtime
+        # tap(frame) sees every frame at full size (for --record/--preview/--show);
+        # the model then gets it resized by OpenCV instead of FFmpeg's scaler.
+        self.tap = tap
         self._on_state = on_state or (lambda state, fields: None)
         self._stop = threading.Event()
         self.stats = LiveStats()
@@ -123,15 +128,23 @@ class LiveSource:
                 t0 = time.monotonic()
                 last_end = offset
                 got = 0
-                for f in video.frames(size=size):
+                for f in video.frames(size=None if self.tap else size):
                     if self._stop.is_set():
                         break
                     t = offset + f.time_s
+                    rgb = f.rgb
+                    if self.tap is not None:
+                        self.tap(Frame(index=index, time_s=t, duration_s=f.duration_s,
+                                       rgb=rgb))
+                        if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
+                            import cv2
+
+                            rgb = cv2.resize(rgb, tuple(size), interpolation=cv2.INTER_LINEAR)
                     if self.realtime:  # play at the file's own rate
                         wait = (t - offset) - (time.monotonic() - t0)
                         if wait > 0 and self._stop.wait(wait):
                             break
-                    yield Frame(index=index, time_s=t, duration_s=f.duration_s, rgb=f.rgb)
+                    yield Frame(index=index, time_s=t, duration_s=f.duration_s, rgb=rgb)
                     index += 1
                     got += 1
                     last_end = t + f.duration_s
@@ -252,8 +265,211 @@ class LiveSegmenter:
                 "peak_score": round(float(np.max(seg.scores)), 6)}
 
 
+# -- what people watch: the annotated frames -------------------------------------------
+_COLOURS = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
+            (213, 94, 0), (204, 121, 167))  # Okabe-Ito: safe for colour-blind viewers
+
+
+class Overlay:
+    """The latest clip's top labels drawn on live frames, and where the frames go:
+    an MP4 (``record``), an MJPEG stream on 127.0.0.1 (``preview_port``), a window
+    (``show``). Frames arrive in the reader thread; results in the caller's."""
+
+    def __init__(self, *, record: str | None = None, preview_port: int | None = None,
+                 show: bool = False, top_n: int = 3) -> None:
+        self.top_n = top_n
+        self._latest = None
+        self._lock = threading.Lock()
+        self._writer = _Recorder(record) if record else None
+        self._preview = _Preview(preview_port) if preview_port is not None else None
+        self._show = show
+        self.errors: list[str] = []
+
+    @property
+    def preview_url(self) -> str | None:
+        return self._preview.url if self._preview else None
+
+    def update(self, clip) -> None:
+        with self._lock:
+            self._latest = clip
+
+    def draw(self, rgb: np.ndarray) -> np.ndarray:
+        import cv2
+
+        img = rgb.copy()
+        with self._lock:
+            clip = self._latest
+        if clip is None:
+            return img
+        h, w = img.shape[:2]
+        scale = max(0.35, min(w, h) / 600)
+        thick = max(1, int(round(scale * 1.6)))
+        (_, th), base = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        line = th + base + 6
+        preds = clip.top[:self.top_n]
+        box_h = 6 + line * len(preds)
+        box_w = min(w, max(cv2.getTextSize(f"{p.label} {p.score:.0%}",
+                                           cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0]
+                           for p in preds) + th + 20)
+        img[:box_h, :box_w] = (img[:box_h, :box_w].astype(np.float32) * 0.45).astype(np.uint8)
+        for i, p in enumerate(preds):
+            y = 4 + i * line
+            colour = _COLOURS[sum(p.label.encode()) % len(_COLOURS)]
+            cv2.rectangle(img, (6, y), (6 + th, y + th), colour, -1)
+            cv2.putText(img, f"{p.label} {p.score:.0%}", (12 + th, y + th),
+                        cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        return img
+
+    def __call__(self, frame: Frame) -> None:
+        img = self.draw(frame.rgb)
+        if self._writer is not None:
+            try:
+                self._writer.write(img, frame.time_s)
+            except Exception as exc:  # noqa: BLE001 - a full disk must not stop the stream
+                self.errors.append(f"--record {self._writer.path}: {exc}")
+                self._writer.abort()
+                self._writer = None
+        if self._preview is not None:
+            self._preview.publish(img)
+        if self._show:
+            import cv2
+
+            try:
+                cv2.imshow("har live", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                cv2.waitKey(1)
+            except cv2.error:
+                self.errors.append("--show: this OpenCV has no window support (the "
+                                   "headless build); use --preview PORT and a browser")
+                self._show = False
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._preview is not None:
+            self._preview.close()
+
+
+class _Recorder:
+    """An MP4 (or .mkv/.mov) written to a temporary file and renamed when closed."""
+
+    def __init__(self, path: str) -> None:
+        from .fsutil import atomic_path
+
+        self.path = path
+        self._staging = atomic_path(path)
+        self._tmp = self._staging.__enter__()
+        self._container = None
+        self._stream = None
+        self._last = -1
+
+    def write(self, rgb: np.ndarray, t: float) -> None:
+        import av
+        from fractions import Fraction
+
+        if self._container is None:
+            fmt = {".mkv": "matroska", ".mov": "mov"}.get(Path(self.path).suffix.lower(), "mp4")
+            self._container = av.open(str(self._tmp), "w", format=fmt)
+            self._stream = self._container.add_stream("libx264", rate=30)
+            h, w = rgb.shape[:2]
+            self._stream.width, self._stream.height = w - w % 2, h - h % 2
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.options = {"preset": "veryfast", "crf": "23"}
+            self._stream.codec_context.time_base = Fraction(1, 1000)
+        w, h = self._stream.width, self._stream.height
+        if rgb.shape[:2] != (h, w):
+            import cv2
+
+            rgb = cv2.resize(rgb, (w, h)) if abs(rgb.shape[0] - h) > 1 else rgb[:h, :w]
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        pts = max(int(round(t * 1000)), self._last + 1)
+        frame.pts, self._last = pts, pts
+        frame.time_base = Fraction(1, 1000)
+        self._container.mux(self._stream.encode(frame))
+
+    def close(self) -> None:
+        try:
+            if self._container is not None:
+                self._container.mux(self._stream.encode(None))
+                self._container.close()
+            else:
+                raise RuntimeError("no frame was recorded")
+        except BaseException as exc:
+            self._staging.__exit__(type(exc), exc, exc.__traceback__)
+            return
+        self._staging.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        try:
+            if self._container is not None:
+                self._container.close()
+        except Exception:  # noqa: BLE001
+            pass
+        err = RuntimeError("aborted")
+        self._staging.__exit__(RuntimeError, err, None)
+
+
+class _Preview:
+    """The newest annotated frame as an MJPEG stream on http://127.0.0.1:PORT/."""
+
+    def __init__(self, port: int) -> None:
+        import http.server
+
+        self._jpeg: bytes | None = None
+        self._cv = threading.Condition()
+        self._closed = False
+        preview = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.send_header("Cache-Control", "no-cache")
+                self.end_headers()
+                last = None
+                while not preview._closed:
+                    with preview._cv:
+                        preview._cv.wait_for(lambda: preview._closed or
+                                             preview._jpeg is not last, timeout=1.0)
+                        data = preview._jpeg
+                    if data is None or data is last:
+                        continue
+                    last = data
+                    try:
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"
+                                         b"Content-Length: " + str(len(data)).encode() +
+                                         b"\r\n\r\n" + data + b"\r\n")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+
+            def log_message(self, *a):
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def publish(self, rgb: np.ndarray) -> None:
+        import cv2
+
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if ok:
+            with self._cv:
+                self._jpeg = buf.tobytes()
+                self._cv.notify_all()
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+
 def percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
 
-__all__ = ["LiveSource", "LiveSegmenter", "LiveStats", "HarError", "percentile"]
+__all__ = ["LiveSource", "LiveSegmenter", "LiveStats", "Overlay", "HarError", "percentile"]

@@ -58,6 +58,14 @@ def register(sub) -> None:
                    "state and segment events ('-' for stdout)")
     o.add_argument("--jsonl-features", action="store_true",
                    help="include each clip's feature vector in the clip events")
+    o.add_argument("--record", metavar="FILE.mp4",
+                   help="write the stream with the current actions drawn on it (.mp4/.mkv/.mov)")
+    o.add_argument("--preview", type=int, metavar="PORT",
+                   help="serve the annotated frames as MJPEG on http://127.0.0.1:PORT/ "
+                        "(any browser shows it; 0 picks a free port)")
+    o.add_argument("--show", action="store_true",
+                   help="show the annotated frames in a window (needs a display and an "
+                        "OpenCV with window support)")
     o.add_argument("--quiet", action="store_true", help="no line per clip on stderr")
     p.set_defaults(func=cmd_live)
 
@@ -65,7 +73,7 @@ def register(sub) -> None:
 def cmd_live(args: argparse.Namespace) -> int:
     from .. import writers
     from ..errors import HarError
-    from ..live import LiveSegmenter, LiveSource, percentile
+    from ..live import LiveSegmenter, LiveSource, Overlay, percentile
     from ..sources import parse_source
 
     check_runtime_options(args)
@@ -81,6 +89,23 @@ def cmd_live(args: argparse.Namespace) -> int:
         max_reconnects = 0
     if args.jsonl_features and not args.jsonl:
         raise UsageError("--jsonl-features adds to --jsonl; give --jsonl FILE as well")
+    if args.record:
+        from pathlib import Path
+
+        from ..fsutil import same_file
+
+        rec_path = Path(args.record)
+        if rec_path.suffix.lower() not in (".mp4", ".mkv", ".mov"):
+            raise UsageError(f"--record {display_path(args.record)}: writes .mp4, .mkv or "
+                             ".mov; give a name with one of those")
+        if not rec_path.parent.is_dir() if str(rec_path.parent) else False:
+            raise UsageError(f"--record {display_path(args.record)}: directory "
+                             f"{display_path(rec_path.parent)} does not exist")
+        if src.local and same_file(args.record, src.url):
+            raise UsageError(f"--record {display_path(args.record)}: that is the input; "
+                             "choose another file name")
+    if args.preview is not None and not 0 <= args.preview <= 65535:
+        raise UsageError(f"--preview {args.preview}: not a port number (0-65535)")
 
     out = None
     if args.jsonl == "-":
@@ -126,12 +151,22 @@ def cmd_live(args: argparse.Namespace) -> int:
     segmenter = LiveSegmenter(recognizer.labels, timeline_options(args))
     t_start = time.monotonic()
     timer = None
+    overlay = None
+    if args.record or args.preview is not None or args.show:
+        try:
+            overlay = Overlay(record=args.record, preview_port=args.preview, show=args.show)
+        except OSError as exc:
+            raise UsageError(f"--preview {args.preview}: cannot listen on 127.0.0.1 "
+                             f"({exc.strerror or exc}); choose another port") from None
+        if overlay.preview_url:
+            print(f"har live: preview at {overlay.preview_url}", file=sys.stderr)
+            emit("state", state="preview", url=overlay.preview_url)
     try:
         try:
             live = LiveSource(src, open_timeout_s=args.open_timeout,
                               read_timeout_s=args.read_timeout,
                               max_reconnects=max_reconnects, realtime=args.realtime,
-                              on_state=on_state)
+                              on_state=on_state, tap=overlay)
         except HarError as exc:
             print(f"error: {exc}", file=sys.stderr)
             emit("summary", clips=0, skipped=0, reconnects=0, error=str(exc))
@@ -147,6 +182,8 @@ def cmd_live(args: argparse.Namespace) -> int:
             if latency is not None:
                 latencies.append(latency)
             scored += 1
+            if overlay is not None:
+                overlay.update(clip)
             if events is not None:
                 fields = clip.to_dict()
                 if args.jsonl_features and clip.features is not None:
@@ -174,6 +211,10 @@ def cmd_live(args: argparse.Namespace) -> int:
         elif live is not None:
             live.close()
         signal.signal(signal.SIGTERM, old_term)
+        if overlay is not None:
+            overlay.close()
+            for msg in overlay.errors:
+                print(f"error: {msg}", file=sys.stderr)
     for type_, fields in segmenter.flush():
         emit(type_, path=src.text, **fields)
     skipped = stream.skipped if stream is not None else 0
