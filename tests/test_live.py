@@ -172,3 +172,52 @@ def test_record_and_preview(r10_weights, source_video, tmp_path):
         frames = sum(1 for _ in c.decode(video=0))
     assert frames == 60  # every frame of the stream, annotated
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".har-tmp")]
+
+
+def _rtsp_server(port):
+    """Start the GStreamer RTSP server, or skip when Debian's packages are missing."""
+    import os
+    import shutil
+
+    script = os.path.join(os.path.dirname(__file__), "rtsp_server.py")
+    if not shutil.which("/usr/bin/python3"):
+        pytest.skip("no /usr/bin/python3 for the GStreamer RTSP server")
+    proc = subprocess.Popen(["/usr/bin/python3", script, str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if line.strip() != "ready":
+        proc.kill()
+        pytest.skip(f"GStreamer RTSP server unavailable: {proc.stderr.read()[-300:]}")
+    return proc
+
+
+@pytest.mark.slow
+def test_rtsp_server_killed_and_restarted(r10_weights):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = _rtsp_server(port)
+    try:
+        proc = har_live([f"rtsp://127.0.0.1:{port}/cam", "--duration", "22",
+                         "--read-timeout", "2", "--open-timeout", "3"], r10_weights)
+        time.sleep(8)
+        server.kill()  # the camera goes away...
+        server.wait(timeout=10)
+        time.sleep(3)
+        server = _rtsp_server(port)  # ...and comes back
+        events, err = events_of(proc, timeout=90)
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    states = [e["state"] for e in events if e["type"] == "state"]
+    clips = [e for e in events if e["type"] == "clip"]
+    assert states.count("live") >= 2 and "stalled" in states, states
+    assert events[-1]["reconnects"] >= 1
+    before = [c for c in clips if c["start_s"] < 5]
+    after = [c for c in clips if c["start_s"] > 9]
+    assert before and after, [c["start_s"] for c in clips]
+    assert [c["index"] for c in clips] == sorted(c["index"] for c in clips)
+    lat = [c["latency_s"] for c in clips]
+    assert max(lat) < 3.0, lat
