@@ -52,13 +52,27 @@ _CONTAINER_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "ma
                         ".avi": "avi"}
 
 
+def segment_colors(segments) -> dict[str, tuple[int, int, int]]:
+    """A stable RGB colour per segment label (in order of first appearance).
+
+    ``segments``: :class:`har.results.Segment` objects or their ``to_dict()`` form
+    (the ``har.predictions/1`` JSON), so the overlay, the plot and the HTML report
+    (:mod:`har.report`) always give a label the same colour."""
+    def key(s):
+        return (s["start_s"], -s["mean_score"]) if isinstance(s, dict) \
+            else (s.start_s, -s.mean_score)
+
+    colors: dict[str, tuple[int, int, int]] = {}
+    for seg in sorted(segments, key=key):
+        label = seg["label"] if isinstance(seg, dict) else seg.label
+        if label not in colors:
+            colors[label] = PALETTE[len(colors) % len(PALETTE)]
+    return colors
+
+
 def label_colors(result: VideoResult) -> dict[str, tuple[int, int, int]]:
     """A stable RGB colour per segment label (in order of first appearance)."""
-    colors: dict[str, tuple[int, int, int]] = {}
-    for seg in sorted(result.segments, key=lambda s: (s.start_s, -s.mean_score)):
-        if seg.label not in colors:
-            colors[seg.label] = PALETTE[len(colors) % len(PALETTE)]
-    return colors
+    return segment_colors(result.segments)
 
 
 def _timed_clips(result: VideoResult):

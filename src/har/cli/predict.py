@@ -36,7 +36,7 @@ _PER_VIDEO_OUTPUTS = (
 )
 # Whole-run outputs: option (attribute) and whether '-' (stdout) is allowed.
 _RUN_OUTPUTS = (("json", True), ("jsonl", True), ("csv", True), ("segments_csv", True),
-                ("summary_csv", True), ("features", False))
+                ("summary_csv", True), ("features", False), ("report", False))
 
 EPILOG = """\
 examples:
@@ -96,6 +96,10 @@ def register(sub) -> None:
     t.add_argument("--plot", metavar="FILE.png",
                    help="plot the top actions' probabilities over time (.png/.svg/.pdf; "
                         "needs matplotlib)")
+    t.add_argument("--report", metavar="FILE.html",
+                   help="write one self-contained HTML page of the run: a sortable table "
+                        "of every input, and per video thumbnails, the segment timeline "
+                        "and the probabilities over time (opens offline; docs/report.md)")
     t.add_argument("--segments-csv", metavar="FILE",
                    help="write one row per segment to FILE ('-' for stdout)")
     p.set_defaults(func=cmd_predict)
@@ -464,7 +468,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         extra: dict[str, Any] = {"settings": settings}
         if interrupted:
             extra = {"interrupted": True, **extra}
-        doc = writers.predictions_doc(args.model, results, **extra) if args.json else None
+        doc = writers.predictions_doc(args.model, results, **extra) \
+            if args.json or args.report else None
         writes = [
             ("json", lambda fh: fh.write(writers.dumps(doc))),
             ("csv", lambda fh: writers.write_clips_csv(fh, results)),
@@ -485,6 +490,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
                     write(fh)
             except OSError as exc:  # e.g. the disk filled up while working
                 output_errors.append(f"{_opt(name)} {display_path(target)}: cannot be "
+                                     f"written ({exc.strerror or exc}); check the path")
+                print(f"error: {output_errors[-1]}", file=sys.stderr)
+        if args.report:
+            try:
+                from ..fsutil import clean
+                from ..report import write_report
+
+                write_report(clean(doc), args.report)
+            except OSError as exc:
+                output_errors.append(f"--report {display_path(args.report)}: cannot be "
                                      f"written ({exc.strerror or exc}); check the path")
                 print(f"error: {output_errors[-1]}", file=sys.stderr)
         if args.features:
