@@ -223,7 +223,7 @@ def thumbnails(v: dict) -> list[tuple[float, str, str]]:
 
 _CSS = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.4em}h2{font-size:1.1em;margin:0 0 .3em;word-break:break-all}
+h1{font-size:1.4em}h3{font-size:.95em;margin:.8em 0 .2em;color:#444}h2{font-size:1.1em;margin:0 0 .3em;word-break:break-all}
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:3px 8px;
 text-align:left;vertical-align:top;white-space:nowrap}td.wrap{white-space:normal;
 overflow-wrap:anywhere;max-width:28em}th{background:#f0f0f0;cursor:pointer;user-select:none}
@@ -328,8 +328,10 @@ def _video_section(i: int, v: dict, model: str) -> str:
             f'<figcaption>{_mmss(t)} {_esc(_short(label, 24))}</figcaption></figure>'
             for t, label, uri in thumbs) + "</div>")
     colors = colors_for(v)
-    out.append(timeline_svg(v, colors))
-    out.append(chart_svg(v, colors))
+    out.append('<h3>Segments</h3>' + timeline_svg(v, colors))
+    chart = chart_svg(v, colors)
+    if chart:
+        out.append("<h3>Clips' top labels over time</h3>" + chart)
     out.append("</section>")
     return "".join(out)
 
