@@ -109,3 +109,31 @@ def test_real_video_with_audio_and_two_video_streams(tmp_path):
     got, want = count_frames(out), count_frames(src)
     assert got[:3] == want[:3] and got[4] is True
     assert got[3] == pytest.approx(want[3], rel=0.01)
+
+
+def test_plot_overlapping_segments_have_lanes_and_legend(tmp_path):
+    pytest.importorskip("matplotlib")
+    from har.render import plot_timeline
+    from har.results import ClipResult, Prediction, Segment, VideoResult
+
+    labels = ["a long label for juggling balls", "dancing", "other"]
+    clips = []
+    for i in range(10):
+        p = np.array([0.6, 0.3, 0.1] if i < 6 else [0.2, 0.7, 0.1], np.float32)
+        clips.append(ClipResult(i, i * 16, i * 16 + 16, i * 0.64, i * 0.64 + 0.64,
+                                [Prediction(labels[int(p.argmax())], float(p.max()))], probs=p))
+    segs = [Segment(labels[0], 0.0, 4.0, 0.6, 0.6, 0, 5),
+            Segment("dancing", 2.5, 6.4, 0.5, 0.7, 4, 9)]
+    result = VideoResult("v.mp4", fps=25.0, frames=160, duration_s=6.4, clips=clips,
+                         segments=segs, top=[Prediction(labels[0], 0.5)])
+    png = tmp_path / "p.png"
+    fig = plot_timeline(result, labels, png, model="r3d10-k400")
+    assert png.stat().st_size > 1000
+    ax, lanes = fig.axes[:2]
+    assert "v.mp4" in ax.get_title() and "r3d10-k400" in ax.get_title()
+    legend = [t.get_text() for t in lanes.get_legend().get_texts()]
+    assert legend == [f"segment: {labels[0]}", "segment: dancing"]  # one entry per label
+    assert len(lanes.collections) == 2  # separate lanes: overlaps stay apart
+    assert ax.xaxis.get_major_formatter()(65.0, 0) == "1:05"
+    ticks = [t.get_text() for t in lanes.get_yticklabels()]
+    assert ticks[1] == "dancing" and ticks[0].endswith("\u2026")

@@ -506,9 +506,23 @@ def _close_quietly(video, audio, container) -> None:
 
 
 # -- the plot ----------------------------------------------------------------------
+def _short_label(text: str, n: int = 22) -> str:
+    """``text`` cut at a word boundary to ``n`` characters, with a mark when cut."""
+    if len(text) <= n:
+        return text
+    cut = text[: n - 1]
+    if " " in cut and cut.rfind(" ") >= n // 2:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip() + "\u2026"
+
+
 def plot_timeline(result: VideoResult, labels: Sequence[str], out_path=None, *,
-                  max_lines: int = 5, threshold: float | None = None, dpi: int = 100):
-    """Clip probabilities of the top actions over time, segments shaded.
+                  max_lines: int = 5, threshold: float | None = None, dpi: int = 100,
+                  model: str | None = None):
+    """Clip probabilities of the top actions over time, segments shaded, and below
+    them one lane per segment label (so overlapping segments stay apart), each bar
+    in its label's colour (the same as the overlay and the report); mm:ss axis; the
+    title names the video and, when given, the model.
 
     Plots the segment labels first, then the video's top labels, ``max_lines`` in
     all. Returns the matplotlib ``Figure`` (written to ``out_path`` when given).
@@ -534,9 +548,14 @@ def plot_timeline(result: VideoResult, labels: Sequence[str], out_path=None, *,
             if name in seg_names or probs[:, index[name]].max() >= 0.01:
                 names.append(name)
     seg_colors = label_colors(result)
-    fig = Figure(figsize=(10, 4), dpi=dpi)
+    lanes = list(seg_colors)
+    fig = Figure(figsize=(10, 4 + 0.3 * len(lanes)), dpi=dpi)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
+    if lanes:
+        ax, lane_ax = fig.subplots(2, 1, sharex=True, gridspec_kw={
+            "height_ratios": [4, max(1.0, 0.45 * len(lanes))]})
+    else:
+        ax, lane_ax = fig.add_subplot(1, 1, 1), None
     t = np.array([(c.start_s + c.end_s) / 2 for c in clips])
     extra = iter(PALETTE[len(seg_colors):] + PALETTE)
     for name in names:
@@ -546,15 +565,35 @@ def plot_timeline(result: VideoResult, labels: Sequence[str], out_path=None, *,
                 color=color, label=name)
         for seg in result.segments:
             if seg.label == name:
-                ax.axvspan(seg.start_s, seg.end_s, color=color, alpha=0.18, linewidth=0)
+                ax.axvspan(seg.start_s, seg.end_s, color=color, alpha=0.12, linewidth=0)
+    if lane_ax is not None:
+        for row, name in enumerate(lanes):
+            color = tuple(v / 255 for v in seg_colors[name])
+            spans = [(seg.start_s, seg.end_s - seg.start_s) for seg in result.segments
+                     if seg.label == name]
+            lane_ax.broken_barh(spans, (row + 0.15, 0.7), facecolors=color,
+                                label=f"segment: {name}")
+        lane_ax.set_ylim(len(lanes), 0)
+        lane_ax.set_yticks([r + 0.5 for r in range(len(lanes))])
+        lane_ax.set_yticklabels([_short_label(n) for n in lanes], fontsize=8)
+        lane_ax.grid(axis="x", alpha=0.3)
+        lane_ax.set_xlabel("time (m:ss)")
+        lane_ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                       frameon=False)
     if threshold is not None:
         ax.axhline(threshold, color="0.4", linestyle=":", linewidth=1,
                    label=f"segment threshold {threshold:g}")
     ax.set_xlim(float(cells[0, 0]), _duration(result, cells))
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("time (s)")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.xaxis.set_major_formatter(FuncFormatter(
+        lambda x, _pos: f"{int(x // 60)}:{int(x % 60):02d}" if x >= 0 else ""))
+    if lane_ax is None:
+        ax.set_xlabel("time (m:ss)")
     ax.set_ylabel("clip probability")
-    ax.set_title(Path(result.path).name, fontsize=10)
+    title = Path(result.path).name + (f" - model {model}" if model else "")
+    ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()

@@ -595,7 +595,8 @@ def _write_video_outputs(result, plan: dict[str, dict[str, Path]], labels, args)
             elif opt == "plot":
                 from ..render import plot_timeline
 
-                plot_timeline(result, labels, path, threshold=args.threshold)
+                plot_timeline(result, labels, path, threshold=args.threshold,
+                              model=args.model)
             else:
                 text = to_srt(result.segments) if opt == "srt" else to_vtt(result.segments)
                 with atomic_open(path, "w") as fh:
