@@ -137,3 +137,19 @@ def test_plot_overlapping_segments_have_lanes_and_legend(tmp_path):
     assert ax.xaxis.get_major_formatter()(65.0, 0) == "1:05"
     ticks = [t.get_text() for t in lanes.get_yticklabels()]
     assert ticks[1] == "dancing" and ticks[0].endswith("\u2026")
+
+
+def test_long_labels_are_cut_at_a_word_with_a_mark():
+    from har.render import _fit, _layout
+
+    lay = _layout(128, 128, 3, 1)
+    import cv2
+
+    def width(t):
+        return cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, lay.scale, lay.thickness)[0][0]
+
+    text = _fit("gymnastics tumbling", width("gymnastics tumb.."), lay)
+    assert text == "gymnastics.."
+    assert _fit("juggling", 500, lay) == "juggling"
+    short = _fit("abseiling", width("abse.."), lay)
+    assert short.endswith("..") and "abseiling".startswith(short[:-2])

@@ -11,7 +11,7 @@ PyAV:
 
 Text size follows the frame size (about 3% of the shorter side, never below a
 legible minimum); on tiny frames fewer lines are shown and long labels are
-shortened with "..".
+shortened at a word boundary where possible, always marked with "..".
 
 The output keeps the input's display size (rotated inputs come out upright, as
 :class:`har.video.VideoSource` shows them), frame count and timestamps (so the
@@ -144,8 +144,15 @@ def _fit(text: str, max_w: int, lay: _Layout) -> str:
 
     if width(text) <= max_w:
         return text
+    full = text
     while len(text) > 1 and width(text + "..") > max_w:
         text = text[:-1]
+    # Cut at a word boundary when that keeps at least half of what fits, so a label
+    # reads "gymnastics.." rather than "gymnastics tumbli.."; the ".." marks the cut.
+    if len(text) < len(full) and full[len(text)] != " " and " " in text.strip():
+        word_cut = text.rstrip()[: text.rstrip().rfind(" ")]
+        if len(word_cut) >= len(text) // 2:
+            text = word_cut
     return text.rstrip() + ".."
 
 
