@@ -462,3 +462,24 @@ def test_annotate_never_destroys_what_was_there(video_factory, rec_factory, tmp_
     assert stats.frames == 48 and target.read_bytes()[4:8] == b"ftyp"
     avi = render.annotate_video(result, tmp_path / "out.avi")
     assert avi.frames == 48 and (tmp_path / "out.avi").read_bytes()[:4] == b"RIFF"
+
+
+@pytest.mark.slow
+def test_peak_memory_end_to_end_is_flat(tmp_path, r10_weights):
+    """har predict on 60 s and on 8 min of video: the same peak memory (within 5%)."""
+    from conftest import make_video
+
+    def flat(i):
+        return np.full((64, 64, 3), (i * 3) % 256, np.uint8)
+
+    peaks = {}
+    for name, n in (("short", 1500), ("long", 12000)):
+        video = make_video(tmp_path / f"{name}.mp4", n, size=(64, 64), fps=25, frame_fn=flat)
+        code = ("import resource, sys; from har.cli import main; main(sys.argv[1:]); "
+                "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-c", code, "predict", str(video), "--model",
+                              "r3d10-k400", "--weights", r10_weights, "--backend", "torch",
+                              "--json", str(tmp_path / f"{name}.json"), "--no-progress",
+                              "--clips", "0"], capture_output=True, text=True, timeout=900)
+        peaks[name] = int(out.stdout.split("PEAK")[-1])
+    assert peaks["long"] <= peaks["short"] * 1.05, peaks

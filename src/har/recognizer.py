@@ -171,6 +171,9 @@ class Recognizer:
             raise ValueError("tail must be 'pad' or 'drop'")
         if max_latency_s is not None and max_latency_s < 0:
             raise ValueError("max_latency_s must be 0 or more")
+        from .memory import tame_malloc
+
+        tame_malloc()  # flat memory over long videos (see har.memory)
         self.aggregate, self.aggregate_k = aggregate, aggregate_k
         self.timeline = timeline or TimelineOptions()
         self.stride, self.k, self.sampler, self.num_clips = stride, topk, sampler, num_clips
