@@ -27,7 +27,10 @@ def colour_model(monkeypatch):
         def __init__(self, *args, **kw):
             kw.pop("weights", None)
             kw.pop("sha256", None)
-            super().__init__(*args, module=ColourModel(), **kw)
+            # `har.Recognizer` resolves lazily, so callers may reach this subclass with
+            # their own colour model already given.
+            kw["module"] = kw.get("module") or ColourModel()
+            super().__init__(*args, **kw)
 
     monkeypatch.setattr(har.recognizer, "Recognizer", KnownModelRecognizer)
 
