@@ -153,3 +153,24 @@ def test_long_labels_are_cut_at_a_word_with_a_mark():
     assert _fit("juggling", 500, lay) == "juggling"
     short = _fit("abseiling", width("abse.."), lay)
     assert short.endswith("..") and "abseiling".startswith(short[:-2])
+
+
+def test_small_frames_get_a_legend_for_the_timeline_rows():
+    import numpy as np
+
+    from har import render
+    from har.results import ClipResult, Prediction, Segment, VideoResult
+
+    top = [Prediction("gymnastics tumbling", 0.7), Prediction("juggling soccer ball", 0.2)]
+    clips = [ClipResult(i, i * 16, i * 16 + 16, i * 0.53, i * 0.53 + 0.53, top) for i in range(10)]
+    result = VideoResult(path="x", clips=clips, top=top, segments=[
+        Segment("gymnastics tumbling", 0, 3, .7, .9, 0, 5),
+        Segment("juggling soccer ball", 2, 5.3, .5, .6, 3, 9)])
+    small = render._Painter(result, 340, 256, 3)
+    assert small.legend_h > 0  # rows are too thin for names: a legend names them
+    colour = small.colors["juggling soccer ball"]
+    legend = small.strip[:small.legend_h, :, :3].reshape(-1, 3)
+    assert (legend == colour).all(axis=1).any()  # its swatch is in the legend line
+    assert render._Painter(result, 1920, 1080, 3).legend_h == 0  # names fit in the rows
+    img = small.draw(np.full((256, 340, 3), 90, np.uint8), 2.5)
+    assert img.shape == (256, 340, 3)

@@ -170,6 +170,9 @@ class _Painter:
         self.duration = _duration(result, self.cells)
         rows = list(self.colors)[:6]
         self.lay = _layout(width, height, top_n, len(rows))
+        # Rows too thin to hold their names get a legend line above them instead.
+        self.legend_h = self.lay.line_h if rows and self.lay.row_h < 14 else 0
+        self.lay.strip_h += self.legend_h
         self.strip = self._draw_strip(result, rows)
         self._starts = self.cells[:, 0] if len(self.cells) else np.zeros(0)
 
@@ -183,7 +186,9 @@ class _Painter:
         lay = self.lay
         strip = np.zeros((lay.strip_h, lay.width, 4), np.uint8)
         strip[..., 3] = 140  # background alpha
-        margin = max(1, lay.row_h // 3)
+        if self.legend_h:
+            self._draw_legend(strip, rows)
+        margin = max(1, lay.row_h // 3) + self.legend_h
         for r, label in enumerate(rows):
             y0 = margin + r * lay.row_h
             y1 = y0 + max(1, lay.row_h - max(1, lay.row_h // 5))
@@ -201,6 +206,32 @@ class _Painter:
                 cv2.putText(strip, _ascii(label), org, cv2.FONT_HERSHEY_SIMPLEX, s,
                             (0, 0, 0, 255), 1 if lay.row_h < 24 else 2, cv2.LINE_AA)
         return strip
+
+    def _draw_legend(self, strip: np.ndarray, rows: list[str]) -> None:
+        """One line above the bars: a swatch and the name of each row's label, in
+        row order; names that do not fit are abbreviated, and a "+N" says how many
+        rows are left unnamed."""
+        import cv2
+
+        lay = self.lay
+        sw = max(4, lay.line_h - 2 * lay.pad)
+        x = lay.pad
+        y_top = lay.pad // 2 + 1
+        for i, label in enumerate(rows):
+            rest = len(rows) - i
+            more = f"+{rest}" if rest else ""
+            room = lay.width - x - sw - 2 * lay.pad - (self._w(more) if rest > 1 else 0)
+            name = _fit(_ascii(label), room, lay)
+            if room < self._w("ab..") or not name:
+                cv2.putText(strip, more, (x, y_top + sw), cv2.FONT_HERSHEY_SIMPLEX,
+                            lay.scale, (255, 255, 255, 255), lay.thickness, cv2.LINE_AA)
+                return
+            cv2.rectangle(strip, (x, y_top), (x + sw - 1, y_top + sw - 1),
+                          (*self.colors[label], 255), -1)
+            x += sw + lay.pad
+            cv2.putText(strip, name, (x, y_top + sw), cv2.FONT_HERSHEY_SIMPLEX, lay.scale,
+                        (255, 255, 255, 255), lay.thickness, cv2.LINE_AA)
+            x += self._w(name) + 2 * lay.pad
 
     def current_clip(self, t: float):
         if not self.clips:
@@ -221,8 +252,9 @@ class _Painter:
         img[y0:] = region.astype(np.uint8)
         x = self._x(t)
         w = max(1, lay.row_h // 4)
-        cv2.rectangle(img, (x - w, y0), (x + w, lay.height - 1), (0, 0, 0), -1)
-        cv2.line(img, (x, y0), (x, lay.height - 1), (255, 255, 255), max(1, w), cv2.LINE_8)
+        yc = y0 + self.legend_h  # the cursor crosses the bars, not the legend
+        cv2.rectangle(img, (x - w, yc), (x + w, lay.height - 1), (0, 0, 0), -1)
+        cv2.line(img, (x, yc), (x, lay.height - 1), (255, 255, 255), max(1, w), cv2.LINE_8)
         # The current clip's top actions.
         clip = self.current_clip(t)
         if clip is None:
