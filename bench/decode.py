@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import socket
 import sys
 import tempfile
@@ -28,21 +27,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name  # noqa: E402  (bench/ is on sys.path)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED = ROOT.parent / "shared" / "videos"
 sys.path.insert(0, str(ROOT / "src"))
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
 
 
 def generated(folder: Path, w: int, h: int, n: int) -> Path:
