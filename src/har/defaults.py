@@ -17,3 +17,7 @@ DIST = "har-video"
 def pip_hint(extra: str | None = None) -> str:
     """What to type to install an optional part: ``pip install 'har-video[plot]'``."""
     return f"pip install '{DIST}[{extra}]'" if extra else f"pip install {DIST}"
+
+# har train: where fine-tuning begins (the authors' ft_begin_index) and the heads.
+FREEZE_POINTS = ("none", "conv1", "layer1", "layer2", "layer3", "layer4")
+HEADS = ("linear", "temporal")

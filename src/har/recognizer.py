@@ -194,6 +194,10 @@ class Recognizer:
         if getattr(backend, "preset", None) is not None:
             self.preset = backend.preset
         self.backend: Backend = backend
+        if getattr(backend, "model_name", "") and backend.model_name != self.model_name:
+            self.model_name = backend.model_name  # a checkpoint that names its own model
+        # A checkpoint's learned video head scores whole videos (har.models.temporal).
+        self.video_head = getattr(backend, "video_head", None)
         self.prefetch = 2  # batches decoded ahead of the backend (finite sources)
         self._backend_lock = threading.Lock()  # runtimes need not be thread-safe
 
@@ -453,7 +457,7 @@ class ClipStream:
         self._base = VideoResult(path=self.path)
         self._summary = Summary(rec.labels, k=rec.k, aggregate=rec.aggregate,
                                 aggregate_k=rec.aggregate_k, timeline=rec.timeline,
-                                keep_clips=keep_clips)
+                                keep_clips=keep_clips, video_head=rec.video_head)
         self._final: VideoResult | None = None
         self._gen: Iterator[ClipResult] | None = None
 

@@ -29,7 +29,11 @@ from .timeline import TimelineOptions, segments
 class Summary:
     def __init__(self, labels: Sequence[str], *, k: int = 5, aggregate: str = "mean",
                  aggregate_k: int = 3, timeline: TimelineOptions | None = None,
-                 keep_clips: bool = True, window: int = 512) -> None:
+                 keep_clips: bool = True, window: int = 512, video_head=None) -> None:
+        # video_head: a learned head over the clips' features in time order
+        # (har.models.temporal.TemporalHead); it then gives the video's scores, over
+        # every clip (keep_clips) or the last ``window`` of them.
+        self.video_head = video_head
         self.labels = tuple(labels)
         self.k, self.aggregate, self.aggregate_k = k, aggregate, aggregate_k
         self.timeline = timeline or TimelineOptions()
@@ -68,6 +72,11 @@ class Summary:
         """The video's scores so far, ``(C,)``; None before the first clip."""
         if self.count == 0:
             return None
+        if self.video_head is not None:
+            clips = sorted(self.clips, key=lambda c: c.index)
+            feats = [c.features for c in clips if c.features is not None]
+            if len(feats) == len(clips):
+                return self.video_head.video_probs(np.stack(feats))
         if self.keep_clips:
             probs = self._stack()
             if probs is None:

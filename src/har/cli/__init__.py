@@ -31,7 +31,7 @@ class UsageError(Exception):
 
 
 # Modules under har.cli that register commands, in the order `har --help` lists them.
-COMMAND_MODULES = ["predict", "live", "models", "index", "serve"]
+COMMAND_MODULES = ["predict", "live", "models", "index", "serve", "train", "evaluate"]
 
 EPILOG = """\
 examples:
@@ -39,6 +39,8 @@ examples:
   har predict videos/ --json out.json        every video in a folder, results as JSON
   har predict 'clips/**/*.mp4' --jsonl -     one JSON event per clip as it is scored
   har models                                 the model zoo
+  har train clips/ --out runs/a --val val/   fine-tune on your own classes
+  har eval val/ --weights runs/a/model.pth   accuracy and confusion matrix
 
 exit codes:
   0 every input processed   1 an input failed (the others keep their results)

@@ -141,9 +141,8 @@ def timeline_settings(args: argparse.Namespace) -> dict:
 
 
 # -- checks and construction -------------------------------------------------------
-def check_runtime_options(args: argparse.Namespace) -> None:
-    """Usage errors (exit 2) in the device/backend/precision choice, before any loading."""
-    device = args.device
+def check_device(device: str) -> None:
+    """Usage error (exit 2) for a device that is malformed or not on this machine."""
     if not (device == "cpu" or device == "cuda" or
             (device.startswith("cuda:") and device[5:].isdigit())):
         raise UsageError(f"--device {device}: unknown device; use cpu, cuda or cuda:N")
@@ -153,6 +152,12 @@ def check_runtime_options(args: argparse.Namespace) -> None:
         if not torch.cuda.is_available():
             raise UsageError(f"--device {device}: CUDA is not available on this machine "
                              "(no GPU, or a CPU-only PyTorch); use --device cpu")
+
+
+def check_runtime_options(args: argparse.Namespace) -> None:
+    """Usage errors (exit 2) in the device/backend/precision choice, before any loading."""
+    device = args.device
+    check_device(device)
     from ..runtimes import check_precision
 
     try:

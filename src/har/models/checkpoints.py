@@ -65,13 +65,14 @@ class Checkpoint:
     labels: tuple[str, ...] | None = None
     preset: dict | None = None
     har: dict = field(default_factory=dict)
+    video_head: dict | None = None  # a learned video-level head (har.models.temporal)
 
 
 def read_checkpoint(path: str | Path, expected_arch: str | None = None) -> Checkpoint:
     """A ``.pth``/``.pt`` file -> :class:`Checkpoint` (prefixes stripped)."""
     path = Path(path)
     obj = _torch_load(path)
-    arch = labels = preset = None
+    arch = labels = preset = video_head = None
     har: dict = {}
     if isinstance(obj, Mapping) and "state_dict" in obj:
         arch = obj.get("arch")
@@ -88,11 +89,13 @@ def read_checkpoint(path: str | Path, expected_arch: str | None = None) -> Check
             preset = dict(obj["preset"])
         if isinstance(obj.get("har"), Mapping):
             har = dict(obj["har"])
+        if isinstance(obj.get("video_head"), Mapping):
+            video_head = dict(obj["video_head"])
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path}: does not hold a state dict of tensors")
     return Checkpoint(strip_prefixes(obj), arch if isinstance(arch, str) else None,
-                      labels, preset, har)
+                      labels, preset, har, video_head)
 
 
 def read_state_dict(path: str | Path, expected_arch: str | None = None

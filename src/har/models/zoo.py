@@ -277,9 +277,14 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
     path = resolve_weights(entry, weights, sha256=sha256, download=download)
     ckpt = None
     preset = entry.preset
+    video_head = None
     try:
         if path.suffix.lower() != ".onnx":
-            ckpt = read_checkpoint(path, expected_arch=entry.arch)
+            ckpt = read_checkpoint(path)
+            entry = _entry_for_checkpoint(entry, ckpt, path)
+            preset = entry.preset
+            if ckpt.video_head is not None:
+                video_head = _video_head(ckpt.video_head, path)
             if labels is None and ckpt.labels is not None:
                 labels = ckpt.labels
             if ckpt.preset:
@@ -298,7 +303,38 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
         load_weights_into(model, path, entry, checkpoint=ckpt)
     except WeightsError as exc:  # a cached --weights URL download that cannot load
         raise discard_cached(path, exc) from None
+    if video_head is not None and video_head.config["num_classes"] != len(labels):
+        raise WeightsError(f"{path}: the temporal head has {video_head.config['num_classes']} "
+                           f"classes but the checkpoint {len(labels)} labels; the file is "
+                           "inconsistent, re-train it")
     model.har_info = ModelInfo(model=entry.name, arch=entry.arch, labels=labels, preset=preset,
                                weights_sha256=file_sha256(path), weights_path=str(path),
                                feature_dim=getattr(model, "feature_dim", None))
+    model.video_head = video_head
     return model.to(device).eval()
+
+
+def _entry_for_checkpoint(entry: ModelEntry, ckpt, path: Path) -> ModelEntry:
+    """The registry entry the checkpoint is for: ``entry``, or the one a fine-tuned
+    checkpoint names in its ``har`` record when its arch is not ``entry``'s (such a
+    file describes itself: ``har predict --weights DIR/model.pth`` needs no --model)."""
+    from ..errors import WeightsError
+
+    if ckpt.arch is None or ckpt.arch == entry.arch:
+        return entry
+    named = REGISTRY.get(str(ckpt.har.get("model", "")))
+    if named is not None and named.arch == ckpt.arch:
+        return named
+    raise WeightsError(f"{path}: checkpoint is for arch {ckpt.arch!r}, but the model is "
+                       f"{entry.arch!r}; pick the matching --model")
+
+
+def _video_head(data, path: Path):
+    from ..errors import WeightsError
+    from .temporal import TemporalHead
+
+    try:
+        return TemporalHead.from_checkpoint(data)
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise WeightsError(f"{path}: its 'video_head' cannot be read ({str(exc)[:120]}); "
+                           "re-train it or use a checkpoint without it") from None

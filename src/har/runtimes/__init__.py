@@ -123,7 +123,9 @@ def make_backend(name: str, model, device: str = "cpu", *,
     if name == "torch":
         from .torch_runtime import TorchBackend
 
-        return TorchBackend(model, device, batch_size=batch_size, precision=precision)
+        rt = TorchBackend(model, device, batch_size=batch_size, precision=precision)
+        rt.video_head = getattr(model, "video_head", None)
+        return rt
     if device != "cpu" and name != "onnxruntime":
         raise HarError(f"backend {name} runs on the CPU only; use --device cpu or --backend torch")
     if precision == "int8":
@@ -138,6 +140,7 @@ def make_backend(name: str, model, device: str = "cpu", *,
         rt = _file_runtime(export_onnx_cached(model, input_shape), name, device, batch_size,
                            precision)
     rt.set_info(info)
+    rt.video_head = getattr(model, "video_head", None)
     return rt
 
 

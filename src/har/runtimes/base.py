@@ -37,6 +37,9 @@ class RuntimeBase:
     preset = None
     model_name: str = ""
     weights_sha256: str | None = None
+    # A learned video-level head (har.models.temporal.TemporalHead) that scores a video
+    # from its clips' features in order, in place of the mean of clip scores.
+    video_head = None
 
     def set_info(self, info) -> None:
         """Take provenance from a :class:`har.models.info.ModelInfo`."""

@@ -1,0 +1,204 @@
+"""``har eval``: accuracy on labelled videos; segment mAP against ActivityNet ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from . import ExitCode, UsageError, add_command
+from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
+                     check_runtime_options, make_recognizer)
+
+EPILOG = """\
+examples:
+  har eval val/ --weights runs/falls/model.pth --json eval.json
+      (also writes eval.confusion.png and eval.confusion.csv beside it)
+  har eval UCF-101/ --layout ucf101 --split 1 --weights runs/ucf1/model.pth
+  har eval test.csv --weights model.pth --confusion-png cm.png --confusion-csv cm.csv
+  har eval videos/ --segments activity_net.v1-3.min.json --subset validation --json det.json
+
+Clip and video top-1/top-5, mean class accuracy, a per-class table and the confusion
+matrix, computed through the same pipeline as `har predict`. With --segments, DATA is
+any videos (files or folders) and their predicted segments are scored by mAP at tIoU
+0.5:0.05:0.95, as ActivityNet's evaluation does.
+"""
+
+
+def register(sub) -> None:
+    from .train import add_data_arguments
+
+    p = add_command(sub, "eval", help="accuracy and confusion matrix on labelled videos; "
+                    "segment mAP (ActivityNet)", description="Evaluate a model on DATA "
+                    "(labelled like `har train` DATA; the official test split for "
+                    "--layout ucf101/hmdb51).", epilog=EPILOG)
+    p.add_argument("data", metavar="DATA", nargs="+",
+                   help="labelled videos (folder of class subfolders, CSV, split list); "
+                        "with --segments: any video files or folders")
+    add_data_arguments(p)
+    o = p.add_argument_group("outputs")
+    o.add_argument("--json", metavar="FILE", help="the full report as JSON (and, unless named "
+                   "below, FILE's .confusion.png and .confusion.csv beside it)")
+    o.add_argument("--confusion-png", metavar="FILE", help="confusion matrix as a PNG image")
+    o.add_argument("--confusion-csv", metavar="FILE", help="confusion matrix as CSV")
+    o.add_argument("--segments", metavar="GT.json",
+                   help="ActivityNet v1.3 ground truth: score predicted segments by mAP")
+    o.add_argument("--subset", default=None,
+                   help="with --segments: only the ground truth's videos of this subset "
+                        "(e.g. validation)")
+    o.add_argument("--no-progress", action="store_true", help="no progress output")
+    add_model_arguments(p)
+    add_clip_arguments(p, sampler=True)
+    add_timeline_arguments(p, files=False)
+    p.set_defaults(func=cmd_eval)
+
+
+def _beside(json_path: str, suffix: str) -> str:
+    """``eval.json`` -> ``eval.confusion.png``; an existing file is never replaced:
+    ``eval.confusion-2.png`` and so on."""
+    base = json_path[:-5] if json_path.lower().endswith(".json") else json_path
+    stem, ext = f"{base}.confusion", suffix
+    candidate, n = f"{stem}{ext}", 2
+    while os.path.lexists(candidate):
+        candidate, n = f"{stem}-{n}{ext}", n + 1
+    return candidate
+
+
+def _check_outputs(args, inputs: list[str]) -> None:
+    from ..fsutil import same_file
+
+    for opt in ("json", "confusion_png", "confusion_csv"):
+        value = getattr(args, opt)
+        if value is None:
+            continue
+        if value != "-" and os.path.isdir(value):
+            raise UsageError(f"--{opt.replace('_', '-')} {value}: is a folder; name a file")
+        parent = Path(value).parent
+        if value != "-" and not parent.is_dir():
+            raise UsageError(f"--{opt.replace('_', '-')} {value}: folder {parent} does not "
+                             "exist")
+        if any(same_file(value, i) for i in inputs):
+            raise UsageError(f"--{opt.replace('_', '-')} {value}: is one of the inputs; "
+                             "choose another file")
+    if args.confusion_png and not args.confusion_png.lower().endswith(".png"):
+        raise UsageError(f"--confusion-png {args.confusion_png}: name a .png file")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    check_runtime_options(args)
+    from ..fsutil import atomic_open, display_path
+    from ..train.data import DatasetError, load_dataset
+
+    if args.segments:
+        return _cmd_detection(args)
+    if len(args.data) != 1:
+        raise UsageError("give one labelled DATA (folder, CSV or split list); several "
+                         "inputs only with --segments")
+    try:
+        dataset = load_dataset(args.data[0], layout=args.layout, split=args.split,
+                               subset="test", splits_dir=args.splits_dir)
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+    _check_outputs(args, [s.path for s in dataset.samples])
+    rec = make_recognizer(args)
+    from ..train.evaluate import evaluate
+
+    progress = None
+    if not args.no_progress and sys.stderr.isatty():
+        total = len(dataset)
+        seen = [0]
+
+        def progress(name: str) -> None:
+            seen[0] += 1
+            print(f"\r[{seen[0]}/{total}] {display_path(name)[-60:]:<60}", end="",
+                  file=sys.stderr, flush=True)
+    run = evaluate(rec, dataset, progress=progress)
+    if progress is not None:
+        print(file=sys.stderr)
+    report = run.report
+    for f in report["failed"]:
+        print(f"error: {f['error']}", file=sys.stderr)
+    png, csv_path = args.confusion_png, args.confusion_csv
+    if args.json and args.json != "-":
+        png = png or _beside(args.json, ".png")
+        csv_path = csv_path or _beside(args.json, ".csv")
+    if png:
+        from ..plots import confusion_png
+
+        confusion_png(png, run.confusion, run.labels,
+                      title=f"{report['model']} on {Path(report['data']).name}")
+        report["confusion_png"] = display_path(png)
+    if csv_path:
+        from ..metrics import write_confusion_csv
+
+        write_confusion_csv(csv_path, run.confusion, run.labels)
+        report["confusion_csv"] = display_path(csv_path)
+    if args.json == "-":
+        json.dump(report, sys.stdout, indent=2)
+        print()
+    else:
+        _print_report(report)
+        if args.json:
+            with atomic_open(args.json) as fh:
+                json.dump(report, fh, indent=2)
+                fh.write("\n")
+    return int(ExitCode.INPUT_FAILED if report["failed"] else ExitCode.OK)
+
+
+def _pct(x) -> str:
+    return "  n/a" if x is None else f"{100 * x:5.1f}%"
+
+
+def _print_report(r: dict) -> None:
+    print(f"{r['model']} on {r['data']}: {r['videos']} videos, {r['clips']} clips "
+          f"(video score: {r['video_score']})")
+    print(f"  clip   top-1 {_pct(r['clip']['top1'])}   top-5 {_pct(r['clip']['top5'])}")
+    print(f"  video  top-1 {_pct(r['video']['top1'])}   top-5 {_pct(r['video']['top5'])}   "
+          f"mean class accuracy {_pct(r['video']['mean_class_accuracy'])}")
+    width = max([len(c["label"]) for c in r["per_class"]] + [5])
+    print(f"  {'class':<{width}}  videos  correct  accuracy")
+    for c in r["per_class"]:
+        print(f"  {c['label']:<{width}}  {c['support']:6d}  {c['correct']:7d}  "
+              f"{_pct(c['accuracy'])}")
+
+
+def _cmd_detection(args: argparse.Namespace) -> int:
+    from ..fsutil import atomic_open
+    from ..metrics import activitynet_map, load_activitynet_ground_truth, video_id_for
+    from ..sources import resolve_inputs
+    from ..train.evaluate import detection_results
+
+    try:
+        gt, _ = load_activitynet_ground_truth(args.segments, subset=args.subset)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--segments {args.segments}: {exc}") from None
+    sources, errors = resolve_inputs(args.data)
+    for _, msg in errors:
+        print(f"error: {msg}", file=sys.stderr)
+    sources = [s for s in sources if video_id_for(s.text) in gt]
+    if not sources:
+        raise UsageError("none of the videos is in the ground truth (video ids are file "
+                         "names without extension and without a leading v_)")
+    _check_outputs(args, [s.url for s in sources if s.local])
+    rec = make_recognizer(args)
+    results = list(rec.predict_many(sources))
+    failed = [r for r in results if r.error]
+    for r in failed:
+        print(f"error: {r.error}", file=sys.stderr)
+    preds = detection_results(results)
+    scored = {vid: gt[vid] for vid in preds}
+    m = activitynet_map(scored, preds)
+    report = {"schema": "har.eval/1", "model": rec.model_name, "ground_truth": args.segments,
+              "subset": args.subset, "videos": len(preds), "failed": len(failed),
+              "detection": m}
+    print(f"{rec.model_name}: {len(preds)} videos; average mAP {m['average_map']:.4f} over "
+          f"tIoU {m['thresholds'][0]:.2f}:{m['thresholds'][-1]:.2f}")
+    for t, v in zip(m["thresholds"], m["map"]):
+        print(f"  mAP@{t:.2f} {v:.4f}")
+    if args.json:
+        with atomic_open(args.json) as fh:
+            json.dump(report, fh, indent=2)
+            fh.write("\n")
+    return int(ExitCode.INPUT_FAILED if failed or errors else ExitCode.OK)

@@ -1,0 +1,170 @@
+"""``har train``: fine-tune a model on your own classes, or train one from scratch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..defaults import DEFAULT_MODEL
+from . import ExitCode, UsageError, add_command
+from .common import positive_int
+
+EPILOG = """\
+examples:
+  har train clips/ --out runs/falls --val val/          one subfolder per class
+  har train train.csv --out runs/a                      path,label[,start_s,end_s]
+  har train UCF-101/ --layout ucf101 --split 1 --out runs/ucf1   (validates on testlist01)
+  har train motion/ --out runs/m --scratch --model r3d18-k400
+  har train clips/ --out runs/falls --resume            continue an interrupted run
+  har train clips/ --out runs/order --head temporal --weights runs/falls/model.pth
+  har predict video.mp4 --weights runs/falls/model.pth  uses the run's labels and preset
+  har eval val/ --weights runs/falls/model.pth --json eval.json
+
+DIR gets model.pth, labels.txt, metrics.json, history.csv, curves.png and
+checkpoint.pth (what --resume needs). See docs/train.md.
+"""
+
+
+def _lr(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 10:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 10, not {text}")
+    return value
+
+
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    from ..train.data import LAYOUTS
+
+    g = p.add_argument_group("data")
+    g.add_argument("--layout", choices=LAYOUTS, default="auto",
+                   help="how DATA is organised (default auto: a folder = one subfolder per "
+                        "class, .csv = path,label[,start_s,end_s], .txt = a split list)")
+    g.add_argument("--split", type=int, choices=(1, 2, 3), default=1,
+                   help="official split for --layout ucf101/hmdb51 (default 1)")
+    g.add_argument("--splits-dir", metavar="DIR",
+                   help="folder of the official split files (default: searched in and beside DATA)")
+
+
+def register(sub) -> None:
+    from ..defaults import FREEZE_POINTS, HEADS
+
+    p = add_command(sub, "train", help="fine-tune on your own classes (or train from scratch)",
+                    description="Train a model on DATA and write the run to --out DIR. "
+                    "Clips are drawn at random positions with the authors' multi-scale "
+                    "corner crop (and flip, see --flip); validation uses the test-time "
+                    "recipe of `har predict`.", epilog=EPILOG)
+    p.add_argument("data", metavar="DATA", help="training videos: a folder with one subfolder "
+                   "per class, a CSV, or the UCF101/HMDB51 video folder (with --layout)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="run folder: new or empty (or, with --resume, a run to continue)")
+    p.add_argument("--val", metavar="DATA", help="validation videos (same forms as DATA, or a "
+                   "split list .txt with paths relative to DATA); default for ucf101/hmdb51: "
+                   "the official test split")
+    add_data_arguments(p)
+    m = p.add_argument_group("model")
+    m.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"architecture from the zoo (default {DEFAULT_MODEL})")
+    w = m.add_mutually_exclusive_group()
+    w.add_argument("--weights", help="starting weights (.pth, .onnx or URL; a har model.pth "
+                   "too); default: the model's published Kinetics-400 weights")
+    w.add_argument("--scratch", action="store_true", help="random initialisation, no weights")
+    m.add_argument("--sha256", help="expected sha256 of --weights")
+    m.add_argument("--freeze-through", choices=FREEZE_POINTS, default=None,
+                   help="freeze the stem and stages up to this one (the authors' fine-tuning "
+                        "begin point; default layer3 from weights, none from scratch, "
+                        "layer4 for --head temporal)")
+    m.add_argument("--head", choices=HEADS, default="linear",
+                   help="linear (default): fine-tune the clip classifier (and unfrozen "
+                        "stages); temporal: freeze the backbone and learn a head over each "
+                        "video's sequence of clips (for actions that only show over time)")
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=positive_int, default=None,
+                   help="default 12 from scratch, 8 fine-tuning, 60 for --head temporal")
+    t.add_argument("--batch-size", type=positive_int, default=None,
+                   help="clips per step (default 8 on CPU, 32 on CUDA)")
+    t.add_argument("--lr", type=_lr, default=None,
+                   help="peak learning rate (default 0.01 scratch, 0.003 fine-tuning, "
+                        "0.001 temporal head); warm-up then cosine decay")
+    t.add_argument("--clips-per-epoch", type=positive_int, default=96, metavar="N",
+                   help="random clips per epoch at least (default 96; at least one per video)")
+    t.add_argument("--flip", choices=("auto", "on", "off"), default="auto",
+                   help="mirror clips at random (default auto: on when fine-tuning, off from "
+                        "scratch or when class names say left/right)")
+    t.add_argument("--single-frame", action="store_true",
+                   help="ablation: show the network one frame repeated (no motion)")
+    t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    t.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="mixed precision (default auto: bf16/fp16 where the device has it and "
+                        "its gradients check out against fp32, else fp32)")
+    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--workers", type=positive_int, default=2,
+                   help="videos decoded at once (default 2)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last finished epoch")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+
+def load_train_data(args):
+    """The training and validation datasets named on the command line."""
+    from ..train.data import load_dataset
+
+    train_set = load_dataset(args.data, layout=args.layout, split=args.split, subset="train",
+                             splits_dir=args.splits_dir)
+    val_set = None
+    if args.val:
+        root = args.data if train_set.layout in ("folder", "ucf101", "hmdb51") else None
+        val_set = load_dataset(args.val, labels=train_set.labels, root=root)
+    elif train_set.layout in ("ucf101", "hmdb51"):
+        val_set = load_dataset(args.data, layout=train_set.layout, split=args.split,
+                               subset="test", labels=train_set.labels,
+                               splits_dir=args.splits_dir)
+    return train_set, val_set
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .common import check_device
+
+    check_device(args.device)
+    from ..train.data import DatasetError
+    from ..train.trainer import TrainOptions, train
+
+    try:
+        train_set, val_set = load_train_data(args)
+    except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+    counts = train_set.counts()
+    print(f"training on {len(train_set)} videos, {len(train_set.labels)} classes "
+          f"({', '.join(f'{n} {c}' for n, c in zip(train_set.labels[:4], counts[:4]))}"
+          f"{', ...' if len(counts) > 4 else ''})"
+          + (f"; validating on {len(val_set)}" if val_set is not None else
+             "; no --val: metrics are on the training videos only"), file=sys.stderr)
+    for note in train_set.notes:
+        print(f"note: {note}", file=sys.stderr)
+    options = TrainOptions(model=args.model, weights=args.weights, scratch=args.scratch,
+                           sha256=args.sha256, freeze_through=args.freeze_through,
+                           head=args.head, epochs=args.epochs, batch_size=args.batch_size,
+                           lr=args.lr, clips_per_epoch=args.clips_per_epoch, flip=args.flip,
+                           single_frame=args.single_frame, device=args.device,
+                           precision=args.precision, seed=args.seed, workers=args.workers)
+    progress = not args.no_progress and sys.stderr.isatty()
+    try:
+        result = train(train_set, args.out, options, val_set=val_set, resume=args.resume,
+                       progress=progress, log=lambda m: print(m, file=sys.stderr))
+    except KeyboardInterrupt:
+        print(f"har train: interrupted; `--resume` continues {args.out} from its last "
+              "finished epoch", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    final = result.metrics.get("final", {})
+    head = result.metrics.get("head")
+    line = f"wrote {result.out}/model.pth"
+    if head and head.get("val_video_acc") is not None:
+        line += (f": val video acc {head['val_video_acc']:.1%} (mean pooling "
+                 f"{head['val_video_acc_mean_pooling']:.1%})")
+    elif final.get("val_video_acc") is not None:
+        line += f": val video acc {final['val_video_acc']:.1%}"
+    print(line)
+    return int(ExitCode.OK)

@@ -1,0 +1,695 @@
+"""Fine-tuning and training from scratch (``har train``), and the temporal head.
+
+:func:`train` takes a training set (and optionally a validation set), a model from the
+zoo with its weights (or random initialisation) and writes a run folder::
+
+    DIR/model.pth      the model, in the published checkpoint layout plus its labels,
+                       preset and training settings (docs/weights.md): `har predict
+                       --weights DIR/model.pth` needs no other flag
+    DIR/labels.txt     one class name per line, in output order
+    DIR/metrics.json   final metrics, settings and timings (schema har.train/1)
+    DIR/history.csv    one row per epoch
+    DIR/curves.png     loss and accuracy curves
+    DIR/checkpoint.pth everything --resume needs (model, optimiser, schedule, RNG)
+
+Every file is written to a temporary name and renamed into place; the checkpoint is
+written after every epoch, so a killed run loses at most the epoch in progress.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..defaults import DEFAULT_MODEL, FREEZE_POINTS, HEADS
+from ..errors import HarError
+from ..fsutil import atomic_open, atomic_path, display_path
+from .augment import eval_clips, train_clip
+from .data import Dataset
+from .frames import FrameStore
+
+SCHEMA = "har.train/1"
+RUN_FILES = ("model.pth", "checkpoint.pth", "labels.txt", "metrics.json", "history.csv",
+             "curves.png")
+# Class names that say which way something moves: a horizontal flip swaps them.
+_DIRECTION_WORDS = {"left", "right", "leftward", "rightward", "leftwards", "rightwards",
+                    "clockwise", "counterclockwise", "anticlockwise", "cw", "ccw",
+                    "east", "west", "ltr", "rtl", "l2r", "r2l"}
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainOptions:
+    """Settings of a run. ``None`` means "the default for this situation" (see
+    :func:`resolve_defaults`), so a run's metrics.json records what was actually used."""
+
+    model: str = DEFAULT_MODEL
+    weights: str | None = None  # None: the registry's published weights
+    scratch: bool = False  # random initialisation instead of weights
+    sha256: str | None = None
+    freeze_through: str | None = None  # FREEZE_POINTS; None: layer3 fine-tuning, none scratch
+    head: str = "linear"  # "temporal": a learned head over the clip sequence
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float = 1e-4
+    clips_per_epoch: int = 96  # at least this many random clips per epoch (small datasets)
+    flip: str = "auto"  # auto | on | off
+    single_frame: bool = False  # the no-motion ablation: one frame repeated
+    device: str = "cpu"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    seed: int = 0
+    workers: int = 2  # decoding threads
+
+
+def resolve_defaults(o: TrainOptions) -> TrainOptions:
+    """Fill in every ``None`` for this run."""
+    o = TrainOptions(**asdict(o))
+    if o.head not in HEADS:
+        raise HarError(f"--head {o.head!r}: use one of {', '.join(HEADS)}")
+    if o.freeze_through is None:
+        o.freeze_through = "layer4" if o.head == "temporal" else \
+            ("none" if o.scratch else "layer3")
+    if o.freeze_through not in FREEZE_POINTS:
+        raise HarError(f"--freeze-through {o.freeze_through!r}: use one of "
+                       f"{', '.join(FREEZE_POINTS)}")
+    cuda = o.device.startswith("cuda")
+    if o.batch_size is None:
+        o.batch_size = 32 if cuda else 8
+    if o.epochs is None:
+        o.epochs = 60 if o.head == "temporal" else (12 if o.scratch else 8)
+    if o.lr is None:
+        o.lr = 1e-3 if o.head == "temporal" else (0.01 if o.scratch else 0.003)
+    for name in ("epochs", "batch_size", "clips_per_epoch"):
+        if getattr(o, name) < 1:
+            raise HarError(f"--{name.replace('_', '-')} must be at least 1")
+    if not o.lr > 0:
+        raise HarError("--lr must be positive")
+    if o.flip not in ("auto", "on", "off"):
+        raise HarError(f"--flip {o.flip!r}: use auto, on or off")
+    return o
+
+
+def directional(labels) -> list[str]:
+    """The class names that name a horizontal direction (a flip would swap them)."""
+    out = []
+    for name in labels:
+        words = re.sub(r"([a-z])([A-Z])", r"\1 \2", name).lower()
+        if set(re.split(r"[^a-z0-9]+", words)) & _DIRECTION_WORDS:
+            out.append(name)
+    return out
+
+
+def flip_decision(o: TrainOptions, labels) -> tuple[bool, str]:
+    """Whether to flip clips, and why (printed and kept in metrics.json).
+
+    The authors' recipe flips, which suits Kinetics-like actions: the pretrained
+    features are already mirror-invariant. A model trained from scratch learns only
+    from the user's data, in which direction may be the whole point, so auto leaves
+    flipping off there; and never flips when class names say left or right."""
+    if o.flip != "auto":
+        return o.flip == "on", f"--flip {o.flip}"
+    named = directional(labels)
+    if named:
+        return False, f"off: class names give a direction ({', '.join(named[:3])})"
+    if o.scratch:
+        return False, "off: training from scratch (--flip on to mirror clips)"
+    return True, "on: the authors' fine-tuning recipe (--flip off if direction matters)"
+
+
+# -- models --------------------------------------------------------------------------------
+def head_name(model: nn.Module) -> str:
+    for name in ("fc", "classifier"):
+        if isinstance(getattr(model, name, None), nn.Linear):
+            return name
+    raise HarError(f"{type(model).__name__}: cannot find the classifier to replace")
+
+
+def replace_head(model: nn.Module, num_classes: int, seed: int = 0) -> None:
+    name = head_name(model)
+    old: nn.Linear = getattr(model, name)
+    torch.manual_seed(seed)
+    setattr(model, name, nn.Linear(old.in_features, num_classes))
+
+
+def freeze(model: nn.Module, through: str) -> list[str]:
+    """Freeze the stem and the stages up to ``through`` (the authors' ``ft_begin_index``:
+    conv1 = the stem, layerN = the stem and stages 1..N; layer4 = all but the head).
+    Returns the names of the frozen top-level modules."""
+    children = list(model.named_children())
+    names = [n for n, _ in children]
+    head = head_name(model)
+    if through == "none":
+        return []
+    if through == "layer4":
+        stop = names.index(head)
+    elif through == "conv1":
+        if "layer1" not in names:
+            raise HarError(f"--freeze-through conv1: this model has no 'layer1' stage; "
+                           "use none or layer4")
+        stop = names.index("layer1")
+    else:
+        if through not in names:
+            raise HarError(f"--freeze-through {through}: this model has no stage named "
+                           f"{through!r}; use none or layer4")
+        stop = names.index(through) + 1
+    frozen = []
+    for name, module in children[:stop]:
+        if name == head:
+            continue
+        for p in module.parameters():
+            p.requires_grad_(False)
+        if any(True for _ in module.parameters()):
+            frozen.append(name)
+    return frozen
+
+
+def set_train_mode(model: nn.Module, frozen: list[str]) -> None:
+    """Train mode, except frozen parts: their BatchNorm statistics stay as loaded."""
+    model.train()
+    for name in frozen:
+        getattr(model, name).eval()
+
+
+@dataclass
+class Base:
+    """The starting model: the network, its labels and preset, where it came from."""
+
+    model: nn.Module
+    labels: tuple[str, ...]
+    preset: Any
+    entry: Any
+    weights_sha256: str | None
+    weights_path: str | None
+    video_head: Any = None
+
+
+def load_base(o: TrainOptions) -> Base:
+    from ..models.zoo import get_entry, load_model
+
+    entry = get_entry(o.model)
+    if o.scratch:
+        torch.manual_seed(o.seed)
+        model = entry.build()
+        return Base(model, entry.class_names, entry.preset, entry, None, None)
+    model = load_model(entry.name, weights=o.weights, sha256=o.sha256)
+    info = model.har_info
+    return Base(model, tuple(info.labels), info.preset, get_entry(info.model or entry.name),
+                info.weights_sha256, info.weights_path, getattr(model, "video_head", None))
+
+
+# -- precision -----------------------------------------------------------------------------
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def gradients_agree(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str,
+                    dtype: torch.dtype, tol: float = 0.1) -> bool:
+    """One backward pass in ``dtype`` autocast against fp32: every parameter's gradient
+    within ``tol`` relative error. Guards against low-precision kernels that return
+    wrong gradients (PyTorch's oneDNN bf16 Conv3d backward gave 1e35 on an AMD EPYC)."""
+    import copy
+
+    grads = []
+    for amp in (False, True):
+        m = copy.deepcopy(model).to(device).train()
+        with torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=amp):
+            out = m(x.to(device))
+        F.cross_entropy(out.float(), y.to(device)).backward()
+        grads.append([p.grad.detach().float().cpu() if p.grad is not None else None
+                      for p in m.parameters()])
+    for ref, got in zip(*grads):
+        if ref is None or got is None:
+            continue
+        if not torch.isfinite(got).all():
+            return False
+        if (got - ref).norm() > tol * ref.norm() + 1e-6:
+            return False
+    return True
+
+
+def choose_precision(o: TrainOptions, model: nn.Module, sample: torch.Tensor, log: Log
+                     ) -> str:
+    cuda = o.device.startswith("cuda")
+    want = o.precision
+    if want not in ("auto", "fp32", "bf16", "fp16"):
+        raise HarError(f"--precision {want!r}: use auto, fp32, bf16 or fp16")
+    if want == "fp16" and not cuda:
+        raise HarError("--precision fp16 needs --device cuda; use bf16 or fp32 on the CPU")
+    if want == "auto":
+        if cuda:
+            want = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            want = "bf16" if _cpu_has_bf16() else "fp32"
+            if want == "fp32":
+                return "fp32"
+    if want == "fp32":
+        return want
+    dtype = torch.bfloat16 if want == "bf16" else torch.float16
+    y = torch.arange(len(sample)) % 2
+    if not gradients_agree(model, sample, y, o.device, dtype):
+        if o.precision != "auto":
+            raise HarError(f"--precision {want}: this machine's {want} kernels give wrong "
+                           "gradients for this model (checked against fp32); use fp32")
+        log(f"note: {want} training gives wrong gradients on this machine (checked against "
+            "fp32 on one batch); training in fp32")
+        return "fp32"
+    return want
+
+
+# -- the run folder ---------------------------------------------------------------------------
+def prepare_out(out: str | os.PathLike, resume: bool) -> Path:
+    """The run folder: new or empty, or (``resume``) one holding a checkpoint."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise HarError(f"{display_path(out)}: exists and is not a folder; choose another --out")
+    ckpt = out / "checkpoint.pth"
+    if resume:
+        if not ckpt.is_file():
+            raise HarError(f"{display_path(out)}: no checkpoint.pth to resume from; start "
+                           "the run without --resume")
+        return out
+    if out.is_dir():
+        entries = [p.name for p in out.iterdir() if not p.name.startswith(".har-tmp-")]
+        if ckpt.is_file() or "model.pth" in entries:
+            raise HarError(f"{display_path(out)}: holds a training run already; add "
+                           "--resume to continue it, or choose another --out")
+        if entries:
+            raise HarError(f"{display_path(out)}: the folder is not empty; choose a new or "
+                           "empty --out (har never writes over files it did not create)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarError(f"{display_path(out)}: cannot create the folder "
+                       f"({exc.strerror or exc})") from None
+    return out
+
+
+def save_torch(obj: Any, dest: Path) -> None:
+    with atomic_path(dest) as tmp:
+        torch.save(obj, tmp)
+
+
+def write_history(out: Path, history: list[dict]) -> None:
+    if not history:
+        return
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    for row in history:
+        w.writerow({k: ("" if row.get(k) is None else
+                        round(row[k], 6) if isinstance(row.get(k), float) else row[k])
+                    for k in keys})
+    with atomic_open(out / "history.csv") as fh:
+        fh.write(buf.getvalue())
+    from ..plots import curves_png
+
+    curves_png(out / "curves.png", history)
+
+
+def write_json(path: Path, doc: dict) -> None:
+    with atomic_open(path) as fh:
+        json.dump(doc, fh, indent=2)
+        fh.write("\n")
+
+
+def model_checkpoint(model: nn.Module, base: Base, labels, o: TrainOptions, *,
+                     epoch: int, data: dict, video_head=None) -> dict:
+    """The published layout plus labels, preset and provenance (docs/weights.md)."""
+    from .. import __version__
+    from ..models.info import preset_to_dict
+
+    doc = {"arch": base.entry.arch, "epoch": epoch,
+           "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+           "labels": list(labels), "preset": preset_to_dict(base.preset),
+           "har": {"model": base.entry.name, "version": __version__,
+                   "base_weights_sha256": base.weights_sha256 or "",
+                   "scratch": bool(o.scratch), "head": o.head,
+                   "freeze_through": o.freeze_through or "", "epochs": epoch,
+                   "data": data}}
+    if video_head is not None:
+        doc["video_head"] = video_head.to_checkpoint()
+    return doc
+
+
+# -- training ----------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    out: Path
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+
+
+def _epoch_order(n_ok: list[int], count: int, rng: np.random.Generator) -> list[int]:
+    order: list[int] = []
+    while len(order) < count:
+        order += [n_ok[i] for i in rng.permutation(len(n_ok))]
+    return order[:max(count, len(n_ok))]
+
+
+def _autocast(device: str, precision: str):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype or torch.float32,
+                          enabled=dtype is not None)
+
+
+@torch.no_grad()
+def evaluate_store(model: nn.Module, store: FrameStore, dataset: Dataset, preset, *,
+                   device: str, precision: str, single_frame: bool = False,
+                   batch: int = 8) -> dict:
+    """Test-time recipe over every decoded video: clip and video accuracy, loss."""
+    from ..metrics import classification_metrics
+
+    model.eval()
+    clip_loss = clip_correct = clips = 0
+    video_scores, video_true = [], []
+    for i in store.ok:
+        x = eval_clips(store.frames(i), preset, single_frame=single_frame)
+        label = dataset.samples[i].label
+        probs = []
+        for s in range(0, len(x), batch):
+            xb = x[s:s + batch].to(device)
+            if device.startswith("cuda"):
+                xb = xb.contiguous(memory_format=torch.channels_last_3d)
+            with _autocast(device, precision):
+                logits = model(xb).float()
+            y = torch.full((len(xb),), label, device=device)
+            clip_loss += F.cross_entropy(logits, y, reduction="sum").item()
+            clip_correct += int((logits.argmax(1) == y).sum())
+            clips += len(xb)
+            probs.append(F.softmax(logits, 1).cpu())
+        video_scores.append(torch.cat(probs).mean(0).numpy())
+        video_true.append(label)
+    m = classification_metrics(video_true, np.stack(video_scores), dataset.labels)
+    return {"val_loss": clip_loss / max(clips, 1), "val_acc": clip_correct / max(clips, 1),
+            "val_video_acc": m["top1"], "val_video_top5": m["top5"],
+            "val_mean_class_acc": m["mean_class_accuracy"], "val_clips": clips,
+            "val_videos": len(video_true)}
+
+
+def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | None = None, *,
+          val_set: Dataset | None = None, resume: bool = False, progress: bool = False,
+          log: Log = print) -> RunResult:
+    """Train (see the module docstring); returns the final metrics."""
+    o = options or TrainOptions()
+    out = prepare_out(out, resume)
+    state = None
+    if resume:
+        state = _load_resume(out, train_set, o)
+        saved = TrainOptions(**{f.name: state["options"][f.name] for f in fields(TrainOptions)
+                                if f.name in state["options"]})
+        if options is not None and options.epochs is not None:
+            saved.epochs = options.epochs  # --resume --epochs N extends a finished run
+        saved.device = o.device  # the run may continue on another device
+        o = saved
+    o = resolve_defaults(o)
+    if len(train_set.labels) < 2:
+        raise HarError(f"{display_path(train_set.source)}: training needs at least 2 classes "
+                       f"(found {len(train_set.labels)})")
+    if o.head == "temporal":
+        from .temporal import train_temporal
+
+        return train_temporal(train_set, out, o, val_set=val_set, progress=progress, log=log)
+    torch.manual_seed(o.seed)
+    rng = np.random.default_rng(o.seed)
+    base = load_base(o)
+    labels = train_set.labels
+    model = base.model
+    if tuple(base.labels) != tuple(labels):
+        replace_head(model, len(labels), o.seed)
+    frozen = freeze(model, o.freeze_through)
+    flip, flip_why = flip_decision(o, labels)
+    preset = base.preset
+    log(f"model {base.entry.name} ({'random init' if o.scratch else 'from ' + _short(base)}), "
+        f"{len(labels)} classes, frozen: {', '.join(frozen) or 'nothing'}; flip {flip_why}")
+
+    stores = _decode(train_set, val_set, preset, o, progress, log)
+    train_store, val_store = stores
+    try:
+        device = o.device
+        model.to(device)
+        if device.startswith("cuda") or device == "cpu":
+            model.to(memory_format=torch.channels_last_3d)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.SGD(params, lr=o.lr, momentum=0.9, nesterov=True,
+                              weight_decay=o.weight_decay)
+        n_ok = train_store.ok
+        per_epoch = max(o.clips_per_epoch, len(n_ok))
+        steps = math.ceil(per_epoch / o.batch_size)
+        total = steps * o.epochs
+        warm = min(steps, total // 10 + 1)
+
+        def lr_at(step: int) -> float:  # linear warm-up, then cosine to zero
+            if step < warm:
+                return (step + 1) / warm
+            return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+        history: list[dict] = []
+        start_epoch = 0
+        precision = None
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            history = list(state["history"])
+            start_epoch = int(state["epoch"])
+            rng.bit_generator.state = state["rng"]
+            torch.set_rng_state(state["torch_rng"])
+            precision = state.get("precision")
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at, last_epoch=start_epoch * steps - 1) \
+                if start_epoch else sched
+            log(f"resuming after epoch {start_epoch} of {o.epochs}")
+        if precision is None:
+            sample = torch.stack([train_clip(train_store.frames(n_ok[0]), preset, rng, flip=flip)
+                                  for _ in range(2)])
+            precision = choose_precision(o, model, sample, log)
+        scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+        data_doc = _data_doc(train_set, val_set, train_store, val_store)
+        t_start = time.monotonic()
+        clips_seen = 0
+        for epoch in range(start_epoch, o.epochs):
+            set_train_mode(model, frozen)
+            order = _epoch_order(n_ok, per_epoch, rng)
+            bar = _bar(progress, steps, f"epoch {epoch + 1}/{o.epochs}")
+            loss_sum = correct = seen = 0
+            t0 = time.monotonic()
+            for s in range(steps):
+                idx = order[s * o.batch_size:(s + 1) * o.batch_size]
+                if not idx:
+                    break
+                x = torch.stack([train_clip(train_store.frames(i), preset, rng, flip=flip,
+                                            single_frame=o.single_frame) for i in idx])
+                y = torch.tensor([train_set.samples[i].label for i in idx], device=device)
+                x = x.to(device).contiguous(memory_format=torch.channels_last_3d)
+                with _autocast(device, precision):
+                    logits = model(x)
+                loss = F.cross_entropy(logits.float(), y)
+                opt.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    opt.step()
+                sched.step()
+                if not math.isfinite(loss.item()):
+                    raise HarError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); "
+                                   f"lower --lr (now {o.lr:g})")
+                loss_sum += loss.item() * len(idx)
+                correct += int((logits.argmax(1) == y).sum())
+                seen += len(idx)
+                bar.update(1, loss=loss_sum / seen, acc=correct / seen)
+            bar.close()
+            clips_seen += seen
+            row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
+                   "train_acc": correct / max(seen, 1), "lr": opt.param_groups[0]["lr"],
+                   "seconds": round(time.monotonic() - t0, 2)}
+            if val_store is not None and val_store.ok:
+                row.update(evaluate_store(model, val_store, val_set, preset, device=device,
+                                          precision=precision, single_frame=o.single_frame,
+                                          batch=o.batch_size))
+            history.append(row)
+            log(_epoch_line(row, o.epochs))
+            save_torch({"format": SCHEMA, "options": asdict(o), "epoch": epoch + 1,
+                        "model": model.state_dict(), "optimizer": opt.state_dict(),
+                        "history": history, "rng": rng.bit_generator.state,
+                        "torch_rng": torch.get_rng_state(), "precision": precision,
+                        "labels": list(labels), "samples": len(train_set.samples)},
+                       out / "checkpoint.pth")
+            write_history(out, history)
+        elapsed = time.monotonic() - t_start
+        model = model.to(memory_format=torch.contiguous_format).cpu()
+        save_torch(model_checkpoint(model, base, labels, o, epoch=o.epochs, data=data_doc),
+                   out / "model.pth")
+        metrics = _metrics_doc(o, base, labels, history, data_doc, precision, flip_why,
+                               frozen, elapsed, clips_seen)
+        _finish(out, labels, metrics)
+        return RunResult(out, metrics, history)
+    finally:
+        for st in stores:
+            if st is not None:
+                st.close()
+
+
+def _short(base: Base) -> str:
+    return display_path(base.weights_path or "published weights")
+
+
+def _decode(train_set, val_set, preset, o: TrainOptions, progress: bool, log: Log):
+    n = len(train_set) + (len(val_set) if val_set is not None else 0)
+    bar = _bar(progress, n, "decoding", unit="video")
+    upd = lambda k: bar.update(k)  # noqa: E731
+    train_store = FrameStore(train_set.samples, preset, workers=o.workers, progress=upd)
+    val_store = None
+    try:
+        if val_set is not None:
+            val_store = FrameStore(val_set.samples, preset, workers=o.workers, progress=upd)
+    except BaseException:
+        train_store.close()
+        raise
+    finally:
+        bar.close()
+    for store, ds in ((train_store, train_set), (val_store, val_set)):
+        if store is None:
+            continue
+        for _, msg in store.failed:
+            log(f"warning: {msg}; left out")
+    if len(train_store.ok) == 0:
+        train_store.close()
+        if val_store is not None:
+            val_store.close()
+        raise HarError(f"{display_path(train_set.source)}: none of the training videos "
+                       "could be decoded")
+    present = {train_set.samples[i].label for i in train_store.ok}
+    if len(present) < 2:
+        train_store.close()
+        if val_store is not None:
+            val_store.close()
+        raise HarError(f"{display_path(train_set.source)}: the decodable videos cover "
+                       "fewer than 2 classes")
+    return train_store, val_store
+
+
+def _data_doc(train_set, val_set, train_store, val_store) -> dict:
+    doc = {"train": display_path(train_set.source), "layout": train_set.layout,
+           "train_videos": len(train_store.ok), "classes": len(train_set.labels),
+           "left_out": [display_path(train_set.samples[i].name) for i, _ in train_store.failed]}
+    if val_set is not None and val_store is not None:
+        doc.update(val=display_path(val_set.source), val_videos=len(val_store.ok))
+        doc["left_out"] += [display_path(val_set.samples[i].name) for i, _ in val_store.failed]
+    return doc
+
+
+def _metrics_doc(o, base, labels, history, data_doc, precision, flip_why, frozen,
+                 elapsed, clips_seen) -> dict:
+    from .. import __version__
+
+    last = history[-1] if history else {}
+    return {"schema": SCHEMA, "har_version": __version__, "model": base.entry.name,
+            "labels": list(labels), "final": last,
+            "best_val_video_acc": max((h["val_video_acc"] for h in history
+                                       if h.get("val_video_acc") is not None), default=None),
+            "options": asdict(o), "precision": precision, "flip": flip_why,
+            "frozen": frozen, "data": data_doc,
+            "train_seconds": round(elapsed, 2),
+            "train_clips_per_s": round(clips_seen / elapsed, 2) if elapsed > 0 else None,
+            "device": o.device, "machine": _machine()}
+
+
+def _finish(out: Path, labels, metrics: dict) -> None:
+    with atomic_open(out / "labels.txt") as fh:
+        fh.write("".join(f"{name}\n" for name in labels))
+    write_json(out / "metrics.json", metrics)
+
+
+def _machine() -> str:
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _epoch_line(row: dict, epochs: int) -> str:
+    text = (f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f}, "
+            f"clip acc {row['train_acc']:.1%}")
+    if row.get("val_video_acc") is not None:
+        text += (f"; val loss {row['val_loss']:.4f}, clip acc {row['val_acc']:.1%}, "
+                 f"video acc {row['val_video_acc']:.1%}")
+    return text + f" ({row['seconds']:.0f} s)"
+
+
+def _load_resume(out: Path, train_set: Dataset, o: TrainOptions) -> dict:
+    from ..models.checkpoints import _torch_load
+
+    try:
+        state = _torch_load(out / "checkpoint.pth")
+    except HarError as exc:
+        raise HarError(f"{exc}; cannot --resume (start a new run with another --out)") from None
+    if not isinstance(state, dict) or state.get("format") != SCHEMA:
+        raise HarError(f"{display_path(out / 'checkpoint.pth')}: not a har training checkpoint")
+    if list(state.get("labels", [])) != list(train_set.labels) or \
+            state.get("samples") != len(train_set.samples):
+        raise HarError(f"{display_path(out)}: was trained on other data ("
+                       f"{len(state.get('labels', []))} classes, {state.get('samples')} videos; "
+                       f"now {len(train_set.labels)} and {len(train_set.samples)}); resume with "
+                       "the same DATA")
+    return state
+
+
+class _NoBar:
+    def update(self, n: int = 1, **postfix) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Bar(_NoBar):
+    def __init__(self, total: int, desc: str, unit: str) -> None:
+        import sys
+
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
+                         dynamic_ncols=True)
+
+    def update(self, n: int = 1, **postfix) -> None:
+        if postfix:
+            self._bar.set_postfix({k: f"{v:.3f}" for k, v in postfix.items()}, refresh=False)
+        self._bar.update(n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _bar(enabled: bool, total: int, desc: str, unit: str = "step") -> _NoBar:
+    return _Bar(total, desc, unit) if enabled else _NoBar()
