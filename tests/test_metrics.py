@@ -247,7 +247,8 @@ def test_activitynet_round_trip_through_document():
                                                       det("Long jump", 0.8, 12, 20)]}
     doc = activitynet_document(results)
     assert doc["version"] == "VERSION 1.3"
-    assert doc["external_data"] == {"used": False, "details": "har: Kinetics-400 pretrained 3D ResNet"}
+    assert doc["external_data"] == {"used": True,
+                                    "details": "har: 3D ResNet pretrained on Kinetics-400"}
     doc = json.loads(json.dumps(doc))
     assert activitynet_map(gt, doc["results"])["average_map"] == 1.0
 

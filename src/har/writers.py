@@ -164,6 +164,24 @@ def summary_row(r: VideoResult) -> list[Any]:
             clean_text("; ".join(r.warnings)), clean_text(r.error or "")]
 
 
+def activitynet_doc(results: Iterable[VideoResult]) -> dict[str, Any]:
+    """Predicted segments as an ActivityNet v1.3 detection submission: ``results`` maps
+    each video id (the file name without extension and without a leading ``v_``) to
+    ``{"label", "score" (the segment's mean clip probability), "segment": [start, end]}``.
+    Failed videos are left out."""
+    from .metrics import activitynet_document, video_id_for
+
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        if r.error:
+            continue
+        out[video_id_for(r.path)] = [
+            {"label": s.label, "score": round(float(s.mean_score), 6),
+             "segment": [round(float(s.start_s), 3), round(float(s.end_s), 3)]}
+            for s in r.segments]
+    return clean(activitynet_document(out))
+
+
 def write_summary_csv(out: TextIO, results: Iterable[VideoResult]) -> None:
     """One row per input: path, status, duration, top-1, top-5, warnings, error."""
     w = csv.writer(out)

@@ -168,7 +168,7 @@ def _cmd_detection(args: argparse.Namespace) -> int:
     from ..fsutil import atomic_open
     from ..metrics import activitynet_map, load_activitynet_ground_truth, video_id_for
     from ..sources import resolve_inputs
-    from ..train.evaluate import detection_results
+    from ..writers import activitynet_doc
 
     try:
         gt, _ = load_activitynet_ground_truth(args.segments, subset=args.subset)
@@ -187,7 +187,7 @@ def _cmd_detection(args: argparse.Namespace) -> int:
     failed = [r for r in results if r.error]
     for r in failed:
         print(f"error: {r.error}", file=sys.stderr)
-    preds = detection_results(results)
+    preds = activitynet_doc(results)["results"]
     scored = {vid: gt[vid] for vid in preds}
     m = activitynet_map(scored, preds)
     report = {"schema": "har.eval/1", "model": rec.model_name, "ground_truth": args.segments,
@@ -197,7 +197,10 @@ def _cmd_detection(args: argparse.Namespace) -> int:
           f"tIoU {m['thresholds'][0]:.2f}:{m['thresholds'][-1]:.2f}")
     for t, v in zip(m["thresholds"], m["map"]):
         print(f"  mAP@{t:.2f} {v:.4f}")
-    if args.json:
+    if args.json == "-":
+        json.dump(report, sys.stdout, indent=2)
+        print()
+    elif args.json:
         with atomic_open(args.json) as fh:
             json.dump(report, fh, indent=2)
             fh.write("\n")

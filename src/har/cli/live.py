@@ -129,7 +129,7 @@ def cmd_live(args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     recognizer = make_recognizer(args, max_latency_s=args.max_latency)
-    emit("start", schema=writers.EVENTS_SCHEMA, model=args.model, source=src.text,
+    emit("start", schema=writers.EVENTS_SCHEMA, model=recognizer.model_name, source=src.text,
          settings={"stride": args.stride, "tail": args.tail,
                    "backend": recognizer.backend.name,
                    "precision": recognizer.backend.precision})

@@ -36,7 +36,8 @@ _PER_VIDEO_OUTPUTS = (
 )
 # Whole-run outputs: option (attribute) and whether '-' (stdout) is allowed.
 _RUN_OUTPUTS = (("json", True), ("jsonl", True), ("csv", True), ("segments_csv", True),
-                ("summary_csv", True), ("features", False), ("report", False))
+                ("summary_csv", True), ("features", False), ("report", False),
+                ("activitynet", True))
 
 EPILOG = """\
 examples:
@@ -78,6 +79,10 @@ def register(sub) -> None:
                    "('-' for stdout)")
     o.add_argument("--summary-csv", metavar="FILE",
                    help="write one row per input (status, duration, top-1, top-5, error)")
+    o.add_argument("--activitynet", metavar="FILE",
+                   help="write the predicted segments as an ActivityNet v1.3 detection "
+                        "file (video id = file name without extension and leading v_; "
+                        "'-' for stdout); `har eval --segments` scores it")
     o.add_argument("--features", metavar="FILE.npz",
                    help="write every clip's feature vector (float32, N x D) with its path, "
                         "frame range and time range")
@@ -395,7 +400,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 "topk": args.topk, "backend": recognizer.backend.name,
                 "precision": recognizer.backend.precision, "device": args.device,
                 **timeline_settings(args)}
-    emit(lambda: events.start(model=args.model, settings=settings,
+    emit(lambda: events.start(model=recognizer.model_name, settings=settings,
                               inputs=len(sources) + len(input_errors)))
     for r in failed_inputs:
         emit(lambda r=r: events.video(r))
@@ -468,13 +473,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         extra: dict[str, Any] = {"settings": settings}
         if interrupted:
             extra = {"interrupted": True, **extra}
-        doc = writers.predictions_doc(args.model, results, **extra) \
+        doc = writers.predictions_doc(recognizer.model_name, results, **extra) \
             if args.json or args.report else None
         writes = [
             ("json", lambda fh: fh.write(writers.dumps(doc))),
             ("csv", lambda fh: writers.write_clips_csv(fh, results)),
             ("segments_csv", lambda fh: writers.write_segments_csv(fh, results)),
             ("summary_csv", lambda fh: writers.write_summary_csv(fh, results)),
+            ("activitynet", lambda fh: fh.write(writers.dumps(writers.activitynet_doc(results)))),
         ]
         # Files first, stdout last: a closed pipe must not cost a file.
         writes.sort(key=lambda w: getattr(args, w[0]) == "-")

@@ -132,9 +132,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..train.data import DatasetError
     from ..train.trainer import TrainOptions, train
 
+    from ..errors import HarError
+    from ..fsutil import display_path
+    from ..train.trainer import prepare_out
+
     try:
         train_set, val_set = load_train_data(args)
     except DatasetError as exc:
+        raise UsageError(str(exc)) from None
+    if len(train_set.labels) < 2:
+        raise UsageError(f"{display_path(args.data)}: training needs at least 2 classes "
+                         f"(found {len(train_set.labels)}: {', '.join(train_set.labels)})")
+    try:
+        prepare_out(args.out, args.resume)
+    except HarError as exc:
         raise UsageError(str(exc)) from None
     counts = train_set.counts()
     print(f"training on {len(train_set)} videos, {len(train_set.labels)} classes "

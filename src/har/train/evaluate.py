@@ -143,18 +143,3 @@ def evaluate(rec, dataset: Dataset, *, progress: Callable[[str], None] | None = 
         if other.any():
             report["confusion_labels_predicted_other"] = other.tolist()
     return EvalRun(report, np.asarray(report["confusion"]), tuple(report["confusion_labels"]))
-
-
-def detection_results(results) -> dict[str, list[dict]]:
-    """ActivityNet ``results`` from :class:`~har.results.VideoResult` segments."""
-    from ..metrics import video_id_for
-
-    out: dict[str, list[dict]] = {}
-    for r in results:
-        if r.error:
-            continue
-        out[video_id_for(r.path)] = [
-            {"label": s.label, "score": round(float(s.mean_score), 6),
-             "segment": [round(float(s.start_s), 3), round(float(s.end_s), 3)]}
-            for s in r.segments]
-    return out
