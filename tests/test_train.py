@@ -294,6 +294,14 @@ def test_temporal_head_separates_order_that_mean_pooling_cannot(tmp_path, capsys
     assert r["video_score"] == "temporal head" and r["video"]["top1"] >= 0.9
     # The clips alone carry no order: clip accuracy stays far below the video's.
     assert r["clip"]["top1"] <= 0.75
+    # The head travels into an exported file and runs from it, in another runtime.
+    onnx = tmp_path / "t.onnx"
+    assert main(["export", "onnx", "-o", str(onnx), "--weights", str(out / "model.pth")]) == 0
+    assert main(["eval", str(val), "--weights", str(onnx), "--json", str(report),
+                 "--backend", "onnxruntime", "--no-progress"]) == 0
+    r2 = json.loads(report.read_text())
+    assert r2["video_score"] == "temporal head"
+    assert r2["video"]["top1"] == r["video"]["top1"]
 
 
 # -- ActivityNet --------------------------------------------------------------------------------
@@ -331,3 +339,27 @@ def test_activitynet_segments_round_trip_through_eval(motion, motion_run, tmp_pa
     assert main(["eval", str(video), "--segments", str(tmp_path / "gt.json"), "--json",
                  str(out), *w]) == 0
     assert json.loads(out.read_text())["detection"]["average_map"] == 0.0
+
+
+def test_csv_segments_cut_the_right_frames_for_training_and_eval(motion, motion_run, tmp_path):
+    from har.train.data import Sample
+    from har.train.frames import decode_sample
+    from har.transforms import HARA_KINETICS
+    from har.video import VideoSource
+
+    frames = []
+    for cls in ("left", "right"):
+        with VideoSource(sorted((motion[1] / cls).glob("*.mp4"))[0]) as v:
+            frames += [f.rgb for f in v.frames()]
+    long = tmp_path / "both.mp4"
+    write_video(long, np.stack(frames))  # 32 frames left, then 32 right, 25 fps
+    got, fps, t0 = decode_sample(Sample(str(long), 0, 1.28, 2.56), HARA_KINETICS)
+    assert len(got) == 32 and fps == 25 and t0 == pytest.approx(1.28)
+    (tmp_path / "seg.csv").write_text("path,label,start_s,end_s\nboth.mp4,left,0,1.28\n"
+                                      "both.mp4,right,1.28,2.56\n")
+    report = tmp_path / "e.json"
+    assert main(["eval", str(tmp_path / "seg.csv"), "--weights", str(motion_run / "model.pth"),
+                 "--json", str(report), "--backend", "torch", "--no-progress"]) == 0
+    r = json.loads(report.read_text())
+    assert r["videos"] == 2 and r["clips"] == 4 and r["video"]["top1"] == 1.0
+    assert [p["path"] for p in r["predictions"]] == [f"{long}[0-1.28]", f"{long}[1.28-2.56]"]

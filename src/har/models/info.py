@@ -16,7 +16,7 @@ from ..transforms import Preset
 # Keys of the string metadata written into exported files (ONNX metadata_props,
 # OpenVINO rt_info under "har").
 META_KEYS = ("har_format", "model", "arch", "labels", "preset", "weights_sha256",
-             "har_version", "feature_dim", "outputs")
+             "har_version", "feature_dim", "outputs", "video_head")
 META_FORMAT = "har-model/1"
 
 
@@ -31,6 +31,17 @@ class ModelInfo:
     weights_sha256: str | None = None  # digest of the file the weights were read from
     weights_path: str | None = None
     feature_dim: int | None = None  # D of forward_features' (N, D)
+    # A learned video-level head (har.models.temporal.TemporalHead.to_checkpoint()):
+    # it travels with the model into checkpoints and exported files.
+    video_head: dict | None = field(default=None, repr=False, compare=False)
+
+    def temporal_head(self):
+        """The video head as a module, or None."""
+        if self.video_head is None:
+            return None
+        from .temporal import TemporalHead
+
+        return TemporalHead.from_checkpoint(self.video_head)
 
     @property
     def num_classes(self) -> int:
@@ -48,6 +59,7 @@ class ModelInfo:
             "har_version": har_version,
             "feature_dim": str(self.feature_dim or ""),
             "outputs": "logits,features",
+            **({"video_head": _encode_head(self.video_head)} if self.video_head else {}),
         }
 
     @classmethod
@@ -60,7 +72,30 @@ class ModelInfo:
                    labels=tuple(json.loads(meta["labels"])),
                    preset=preset_from_dict(json.loads(meta["preset"])),
                    weights_sha256=meta.get("weights_sha256") or None,
-                   feature_dim=int(fd) if fd.isdigit() else None)
+                   feature_dim=int(fd) if fd.isdigit() else None,
+                   video_head=_decode_head(meta["video_head"]) if meta.get("video_head")
+                   else None)
+
+
+def _encode_head(head: dict) -> str:
+    """A head's checkpoint dict as text for file metadata (torch.save, base64)."""
+    import base64
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(head, buf)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _decode_head(text: str) -> dict:
+    import base64
+    import io
+
+    import torch
+
+    return torch.load(io.BytesIO(base64.b64decode(text)), weights_only=True)
 
 
 def preset_to_dict(p: Preset) -> dict[str, Any]:

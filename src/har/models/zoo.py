@@ -309,7 +309,8 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
                            "inconsistent, re-train it")
     model.har_info = ModelInfo(model=entry.name, arch=entry.arch, labels=labels, preset=preset,
                                weights_sha256=file_sha256(path), weights_path=str(path),
-                               feature_dim=getattr(model, "feature_dim", None))
+                               feature_dim=getattr(model, "feature_dim", None),
+                               video_head=ckpt.video_head if video_head is not None else None)
     model.video_head = video_head
     return model.to(device).eval()
 

@@ -123,9 +123,7 @@ def make_backend(name: str, model, device: str = "cpu", *,
     if name == "torch":
         from .torch_runtime import TorchBackend
 
-        rt = TorchBackend(model, device, batch_size=batch_size, precision=precision)
-        rt.video_head = getattr(model, "video_head", None)
-        return rt
+        return TorchBackend(model, device, batch_size=batch_size, precision=precision)
     if device != "cpu" and name != "onnxruntime":
         raise HarError(f"backend {name} runs on the CPU only; use --device cpu or --backend torch")
     if precision == "int8":
@@ -140,7 +138,6 @@ def make_backend(name: str, model, device: str = "cpu", *,
         rt = _file_runtime(export_onnx_cached(model, input_shape), name, device, batch_size,
                            precision)
     rt.set_info(info)
-    rt.video_head = getattr(model, "video_head", None)
     return rt
 
 

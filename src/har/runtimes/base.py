@@ -47,6 +47,7 @@ class RuntimeBase:
             return
         self.info = info
         self.labels, self.preset = info.labels, info.preset
+        self.video_head = info.temporal_head()
         self.model_name, self.weights_sha256 = info.model, info.weights_sha256
 
     def infer(self, batch) -> tuple[np.ndarray, np.ndarray]:
