@@ -178,3 +178,59 @@ def test_published_onnx_layout_runs_directly_in_openvino(tmp_path, r34_checkpoin
     assert feats.shape == (2, 512)
     assert np.abs(logits - want).max() / np.abs(want).max() < 1e-4
     assert np.abs(feats - want_f).max() / np.abs(want_f).max() < 1e-4
+
+
+def test_second_start_runs_the_cached_export_without_pytorch_loading(r34_checkpoint, clips,
+                                                                      monkeypatch):
+    _needs("onnxruntime")
+    import har.models.zoo as zoo
+    from har.runtimes import load_runtime
+
+    path, _ = r34_checkpoint
+    first = load_runtime("r3d34-k400", path, backend="onnxruntime")
+    want = first.infer(clips.numpy())
+
+    def no_torch_load(*a, **k):
+        raise AssertionError("the .pth was read again although its export is cached")
+
+    monkeypatch.setattr(zoo, "load_model", no_torch_load)
+    second = load_runtime("r3d34-k400", path, backend="onnxruntime")
+    got = second.infer(clips.numpy())
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    assert second.labels == first.labels and second.preset == first.preset
+    assert second.weights_sha256 == first.weights_sha256 and second.model_name == "r3d34-k400"
+    # Another model name for the same file takes the full path (and its arch check).
+    from har.errors import WeightsError
+
+    monkeypatch.undo()
+    with pytest.raises(WeightsError, match="arch 'resnet-34'.*pick the matching --model"):
+        load_runtime("r3d18-k400", path, backend="onnxruntime")
+
+
+def test_published_onnx_graph_is_checked_once_per_file(tmp_path, r34_checkpoint, monkeypatch):
+    _needs("openvino")
+    _needs("onnx")
+    from reference_onnx_models import export_legacy_opencv, opencv_style
+
+    import har.models.onnx_import as onnx_import
+    from har.runtimes import load_runtime
+
+    _, ref = r34_checkpoint
+    x = torch.randn(1, 3, 16, 112, 112, generator=torch.Generator().manual_seed(3)) * 50
+    path = export_legacy_opencv(opencv_style(ref), x, tmp_path / "resnet-34_kinetics.onnx")
+    calls = []
+    real = onnx_import.read_onnx_state_dict
+    monkeypatch.setattr(onnx_import, "read_onnx_state_dict",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    a = load_runtime("r3d34-k400", path, backend="openvino", precision="fp32")
+    b = load_runtime("r3d34-k400", path, backend="openvino", precision="fp32")
+    assert len(calls) == 1
+    assert a.info.feature_dim == b.info.feature_dim == 512
+    la, fa = a.infer(x.numpy())
+    lb, fb = b.infer(x.numpy())
+    assert np.array_equal(la, lb) and np.array_equal(fa, fb)
+    # A changed file is a new file: checked again.
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data))  # same bytes, new mtime: the digest memo re-hashes
+    load_runtime("r3d34-k400", path, backend="openvino", precision="fp32")
+    assert len(calls) == 1  # same sha256: still known

@@ -9,6 +9,7 @@ Layout under :func:`har.weights.cache_dir`:
                  itself on the model and the device settings)
 - ``converted/`` state dicts converted from ONNX files (the ONNX import)
 - ``digests.json`` sha256 of weights files, by path, size and mtime
+- ``checked.json`` sha256 of ONNX files whose graph was checked against the architecture
 
 ``har cache clean`` removes only these names, never anything else in the folder.
 """
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KINDS = ("weights", "exports", "int8", "openvino", "converted")
-FILES = ("digests.json",)
+FILES = ("digests.json", "checked.json")
 
 
 @dataclass(frozen=True)

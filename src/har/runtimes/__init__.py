@@ -193,14 +193,88 @@ def _published_onnx_runtime(model: str, path: Path, device, batch_size, precisio
     from .openvino_runtime import OpenVINOBackend
 
     entry = get_entry(model)
-    net = entry.build()
-    read_onnx_state_dict(path, net)  # raises WeightsError naming where the graph diverges
+    digest = file_sha256(path)
+    dim = _graph_checked(digest, entry.arch)
+    if dim is None:
+        net = entry.build()
+        read_onnx_state_dict(path, net)  # raises WeightsError naming where the graph diverges
+        dim = getattr(net, "feature_dim", None)
+        _graph_checked(digest, entry.arch, remember=dim)
     rt = OpenVINOBackend(path, batch_size=batch_size, precision=precision, add_features=True)
     if getattr(rt, "_n_out", 1) < 2:
         return None
     rt.set_info(ModelInfo(model=entry.name, arch=entry.arch, labels=entry.class_names,
-                          preset=entry.preset, weights_sha256=file_sha256(path),
-                          weights_path=str(path), feature_dim=getattr(net, "feature_dim", None)))
+                          preset=entry.preset, weights_sha256=digest,
+                          weights_path=str(path), feature_dim=dim))
+    return rt
+
+
+def _graph_checked(digest: str, arch: str, remember: int | None = None) -> int | None:
+    """The feature size of an ONNX file with this sha256 if its graph has been checked
+    against ``arch`` before, else None (the check builds the network in PyTorch and maps
+    every weight: seconds per start). ``remember``: record a check that passed, with
+    the feature size. Kept in the cache's ``checked.json``."""
+    import json
+    import os
+
+    from ..weights import cache_dir
+
+    memo = cache_dir() / "checked.json"
+    try:
+        known = json.loads(memo.read_text())
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    if remember is None:
+        hit = known.get(digest)
+        ok = isinstance(hit, dict) and hit.get("arch") == arch
+        return int(hit["feature_dim"]) if ok and isinstance(hit.get("feature_dim"), int) else None
+    known[digest] = {"arch": arch, "feature_dim": int(remember)}
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f"checked.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, memo)
+    except OSError:
+        pass
+    return int(remember)
+
+
+def _cached_export_runtime(model: str, weights, backend: str, device: str, batch_size,
+                           precision: str, sha256: str | None):
+    """The runtime straight from the cached ONNX export of these weights, when there is
+    one: a second run of the same ``.pth`` skips reading it into PyTorch (a 254 MB
+    unpickle, building the network, loading the state) and exporting. The export's
+    metadata brings the labels, preset and video head; it is used only when it names
+    this file's sha256 and this registry model, else the full path runs."""
+    import dataclasses
+
+    from ..errors import WeightsError
+    from ..models.info import ModelInfo
+    from ..models.zoo import get_entry
+    from ..weights import cache_dir, file_sha256, resolve_weights
+
+    entry = get_entry(model)
+    try:
+        path = resolve_weights(entry, weights, sha256=sha256, download=False)
+    except (WeightsError, OSError):
+        return None
+    if path.suffix.lower() not in (".pth", ".pt", ".tar"):
+        return None
+    digest = file_sha256(path)
+    found = sorted((cache_dir() / "exports").glob(f"{digest[:24]}-*.onnx"))
+    if len(found) != 1:
+        return None
+    try:
+        rt = _file_runtime(found[0], backend, device, batch_size, precision)
+    except HarError:
+        raise  # e.g. the runtime is not installed: the full path would say the same
+    except Exception:  # noqa: BLE001 - a damaged cached export: rebuild it the long way
+        return None
+    info = ModelInfo.from_metadata(getattr(rt, "metadata", None) or {})
+    if info is None or info.weights_sha256 != digest or info.model != entry.name:
+        return None
+    rt.set_info(dataclasses.replace(info, weights_path=str(path)))
     return rt
 
 
@@ -260,6 +334,11 @@ def load_runtime(model: str, weights=None, *, backend: str = "auto", device: str
             raise HarError(f"{weights}: an OpenVINO IR without har metadata; export it with "
                            "`har export openvino` (or pass the .pth/.onnx it came from)")
     get_entry(model)
+    if module is None and backend in ("openvino", "onnxruntime") and precision != "int8":
+        rt = _cached_export_runtime(model, weights, backend, device, batch_size, precision,
+                                    sha256)
+        if rt is not None:
+            return rt
     if module is None:
         module = load_model(model, weights=weights, device="cpu", sha256=sha256)
     preset = getattr(getattr(module, "har_info", None), "preset", None) or get_entry(model).preset
