@@ -363,3 +363,36 @@ def test_csv_segments_cut_the_right_frames_for_training_and_eval(motion, motion_
     r = json.loads(report.read_text())
     assert r["videos"] == 2 and r["clips"] == 4 and r["video"]["top1"] == 1.0
     assert [p["path"] for p in r["predictions"]] == [f"{long}[0-1.28]", f"{long}[1.28-2.56]"]
+
+
+def test_sigterm_stops_cleanly_and_a_full_disk_is_one_line(motion, tmp_path, monkeypatch,
+                                                           capsys):
+    train, _ = motion
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "har", "train", str(train), "--out", str(out),
+            "--epochs", "50", "--clips-per-epoch", "16", *FAST]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / "history.csv").is_file():
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "--resume" in err and "Traceback" not in err
+    assert (out / "checkpoint.pth").is_file()
+
+    import har.train.trainer as trainer
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(trainer.torch, "save", full)
+    capsys.readouterr()
+    rc = main(["train", str(train), "--out", str(tmp_path / "full"), "--epochs", "1",
+               "--clips-per-epoch", "8", *FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 4 and err[-1].startswith("error: ") and "checkpoint.pth: cannot be written " \
+        "(No space left on device)" in err[-1]
+    assert not [p for p in (tmp_path / "full").iterdir() if p.name.startswith(".har-tmp-")]

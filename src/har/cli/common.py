@@ -7,6 +7,8 @@ takes the same flags with the same defaults and the same checks.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 
 from ..defaults import AGGREGATES, BACKENDS, DEFAULT_MODEL, PRECISIONS, SMOOTHING
@@ -199,3 +201,20 @@ def progress_bar(enabled: bool, label: str, total: int | None = None, unit: str 
     bar = tqdm(total=total, desc=label, unit=unit, file=sys.stderr, leave=False,
                dynamic_ncols=True)
     return (lambda n, *_: bar.update(n)), bar.close
+
+
+@contextlib.contextmanager
+def signals_interrupt():
+    """SIGTERM stops the run like Ctrl-C (outputs are still written)."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)

@@ -24,7 +24,7 @@ from ..fsutil import atomic_open, clean_text, display_path, same_file
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_runtime_options, make_recognizer, positive_int, progress_bar,
-                     timeline_settings)
+                     signals_interrupt, timeline_settings)
 
 # Per-video outputs: option, what one output is, its file name in directory mode
 # (<input stem><suffix>), and the extensions it can write.
@@ -274,23 +274,6 @@ def _quiet_stdout() -> None:
 
 
 @contextlib.contextmanager
-def _signals_interrupt():
-    """SIGTERM stops the run like Ctrl-C (outputs are still written)."""
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        old = signal.signal(signal.SIGTERM, on_term)
-    except ValueError:  # not the main thread
-        old = None
-    try:
-        yield
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
-
-
-@contextlib.contextmanager
 def _signals_ignored():
     """While the final files are written: a second Ctrl-C must not cut them short."""
     saved = []
@@ -427,7 +410,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         overall = tqdm(total=len(sources), unit="video", file=sys.stderr, leave=False)
 
     interrupted = False
-    with _signals_interrupt():
+    with signals_interrupt():
         try:
             for ev in recognizer.run_many(sources, workers=args.workers, keep_clips=True,
                                           progress=progress_for):

@@ -7,7 +7,7 @@ import sys
 
 from ..defaults import DEFAULT_MODEL
 from . import ExitCode, UsageError, add_command
-from .common import positive_int
+from .common import positive_int, signals_interrupt
 
 EPILOG = """\
 examples:
@@ -163,8 +163,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                            precision=args.precision, seed=args.seed, workers=args.workers)
     progress = not args.no_progress and sys.stderr.isatty()
     try:
-        result = train(train_set, args.out, options, val_set=val_set, resume=args.resume,
-                       progress=progress, log=lambda m: print(m, file=sys.stderr))
+        with signals_interrupt():  # SIGTERM stops like Ctrl-C
+            result = train(train_set, args.out, options, val_set=val_set, resume=args.resume,
+                           progress=progress, log=lambda m: print(m, file=sys.stderr))
     except KeyboardInterrupt:
         print(f"har train: interrupted; `--resume` continues {args.out} from its last "
               "finished epoch", file=sys.stderr)

@@ -135,17 +135,22 @@ def make_backend(name: str, model, device: str = "cpu", *,
                            "auto")
         rt.precision = "int8"
     else:
-        rt = _file_runtime(export_onnx_cached(model, input_shape), name, device, batch_size,
-                           precision)
+        from .export import read_sidecar
+
+        onnx_path = export_onnx_cached(model, input_shape)
+        rt = _file_runtime(onnx_path, name, device, batch_size, precision,
+                           read_sidecar(onnx_path))
     rt.set_info(info)
     return rt
 
 
-def _file_runtime(path: Path, name: str, device: str, batch_size, precision) -> RuntimeBase:
+def _file_runtime(path: Path, name: str, device: str, batch_size, precision,
+                  metadata: dict | None = None) -> RuntimeBase:
     if name == "openvino":
         from .openvino_runtime import OpenVINOBackend
 
-        return OpenVINOBackend(path, batch_size=batch_size, precision=precision)
+        return OpenVINOBackend(path, batch_size=batch_size, precision=precision,
+                               metadata=metadata)
     if name == "onnxruntime":
         from .onnxruntime_runtime import OnnxRuntimeBackend
 
@@ -263,10 +268,14 @@ def _cached_export_runtime(model: str, weights, backend: str, device: str, batch
         return None
     digest = file_sha256(path)
     found = sorted((cache_dir() / "exports").glob(f"{digest[:24]}-*.onnx"))
+    found = [f for f in found if ".tmp" not in f.name]
     if len(found) != 1:
         return None
+    from .export import read_sidecar, write_sidecar
+
+    sidecar = read_sidecar(found[0])
     try:
-        rt = _file_runtime(found[0], backend, device, batch_size, precision)
+        rt = _file_runtime(found[0], backend, device, batch_size, precision, sidecar)
     except HarError:
         raise  # e.g. the runtime is not installed: the full path would say the same
     except Exception:  # noqa: BLE001 - a damaged cached export: rebuild it the long way
@@ -274,6 +283,8 @@ def _cached_export_runtime(model: str, weights, backend: str, device: str, batch
     info = ModelInfo.from_metadata(getattr(rt, "metadata", None) or {})
     if info is None or info.weights_sha256 != digest or info.model != entry.name:
         return None
+    if sidecar is None:  # an export cached before sidecars: the next start is faster
+        write_sidecar(found[0], rt.metadata)
     rt.set_info(dataclasses.replace(info, weights_path=str(path)))
     return rt
 

@@ -127,8 +127,9 @@ def read_ov_metadata(ov_model) -> dict[str, str]:
         return out
     if "har" not in info:
         return out
-    for k in ("har_format", "model", "arch", "labels", "preset", "weights_sha256",
-              "har_version", "feature_dim", "outputs", "precision"):
+    from ..models.info import META_KEYS
+
+    for k in (*META_KEYS, "precision"):
         if ov_model.has_rt_info(["har", k]):
             v = ov_model.get_rt_info(["har", k])
             out[k] = v.astype(str) if hasattr(v, "astype") else str(v)
@@ -172,4 +173,37 @@ def export_onnx_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
     path = cache_dir() / "exports" / f"{_state_key(model)}-{t}x{h}x{w}.onnx"
     if not path.is_file():
         export_onnx(model, path, input_shape)
+    sidecar = metadata_sidecar(path)
+    if not sidecar.is_file():
+        write_sidecar(path, model_metadata(model))
     return path
+
+
+def metadata_sidecar(path: str | Path) -> Path:
+    """``x.onnx`` -> ``x.meta.json``: a cached export's metadata, readable without
+    parsing the 254 MB file (so OpenVINO can compile straight from its blob cache)."""
+    return Path(path).with_suffix(".meta.json")
+
+
+def write_sidecar(path: str | Path, meta: dict[str, str]) -> None:
+    import json
+
+    target = metadata_sidecar(path)
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def read_sidecar(path: str | Path) -> dict[str, str] | None:
+    import json
+
+    try:
+        meta = json.loads(metadata_sidecar(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values()) \
+        else None

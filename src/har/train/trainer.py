@@ -18,6 +18,7 @@ written after every epoch, so a killed run loses at most the epoch in progress.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -304,8 +305,19 @@ def prepare_out(out: str | os.PathLike, resume: bool) -> Path:
     return out
 
 
+@contextlib.contextmanager
+def _writing(dest: Path):
+    """A failed write (a full disk, a folder removed under us) is one line naming the
+    file; the previous version of the file, if any, is still whole."""
+    try:
+        yield
+    except OSError as exc:
+        raise HarError(f"{display_path(dest)}: cannot be written ({exc.strerror or exc}); "
+                       "free some space and run again with --resume") from None
+
+
 def save_torch(obj: Any, dest: Path) -> None:
-    with atomic_path(dest) as tmp:
+    with _writing(dest), atomic_path(dest) as tmp:
         torch.save(obj, tmp)
 
 
@@ -322,15 +334,16 @@ def write_history(out: Path, history: list[dict]) -> None:
         w.writerow({k: ("" if row.get(k) is None else
                         round(row[k], 6) if isinstance(row.get(k), float) else row[k])
                     for k in keys})
-    with atomic_open(out / "history.csv") as fh:
+    with _writing(out / "history.csv"), atomic_open(out / "history.csv") as fh:
         fh.write(buf.getvalue())
     from ..plots import curves_png
 
-    curves_png(out / "curves.png", history)
+    with _writing(out / "curves.png"):
+        curves_png(out / "curves.png", history)
 
 
 def write_json(path: Path, doc: dict) -> None:
-    with atomic_open(path) as fh:
+    with _writing(path), atomic_open(path) as fh:
         json.dump(doc, fh, indent=2)
         fh.write("\n")
 
@@ -620,7 +633,7 @@ def _metrics_doc(o, base, labels, history, data_doc, precision, flip_why, frozen
 
 
 def _finish(out: Path, labels, metrics: dict) -> None:
-    with atomic_open(out / "labels.txt") as fh:
+    with _writing(out / "labels.txt"), atomic_open(out / "labels.txt") as fh:
         fh.write("".join(f"{name}\n" for name in labels))
     write_json(out / "metrics.json", metrics)
 
