@@ -468,9 +468,10 @@ def test_annotate_never_destroys_what_was_there(video_factory, rec_factory, tmp_
 def test_peak_memory_end_to_end_is_flat(tmp_path, r10_weights):
     """har predict on 60 s and on 8 min of video: peak memory does not grow with length.
 
-    Before har.memory pinned malloc's thresholds RSS grew ~4x over 30 minutes. What is
-    left is ~20 KB per clip (native; measured 474 MB for 30 s, 556 MB for 30 min on
-    ResNet-10): the bound here catches the old growth, not that remainder."""
+    Before har.memory pinned malloc's thresholds RSS grew ~4x over 30 minutes; with the
+    thresholds alone, +13% (the clips' small score arrays pinned the heap between the
+    batches' tensors). With the clips' arrays in RowSlabs: 485 MB for 60 s, 488 MB for
+    8 min, 500 MB for 30 min (ResNet-10, PyTorch, AMD EPYC)."""
     from conftest import make_video
 
     def flat(i):
@@ -486,4 +487,4 @@ def test_peak_memory_end_to_end_is_flat(tmp_path, r10_weights):
                               "--json", str(tmp_path / f"{name}.json"), "--no-progress",
                               "--clips", "0"], capture_output=True, text=True, timeout=900)
         peaks[name] = int(out.stdout.split("PEAK")[-1])
-    assert peaks["long"] <= peaks["short"] * 1.25, peaks
+    assert peaks["long"] <= peaks["short"] * 1.05, peaks

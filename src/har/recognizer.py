@@ -31,6 +31,7 @@ from torch import nn
 
 from .aggregate import AGGREGATES, softmax, topk
 from .runtimes import Backend, load_runtime
+from .memory import RowSlabs
 from .errors import HarError
 from .models.zoo import DEFAULT_MODEL, ModelEntry, get_entry
 from .results import ClipResult, VideoResult
@@ -199,6 +200,7 @@ class Recognizer:
         # A checkpoint's learned video head scores whole videos (har.models.temporal).
         self.video_head = getattr(backend, "video_head", None)
         self.prefetch = 2  # batches decoded ahead of the backend (finite sources)
+        self.slabs = RowSlabs()  # the clips' scores and features, off the heap (har.memory)
         self._backend_lock = threading.Lock()  # runtimes need not be thread-safe
 
     # -- public API -------------------------------------------------------
@@ -518,6 +520,7 @@ class ClipStream:
             size = rec.preset.resized_size(info.height, info.width)
             assembler = rec._plan(info, self.path)
             clips = assembler(video.frames(size=size))
+            slabs = rec.slabs
             for items, logits, feats in rec._batches(clips, live=self.live,
                                                      progress=self._progress, info=info,
                                                      counter=self):
@@ -527,8 +530,8 @@ class ClipStream:
                     clip = ClipResult(index=spec.index, start_frame=spec.start_frame,
                                       end_frame=spec.end_frame, start_s=spec.start_s,
                                       end_s=spec.end_s, top=topk(row, rec.labels, rec.k),
-                                      probs=row,
-                                      features=None if feats is None else feats[i],
+                                      probs=slabs.keep(row),
+                                      features=None if feats is None else slabs.keep(feats[i]),
                                       ready_at=item.ready_at)
                     self._summary.add(clip)
                     yield clip
