@@ -24,10 +24,9 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import numpy as np
-from torch import nn
 
 from .aggregate import AGGREGATES, softmax, topk
 from .runtimes import Backend, load_runtime
@@ -40,6 +39,9 @@ from .sources import Source, open_video, parse_source
 from .summary import Summary
 from .timeline import TimelineOptions
 from .video import VideoInfo
+
+if TYPE_CHECKING:
+    from torch import nn
 
 # Called with the number of newly processed frames and the video's header info.
 ProgressFn = Callable[[int, VideoInfo], None]
@@ -201,6 +203,9 @@ class Recognizer:
         self.video_head = getattr(backend, "video_head", None)
         self.prefetch = 2  # batches decoded ahead of the backend (finite sources)
         self.slabs = RowSlabs()  # the clips' scores and features, off the heap (har.memory)
+        # Keep each clip's feature vector on its ClipResult (False when nothing will
+        # read them: 2 KB a clip). A temporal video head needs them and keeps them.
+        self.keep_features = True
         self._backend_lock = threading.Lock()  # runtimes need not be thread-safe
 
     # -- public API -------------------------------------------------------
@@ -344,8 +349,6 @@ class Recognizer:
                  progress: ProgressFn | None, info: VideoInfo, counter: "ClipStream"
                  ) -> Iterator[tuple[list[_Item], np.ndarray, np.ndarray | None]]:
         """Yield ``(items, logits, features)`` per batch; decoding runs in a thread."""
-        import torch
-
         bs = self.backend.batch_size
         channel = _LatestChannel(bs) if live else _FiniteChannel(bs * self.prefetch)
         max_latency = self.max_latency_s
@@ -367,6 +370,7 @@ class Recognizer:
 
         worker = threading.Thread(target=produce, name="har-decode", daemon=True)
         worker.start()
+        counter.decoder = worker
         done_frames = 0
         ended = False
         try:
@@ -402,7 +406,7 @@ class Recognizer:
                     if isinstance(nxt, BaseException):
                         raise nxt
                     items.append(nxt)
-                batch = torch.cat([it.batch for it in items]) if len(items) > 1 \
+                batch = np.concatenate([it.batch for it in items]) if len(items) > 1 \
                     else items[0].batch
                 with self._backend_lock:
                     logits, feats = _infer(self.backend, batch)
@@ -415,9 +419,11 @@ class Recognizer:
         finally:
             stop.set()
             channel.drain()
-            worker.join(timeout=0.5 if counter.halted else 5.0)
-            counter.reader_alive = worker.is_alive()
-            counter.skipped = channel.dropped
+            try:  # a second Ctrl-C may land in join(): still record whether it ended
+                worker.join(timeout=0.5 if counter.halted else 5.0)
+            finally:
+                counter.reader_alive = worker.is_alive()
+                counter.skipped = channel.dropped
 
 
 def _name(src) -> str:
@@ -455,6 +461,7 @@ class ClipStream:
         self.skipped = 0
         self.halted = False  # stop() was called
         self.reader_alive = False  # the decode thread outlived the stream (halted mid-read)
+        self.decoder: threading.Thread | None = None  # the decode thread, once started
         self._progress = progress
         self._base = VideoResult(path=self.path)
         self._summary = Summary(rec.labels, k=rec.k, aggregate=rec.aggregate,
@@ -512,6 +519,7 @@ class ClipStream:
     def _run(self) -> Iterator[ClipResult]:
         rec = self._rec
         video = self._frame_source or open_video(self.source)
+        batches = None
         try:
             info = self.info = video.info
             base = self._base
@@ -521,10 +529,12 @@ class ClipStream:
             assembler = rec._plan(info, self.path)
             clips = assembler(video.frames(size=size))
             slabs = rec.slabs
-            for items, logits, feats in rec._batches(clips, live=self.live,
-                                                     progress=self._progress, info=info,
-                                                     counter=self):
+            batches = rec._batches(clips, live=self.live, progress=self._progress,
+                                   info=info, counter=self)
+            for items, logits, feats in batches:
                 probs = softmax(logits)
+                if not (rec.keep_features or rec.video_head is not None):
+                    feats = None
                 for i, (item, row) in enumerate(zip(items, probs)):
                     spec = item.spec
                     clip = ClipResult(index=spec.index, start_frame=spec.start_frame,
@@ -544,6 +554,16 @@ class ClipStream:
                 raise HarError(f"{self.path}: no frame could be decoded")
             self._final = self._summary.snapshot(base)
         finally:
+            # Close the batches first: that stops and joins the decode thread, which may
+            # be inside the container right now.
+            if batches is not None:
+                batches.close()  # stops the decode thread and waits for it a moment
+            decoder = self.decoder
+            if decoder is not None and decoder.is_alive():
+                try:  # never close the container under a read in progress
+                    decoder.join(timeout=0.5 if self.halted else 5.0)
+                finally:
+                    self.reader_alive = decoder.is_alive()
             if self.reader_alive:
                 # The decode thread is still inside a read: closing the container
                 # under it is unsafe. A frame source that can stop closes itself

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 
 @dataclass(frozen=True)
@@ -49,11 +48,14 @@ class Preset:
         """Top-left corner ``(y, x)`` of the centre crop, rounded as the original tool."""
         return int(round((height - self.crop) / 2.0)), int(round((width - self.crop) / 2.0))
 
-    def __call__(self, clips: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """``(N, T, H, W, 3) uint8`` resized frames -> ``(N, 3, T, crop, crop) float32``."""
-        x = torch.as_tensor(clips)
+    def __call__(self, clips) -> np.ndarray:
+        """``(N, T, H, W, 3) uint8`` resized frames -> ``(N, 3, T, crop, crop) float32``.
+
+        NumPy only, so scoring with OpenVINO or ONNX Runtime never imports PyTorch; a
+        torch tensor is accepted as input, and the runtimes take the array as it is."""
+        x = np.asarray(clips)
         if x.ndim == 4:
-            x = x.unsqueeze(0)
+            x = x[None]
         if x.ndim != 5 or x.shape[-1] != 3:
             raise ValueError(f"expected (N, T, H, W, 3) frames, got shape {tuple(x.shape)}")
         h, w = x.shape[2], x.shape[3]
@@ -61,14 +63,16 @@ class Preset:
             raise ValueError(f"frames of {h}x{w} are smaller than the {self.crop} crop")
         y0, x0 = self.crop_box(h, w)
         x = x[:, :, y0:y0 + self.crop, x0:x0 + self.crop, :]
-        x = x.permute(0, 4, 1, 2, 3).to(torch.float32)
-        if self.scale != 1.0:
-            x = x * self.scale
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1, 1)
-        x = x - mean
-        if any(s != 1.0 for s in self.std):
-            x = x / torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1, 1)
-        return x.contiguous()
+        out = np.empty((x.shape[0], 3, x.shape[1], self.crop, self.crop), np.float32)
+        for c in range(3):
+            ch = out[:, c]
+            ch[...] = x[..., c]
+            if self.scale != 1.0:
+                ch *= np.float32(self.scale)
+            ch -= np.float32(self.mean[c])
+            if any(s != 1.0 for s in self.std):
+                ch /= np.float32(self.std[c])
+        return out
 
 
 # Hara et al.: RGB on the 0-255 scale minus the ActivityNet mean, no std division.

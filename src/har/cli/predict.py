@@ -339,6 +339,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     sources, input_errors = resolve_inputs(args.inputs)
     plan = _plan_outputs(args, sources, len(sources) + len(input_errors))
     recognizer = make_recognizer(args)
+    recognizer.keep_features = bool(args.features or args.jsonl_features)
 
     out = _Stdout()
     show_table = not to_stdout

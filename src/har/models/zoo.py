@@ -11,17 +11,36 @@ import re
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Literal
-
-from torch import nn
+from typing import TYPE_CHECKING, Callable, Literal
 
 from ..errors import ModelNotFoundError
 from ..labels import load_labels
 from ..transforms import HARA_KINETICS, Preset
-from .densenet3d import densenet3d
-from .hara_variants import preact_resnet, resnext101, wide_resnet50
-from .resnet3d import resnet3d
-from .torchvision_video import mc3_18, r2plus1d_18, r3d_18
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+def _lazy(module: str, name: str) -> Callable[..., "nn.Module"]:
+    """A builder that imports its model module (and PyTorch) only when called: the
+    registry is read without PyTorch (an OpenVINO run never builds a network)."""
+    def build(*args, **kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{module}"), name)(*args, **kwargs)
+
+    build.__name__ = build.__qualname__ = name
+    return build
+
+
+densenet3d = _lazy("densenet3d", "densenet3d")
+preact_resnet = _lazy("hara_variants", "preact_resnet")
+resnext101 = _lazy("hara_variants", "resnext101")
+wide_resnet50 = _lazy("hara_variants", "wide_resnet50")
+resnet3d = _lazy("resnet3d", "resnet3d")
+mc3_18 = _lazy("torchvision_video", "mc3_18")
+r2plus1d_18 = _lazy("torchvision_video", "r2plus1d_18")
+r3d_18 = _lazy("torchvision_video", "r3d_18")
 
 WeightsFormat = Literal["pth", "onnx", "torchvision"]
 

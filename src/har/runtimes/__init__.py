@@ -28,8 +28,7 @@ from pathlib import Path
 from ..defaults import BACKENDS, PRECISIONS, pip_hint  # noqa: F401  (re-exported)
 from ..errors import HarError
 from .base import Runtime, RuntimeBase, installed as _installed, need as _need  # noqa: F401
-from .export import (export_onnx, export_onnx_cached, export_openvino,  # noqa: F401
-                     read_onnx_metadata)
+from .metadata import read_onnx_metadata  # noqa: F401  (re-exported)
 
 Backend = Runtime  # the old name
 
@@ -45,6 +44,8 @@ SUPPORTED_PRECISIONS = {
 def __getattr__(name: str):
     # Runtime classes, imported on first use (each pulls in its runtime).
     where = {"TorchBackend": "torch_runtime", "fuse_conv_bn": "torch_runtime",
+             "export_onnx": "export", "export_onnx_cached": "export",
+             "export_openvino": "export",
              "OpenVINOBackend": "openvino_runtime", "OnnxRuntimeBackend": "onnxruntime_runtime",
              "OpenCVBackend": "opencv_runtime"}.get(name)
     if where is None:
@@ -135,7 +136,8 @@ def make_backend(name: str, model, device: str = "cpu", *,
                            "auto")
         rt.precision = "int8"
     else:
-        from .export import read_sidecar
+        from .export import export_onnx_cached
+        from .metadata import read_sidecar
 
         onnx_path = export_onnx_cached(model, input_shape)
         rt = _file_runtime(onnx_path, name, device, batch_size, precision,
@@ -177,7 +179,7 @@ def exported_info(path: str | Path):
         _need("openvino", "openvino")
         import openvino as ov
 
-        from .export import read_ov_metadata
+        from .metadata import read_ov_metadata
 
         meta = read_ov_metadata(ov.Core().read_model(str(path)))
     else:
@@ -271,7 +273,7 @@ def _cached_export_runtime(model: str, weights, backend: str, device: str, batch
     found = [f for f in found if ".tmp" not in f.name]
     if len(found) != 1:
         return None
-    from .export import read_sidecar, write_sidecar
+    from .metadata import read_sidecar, write_sidecar
 
     sidecar = read_sidecar(found[0])
     try:

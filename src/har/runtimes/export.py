@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from .base import need
+from .metadata import (metadata_sidecar, read_onnx_metadata, read_ov_metadata,  # noqa: F401
+                       read_sidecar, set_ov_metadata, write_sidecar)
 
 
 class _TwoOutputs(nn.Module):
@@ -79,14 +81,6 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape=(16, 112, 112),
     return path
 
 
-def read_onnx_metadata(path: str | Path) -> dict[str, str]:
-    """An ONNX file's metadata_props (without loading its weights)."""
-    import onnx
-
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}
-
-
 @contextlib.contextmanager
 def _fixed_avgpool(model: nn.Module, x: torch.Tensor):
     """Export adaptive pooling as the fixed AvgPool3d of the original code.
@@ -112,28 +106,6 @@ def _fixed_avgpool(model: nn.Module, x: torch.Tensor):
         yield
     finally:
         model.avgpool = pool
-
-
-def set_ov_metadata(ov_model, meta: dict[str, str]) -> None:
-    for k, v in meta.items():
-        ov_model.set_rt_info(v, ["har", k])
-
-
-def read_ov_metadata(ov_model) -> dict[str, str]:
-    out = {}
-    try:
-        info = ov_model.get_rt_info()
-    except Exception:  # noqa: BLE001
-        return out
-    if "har" not in info:
-        return out
-    from ..models.info import META_KEYS
-
-    for k in (*META_KEYS, "precision"):
-        if ov_model.has_rt_info(["har", k]):
-            v = ov_model.get_rt_info(["har", k])
-            out[k] = v.astype(str) if hasattr(v, "astype") else str(v)
-    return out
 
 
 def export_openvino(model: nn.Module, path: str | Path, input_shape=(16, 112, 112),
@@ -177,33 +149,3 @@ def export_onnx_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
     if not sidecar.is_file():
         write_sidecar(path, model_metadata(model))
     return path
-
-
-def metadata_sidecar(path: str | Path) -> Path:
-    """``x.onnx`` -> ``x.meta.json``: a cached export's metadata, readable without
-    parsing the 254 MB file (so OpenVINO can compile straight from its blob cache)."""
-    return Path(path).with_suffix(".meta.json")
-
-
-def write_sidecar(path: str | Path, meta: dict[str, str]) -> None:
-    import json
-
-    target = metadata_sidecar(path)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
-def read_sidecar(path: str | Path) -> dict[str, str] | None:
-    import json
-
-    try:
-        meta = json.loads(metadata_sidecar(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values()) \
-        else None

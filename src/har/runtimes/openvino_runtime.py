@@ -55,11 +55,11 @@ class OpenVINOBackend(RuntimeBase):
 
     def _read_and_compile(self, core, model_path, add_features: bool, config: dict):
         ov_model = core.read_model(str(model_path))
-        from .export import read_ov_metadata
+        from .metadata import read_ov_metadata
 
         self.metadata = read_ov_metadata(ov_model)
         if not self.metadata and str(model_path).endswith(".onnx"):
-            from .export import read_onnx_metadata
+            from .metadata import read_onnx_metadata
 
             self.metadata = read_onnx_metadata(model_path)
         if add_features and len(ov_model.outputs) == 1:
