@@ -97,4 +97,4 @@ def eval_clips(frames: np.ndarray, preset: Preset, *, stride: int | None = None,
             idx = [idx[len(idx) // 2]] * L
         clip = np.asarray(frames[idx, y0:y0 + preset.crop, x0:x0 + preset.crop])
         out.append(clip)
-    return preset(np.stack(out))
+    return torch.from_numpy(preset(np.stack(out)))
