@@ -175,3 +175,16 @@ def test_bad_option_values_are_usage_errors(capsys, red_blue):
     with pytest.raises(SystemExit):
         main(["predict", str(red_blue), "--aggregate", "median"])
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_clean_copies_a_document_only_when_something_needs_escaping():
+    import os
+
+    from har.fsutil import clean
+
+    doc = {"videos": [{"path": "a.mp4", "clips": [{"top": [{"label": "x", "score": 1.0}]}]}]}
+    assert clean(doc) is doc  # a 30-minute video's document is not duplicated to write it
+    odd = {"videos": [{"path": os.fsdecode(b"caf\xe9.mp4")}]}
+    out = clean(odd)
+    assert out is not odd and out["videos"][0]["path"] == "caf\\xe9.mp4"
+    assert odd["videos"][0]["path"] == os.fsdecode(b"caf\xe9.mp4")  # the input is untouched

@@ -46,13 +46,32 @@ def clean_text(text: str) -> str:
 
 
 def clean(obj):
-    """Every string in a JSON-like structure made encodable as UTF-8."""
+    """Every string in a JSON-like structure made encodable as UTF-8. Returns ``obj``
+    itself when nothing needs escaping (the usual case: no copy of a large document)."""
+    return obj if _encodable(obj) else _clean(obj)
+
+
+def _encodable(obj) -> bool:
+    if isinstance(obj, str):
+        try:
+            obj.encode("utf-8")
+            return True
+        except UnicodeEncodeError:
+            return False
+    if isinstance(obj, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return all(_encodable(v) for v in obj)
+    return True
+
+
+def _clean(obj):
     if isinstance(obj, str):
         return clean_text(obj)
     if isinstance(obj, dict):
-        return {clean(k): clean(v) for k, v in obj.items()}
+        return {_clean(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
+        return [_clean(v) for v in obj]
     return obj
 
 

@@ -47,6 +47,12 @@ def dumps(doc: Any) -> str:
     return json.dumps(clean(doc), indent=2, ensure_ascii=False) + "\n"
 
 
+def dump(doc: Any, out: TextIO) -> None:
+    """:func:`dumps` written in pieces, without the whole text in memory at once."""
+    json.dump(clean(doc), out, indent=2, ensure_ascii=False)
+    out.write("\n")
+
+
 # -- table -------------------------------------------------------------------------
 def write_table(result: VideoResult, out: TextIO, max_clips: int = 30) -> None:
     """A readable summary of one video."""

@@ -14,25 +14,29 @@ CLIP_COLUMNS = ["path", "status", "clip", "start_frame", "end_frame", "start_s",
 
 
 def video_key(path: str) -> str:
-    """ActivityNet names videos by id: the file name without its extension."""
-    return Path(path).stem
+    """ActivityNet names videos by id: the file name without its extension and without
+    a leading ``v_`` (as ``har predict --activitynet``; :func:`har.metrics.video_id_for`)."""
+    from ..metrics import video_id_for
+
+    return video_id_for(path)
 
 
 def activitynet(conn: sqlite3.Connection) -> dict:
-    """The ActivityNet detection format: ``results[video] = [{label, score, segment}]``
-    (one entry per action segment; the score is its peak)."""
+    """The ActivityNet v1.3 detection format, as ``har predict --activitynet`` writes
+    it: ``results[video] = [{label, score, segment}]``, one entry per action segment,
+    scored by its mean clip probability."""
+    from ..metrics import activitynet_document
+
     results: dict[str, list] = {}
     for vid, path in conn.execute("SELECT id, path FROM videos WHERE status != 'failed' "
                                   "ORDER BY path"):
-        name = video_key(path)
-        entries = results.setdefault(name, [])
-        for label, s, e, peak in conn.execute(
-                "SELECT label, start_s, end_s, peak_score FROM segments WHERE video_id = ? "
+        entries = results.setdefault(video_key(path), [])
+        for label, s, e, mean in conn.execute(
+                "SELECT label, start_s, end_s, mean_score FROM segments WHERE video_id = ? "
                 "ORDER BY start_s, label", (vid,)):
-            entries.append({"label": label, "score": round(peak, 6),
-                            "segment": [round(s, 4), round(e, 4)]})
-    return {"version": "VERSION 1.3", "results": results,
-            "external_data": {"used": False, "details": "har archive export"}}
+            entries.append({"label": label, "score": round(mean, 6),
+                            "segment": [round(s, 3), round(e, 3)]})
+    return activitynet_document(results)
 
 
 def clip_rows(conn: sqlite3.Connection):

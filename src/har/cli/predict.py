@@ -460,11 +460,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         doc = writers.predictions_doc(recognizer.model_name, results, **extra) \
             if args.json or args.report else None
         writes = [
-            ("json", lambda fh: fh.write(writers.dumps(doc))),
+            ("json", lambda fh: writers.dump(doc, fh)),
             ("csv", lambda fh: writers.write_clips_csv(fh, results)),
             ("segments_csv", lambda fh: writers.write_segments_csv(fh, results)),
             ("summary_csv", lambda fh: writers.write_summary_csv(fh, results)),
-            ("activitynet", lambda fh: fh.write(writers.dumps(writers.activitynet_doc(results)))),
+            ("activitynet", lambda fh: writers.dump(writers.activitynet_doc(results), fh)),
         ]
         # Files first, stdout last: a closed pipe must not cost a file.
         writes.sort(key=lambda w: getattr(args, w[0]) == "-")
