@@ -65,6 +65,16 @@ def video_factory(tmp_path) -> Callable[..., Path]:
     return factory
 
 
+@pytest.fixture(scope="module")
+def r10_weights(tmp_path_factory):
+    """A resnet-10-kinetics.pth in the published format with random weights (seed 10)."""
+    from reference_hara import hara_resnet, published_checkpoint, randomize_
+
+    path = tmp_path_factory.mktemp("w") / "resnet-10-kinetics.pth"
+    torch.save(published_checkpoint(randomize_(hara_resnet(10, "A"), seed=10), "resnet-10"), path)
+    return str(path)
+
+
 @pytest.fixture(scope="session")
 def r34_checkpoint(tmp_path_factory):
     """A resnet-34-kinetics.pth in the published format with random weights, and the

@@ -9,14 +9,6 @@ import torch
 
 from conftest import SHARED_VIDEOS, shared_video
 from har.cli import ExitCode, main
-from reference_hara import hara_resnet, published_checkpoint, randomize_
-
-
-@pytest.fixture(scope="module")
-def r10_weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "resnet-10-kinetics.pth"
-    torch.save(published_checkpoint(randomize_(hara_resnet(10, "A"), seed=10), "resnet-10"), path)
-    return str(path)
 
 
 def run(capsys, *argv):

@@ -10,18 +10,9 @@ import sys
 import time
 
 import pytest
-import torch
 
 from har.cli import ExitCode
-from reference_hara import hara_resnet, published_checkpoint, randomize_
 from stream_servers import GarbageServer, SilentServer, free_udp_port, udp_sender
-
-
-@pytest.fixture(scope="module")
-def r10_weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "resnet-10-kinetics.pth"
-    torch.save(published_checkpoint(randomize_(hara_resnet(10, "A"), seed=10), "resnet-10"), path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")

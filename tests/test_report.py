@@ -14,21 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from browser import chromium, external_requests, requests  # noqa: F401 (fixture)
 from conftest import SHARED_VIDEOS, make_video
-from reference_hara import hara_resnet, published_checkpoint, randomize_
 
 from har.render import PALETTE, segment_colors
 from har.report import render_html, write_report
-
-
-@pytest.fixture(scope="module")
-def r10_weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "resnet-10-kinetics.pth"
-    torch.save(published_checkpoint(randomize_(hara_resnet(10, "A"), seed=10), "resnet-10"), path)
-    return str(path)
 
 
 def _doc() -> dict:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -24,17 +23,9 @@ httpx = pytest.importorskip("httpx")
 
 from conftest import make_video  # noqa: E402
 from har.cli import ExitCode, main  # noqa: E402
-from reference_hara import hara_resnet, published_checkpoint, randomize_  # noqa: E402
 from serve_helpers import Server  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def r10_weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "resnet-10-kinetics.pth"
-    torch.save(published_checkpoint(randomize_(hara_resnet(10, "A"), seed=10), "resnet-10"), path)
-    return str(path)
 
 
 def _pattern(seed: int):

@@ -13,19 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from har.cli import ExitCode, main
 from har.recognizer import ClipEvent, Recognizer
 from har.video import VideoSource
-from reference_hara import hara_resnet, published_checkpoint, randomize_
-
-
-@pytest.fixture(scope="module")
-def r10_weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "resnet-10-kinetics.pth"
-    torch.save(published_checkpoint(randomize_(hara_resnet(10, "A"), seed=10), "resnet-10"), path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
