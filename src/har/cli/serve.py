@@ -10,7 +10,8 @@ from pathlib import Path
 from ..defaults import pip_hint
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
-                     check_runtime_options, make_recognizer, positive_int)
+                     check_runtime_options, make_recognizer, megabytes,
+                     port_number, positive_int)
 
 EPILOG = """\
 examples:
@@ -24,26 +25,6 @@ accepted job. Binding anything but 127.0.0.1 exposes the API: set --token.
 """
 
 
-def _megabytes(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of megabytes") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be more than 0 MB, not {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be 0..65535, not {value}")
-    return value
-
-
 def register(sub) -> None:
     p = add_command(sub, "serve", help="HTTP API and web page: upload a video, see its "
                     "timeline", description="Serve the recognizer over HTTP: a JSON API "
@@ -51,13 +32,13 @@ def register(sub) -> None:
     s = p.add_argument_group("server")
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
-    s.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
+    s.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
     s.add_argument("--data", default="har-serve-data", metavar="DIR",
                    help="folder for the job database, uploads and results "
                         "(default ./har-serve-data)")
     s.add_argument("--token", default=None,
                    help="require 'Authorization: Bearer TOKEN' on the API (default: none)")
-    s.add_argument("--max-upload-mb", type=_megabytes, default=200.0, metavar="N",
+    s.add_argument("--max-upload-mb", type=megabytes, default=200.0, metavar="N",
                    help="largest upload or URL download in MB (default 200)")
     s.add_argument("--max-queue", type=positive_int, default=100, metavar="N",
                    help="jobs waiting or running at most; more get 429 (default 100)")
