@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import os
 import signal
 import sys
+from pathlib import Path
 
 from ..defaults import AGGREGATES, BACKENDS, DEFAULT_MODEL, PRECISIONS, SMOOTHING
+from ..fsutil import display_path, same_file
 from . import UsageError
 
 # Defaults of har.timeline.TimelineOptions, restated so the parser needs no numpy;
@@ -186,6 +190,33 @@ def check_runtime_options(args: argparse.Namespace) -> None:
         check_precision(args.backend, args.precision, device)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def check_output_path(opt: str, value: str) -> None:
+    """A one-line usage error for an output path that cannot work."""
+    try:
+        os.stat(value)
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise UsageError(f"{opt} {display_path(value)}: the name is longer than this "
+                             "system allows; choose a shorter one") from None
+        if exc.errno == errno.ELOOP:
+            raise UsageError(f"{opt} {display_path(value)}: is a symbolic link loop; "
+                             "choose another path") from None
+    parent = Path(value).parent
+    if not parent.is_dir():
+        raise UsageError(f"{opt} {display_path(value)}: directory {display_path(parent)} "
+                         "does not exist; create it or choose another path")
+    if os.path.isdir(value):
+        raise UsageError(f"{opt} {display_path(value)}: is a directory; give a file name")
+
+
+def check_not_input(opt: str, value: str, inputs: list[str]) -> None:
+    for path in inputs:
+        if same_file(value, path):
+            raise UsageError(f"{opt} {display_path(value)}: that is one of the inputs "
+                             f"({display_path(path)}); choose another file name "
+                             "(har never overwrites an input)")
 
 
 def make_recognizer(args: argparse.Namespace, **overrides):

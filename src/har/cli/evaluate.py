@@ -10,7 +10,8 @@ from pathlib import Path
 
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
-                     check_runtime_options, make_recognizer)
+                     check_not_input, check_output_path, check_runtime_options,
+                     make_recognizer, progress_bar)
 
 EPILOG = """\
 examples:
@@ -67,21 +68,13 @@ def _beside(json_path: str, suffix: str) -> str:
 
 
 def _check_outputs(args, inputs: list[str]) -> None:
-    from ..fsutil import same_file
-
     for opt in ("json", "confusion_png", "confusion_csv"):
         value = getattr(args, opt)
-        if value is None:
+        if value is None or value == "-":
             continue
-        if value != "-" and os.path.isdir(value):
-            raise UsageError(f"--{opt.replace('_', '-')} {value}: is a folder; name a file")
-        parent = Path(value).parent
-        if value != "-" and not parent.is_dir():
-            raise UsageError(f"--{opt.replace('_', '-')} {value}: folder {parent} does not "
-                             "exist")
-        if any(same_file(value, i) for i in inputs):
-            raise UsageError(f"--{opt.replace('_', '-')} {value}: is one of the inputs; "
-                             "choose another file")
+        flag = "--" + opt.replace("_", "-")
+        check_output_path(flag, value)
+        check_not_input(flag, value, inputs)
     if args.confusion_png and not args.confusion_png.lower().endswith(".png"):
         raise UsageError(f"--confusion-png {args.confusion_png}: name a .png file")
 
@@ -105,18 +98,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     rec = make_recognizer(args)
     from ..train.evaluate import evaluate
 
-    progress = None
-    if not args.no_progress and sys.stderr.isatty():
-        total = len(dataset)
-        seen = [0]
-
-        def progress(name: str) -> None:
-            seen[0] += 1
-            print(f"\r[{seen[0]}/{total}] {display_path(name)[-60:]:<60}", end="",
-                  file=sys.stderr, flush=True)
-    run = evaluate(rec, dataset, progress=progress)
-    if progress is not None:
-        print(file=sys.stderr)
+    update, close = progress_bar(not args.no_progress and sys.stderr.isatty(), "eval",
+                                 total=len(dataset), unit="video")
+    try:
+        run = evaluate(rec, dataset, progress=lambda name: update(1))
+    finally:
+        close()
     report = run.report
     for f in report["failed"]:
         print(f"error: {f['error']}", file=sys.stderr)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import os
 import signal
 import sys
@@ -20,11 +19,12 @@ from typing import Any, Callable, TextIO
 
 from ..defaults import pip_hint
 from ..errors import HarError
-from ..fsutil import atomic_open, clean_text, display_path, same_file
+from ..fsutil import atomic_open, clean_text, display_path
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_runtime_options, make_recognizer, positive_int, progress_bar,
-                     signals_interrupt, timeline_settings)
+                     check_not_input, check_output_path, signals_interrupt,
+                     timeline_settings)
 
 # Per-video outputs: option, what one output is, its file name in directory mode
 # (<input stem><suffix>), and the extensions it can write.
@@ -115,33 +115,6 @@ def _opt(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _check_path(opt: str, value: str) -> None:
-    """A one-line usage error for an output path that cannot work."""
-    try:
-        os.stat(value)
-    except OSError as exc:
-        if exc.errno == errno.ENAMETOOLONG:
-            raise UsageError(f"{opt} {display_path(value)}: the name is longer than this "
-                             "system allows; choose a shorter one") from None
-        if exc.errno == errno.ELOOP:
-            raise UsageError(f"{opt} {display_path(value)}: is a symbolic link loop; "
-                             "choose another path") from None
-    parent = Path(value).parent
-    if not parent.is_dir():
-        raise UsageError(f"{opt} {display_path(value)}: directory {display_path(parent)} "
-                         "does not exist; create it or choose another path")
-    if os.path.isdir(value):
-        raise UsageError(f"{opt} {display_path(value)}: is a directory; give a file name")
-
-
-def _check_not_input(opt: str, value: str, inputs: list[str]) -> None:
-    for path in inputs:
-        if same_file(value, path):
-            raise UsageError(f"{opt} {display_path(value)}: that is one of the inputs "
-                             f"({display_path(path)}); choose another file name "
-                             "(har never overwrites an input)")
-
-
 def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
                   ) -> dict[str, dict[str, Path]]:
     """Check every output before the work and plan the per-video files:
@@ -164,8 +137,8 @@ def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
             if not stdout_ok:
                 raise UsageError(f"{_opt(name)} cannot go to stdout; give a file name")
             continue
-        _check_path(_opt(name), value)
-        _check_not_input(_opt(name), value, inputs)
+        check_output_path(_opt(name), value)
+        check_not_input(_opt(name), value, inputs)
         claim(_opt(name), value)
     if args.features and not args.features.lower().endswith(".npz"):
         raise UsageError(f"--features {display_path(args.features)}: writes a NumPy .npz "
@@ -198,8 +171,8 @@ def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
             if extensions and target.suffix.lower() not in extensions:
                 raise UsageError(f"{flag} {display_path(value)}: writes {what}s as "
                                  f"{', '.join(extensions)}; give a name with one of those")
-            _check_path(flag, value)
-            _check_not_input(flag, value, inputs)
+            check_output_path(flag, value)
+            check_not_input(flag, value, inputs)
             claim(flag, value)
             plan[opt] = {s.text: target for s in sources}
             continue

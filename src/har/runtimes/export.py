@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from .base import need
-from .metadata import (metadata_sidecar, read_onnx_metadata, read_ov_metadata,  # noqa: F401
-                       read_sidecar, set_ov_metadata, write_sidecar)
+from .metadata import metadata_sidecar, set_ov_metadata, write_sidecar
 
 
 class _TwoOutputs(nn.Module):

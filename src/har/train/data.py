@@ -30,8 +30,6 @@ from ..errors import HarError
 from ..fsutil import display_path
 
 LAYOUTS = ("auto", "folder", "csv", "list", "ucf101", "hmdb51")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv",
-                  ".flv", ".3gp", ".ts", ".ogv")
 
 
 class DatasetError(HarError):
@@ -84,7 +82,10 @@ def _natural(names: Sequence[str]) -> list[str]:
 
 
 def _is_video(p: Path) -> bool:
-    return p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith(".")
+    """The files ``har predict`` would find in a folder (same extensions)."""
+    from ..sources import VIDEO_EXTENSIONS
+
+    return p.suffix.lower() in VIDEO_EXTENSIONS and not p.name.startswith(".")
 
 
 def detect_layout(spec: str) -> str:

@@ -14,45 +14,16 @@ model's temporal head), so the numbers are those a user gets. Reported:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
 from ..errors import HarError
 from ..fsutil import display_path
 from .data import Dataset, Sample
+from .frames import SegmentSource
 
 SCHEMA = "har.eval/1"
-
-
-class SegmentSource:
-    """The frames of ``[start_s, end_s)`` of an open video, numbered from 0 (times stay
-    the source's), as a frame source :meth:`Recognizer.stream` accepts."""
-
-    def __init__(self, video, start_s: float | None, end_s: float | None, name: str) -> None:
-        self._video = video
-        self.start_s, self.end_s = start_s, end_s
-        self.source = name
-        self.info = video.info
-
-    @property
-    def stats(self):
-        return self._video.stats
-
-    def frames(self, size=None) -> Iterator:
-        from dataclasses import replace
-
-        n = 0
-        for frame in self._video.frames(size=size):
-            if self.start_s is not None and frame.time_s + 1e-6 < self.start_s:
-                continue
-            if self.end_s is not None and frame.time_s >= self.end_s:
-                break
-            yield replace(frame, index=n)
-            n += 1
-
-    def close(self) -> None:
-        self._video.close()
 
 
 def open_sample(sample: Sample):

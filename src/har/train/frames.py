@@ -18,7 +18,7 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -38,26 +38,54 @@ class Decoded:
     start_s: float  # time of the first kept frame in the source video
 
 
+class SegmentSource:
+    """The frames of ``[start_s, end_s)`` of an open video, numbered from 0 (times stay
+    the source's), as a frame source :meth:`Recognizer.stream` accepts."""
+
+    def __init__(self, video, start_s: float | None, end_s: float | None, name: str) -> None:
+        self._video = video
+        self.start_s, self.end_s = start_s, end_s
+        self.source = name
+        self.info = video.info
+
+    @property
+    def stats(self):
+        return self._video.stats
+
+    def frames(self, size=None) -> Iterator:
+        from dataclasses import replace
+
+        n = 0
+        for frame in self._video.frames(size=size):
+            if self.start_s is not None and frame.time_s + 1e-6 < self.start_s:
+                continue
+            if self.end_s is not None and frame.time_s >= self.end_s:
+                break
+            yield replace(frame, index=n)
+            n += 1
+
+    def close(self) -> None:
+        self._video.close()
+
+
 def decode_sample(sample: Sample, preset: Preset) -> tuple[np.ndarray, float, float]:
     """``(frames (T, H, W, 3) uint8, fps, first frame's time)`` of one sample, resized as
     ``preset`` does at test time; a segment keeps the frames whose time is in
     ``[start_s, end_s)``."""
     from ..sources import open_video
 
-    with open_video(sample.path) as video:
-        info = video.info
-        size = preset.resized_size(info.height, info.width)
+    source = SegmentSource(open_video(sample.path), sample.start_s, sample.end_s, sample.name)
+    try:
+        info = source.info
         kept: list[np.ndarray] = []
         first_t = None
-        for frame in video.frames(size=size):
-            if sample.start_s is not None and frame.time_s + 1e-6 < sample.start_s:
-                continue
-            if sample.end_s is not None and frame.time_s >= sample.end_s:
-                break
+        for frame in source.frames(size=preset.resized_size(info.height, info.width)):
             if first_t is None:
                 first_t = frame.time_s
             kept.append(frame.rgb)
         fps = info.fps or 25.0
+    finally:
+        source.close()
     if not kept:
         span = f" between {sample.start_s or 0:g} s and {sample.end_s:g} s" \
             if sample.end_s is not None else ""

@@ -18,16 +18,19 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import HarError
 from ..models.temporal import TemporalHead, pad_sequences
 from .augment import eval_clips
 from .data import Dataset
 from .frames import FrameStore
+
+if TYPE_CHECKING:
+    from .trainer import RunResult
 
 
 @torch.no_grad()
@@ -79,7 +82,7 @@ def _video_eval(head: TemporalHead, fc, seqs: list[np.ndarray], y: list[int]) ->
 
 
 def train_temporal(train_set: Dataset, out: Path, o, *, val_set: Dataset | None,
-                   progress: bool, log) -> "RunResult":  # noqa: F821
+                   progress: bool, log) -> "RunResult":
     from .trainer import (RunResult, _bar, _data_doc, _decode, _finish, _metrics_doc,
                           head_name, load_base, model_checkpoint, replace_head, save_torch,
                           write_history)

@@ -160,7 +160,7 @@ def freeze(model: nn.Module, through: str) -> list[str]:
         stop = names.index(head)
     elif through == "conv1":
         if "layer1" not in names:
-            raise HarError(f"--freeze-through conv1: this model has no 'layer1' stage; "
+            raise HarError("--freeze-through conv1: this model has no 'layer1' stage; "
                            "use none or layer4")
         stop = names.index("layer1")
     else:
