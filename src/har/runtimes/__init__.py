@@ -222,8 +222,8 @@ def _graph_checked(digest: str, arch: str, remember: int | None = None) -> int |
     every weight: seconds per start). ``remember``: record a check that passed, with
     the feature size. Kept in the cache's ``checked.json``."""
     import json
-    import os
 
+    from ..fsutil import write_text_atomic
     from ..weights import cache_dir
 
     memo = cache_dir() / "checked.json"
@@ -239,11 +239,9 @@ def _graph_checked(digest: str, arch: str, remember: int | None = None) -> int |
     known[digest] = {"arch": arch, "feature_dim": int(remember)}
     try:
         memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f"checked.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, memo)
+        write_text_atomic(memo, json.dumps(known))
     except OSError:
-        pass
+        pass  # a cache that cannot be written is only slower
     return int(remember)
 
 

@@ -7,7 +7,6 @@ the cache's exports (so a cached export is compiled without parsing it first).
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
 
@@ -50,14 +49,10 @@ def metadata_sidecar(path: str | Path) -> Path:
 def write_sidecar(path: str | Path, meta: dict[str, str]) -> None:
     import json
 
-    target = metadata_sidecar(path)
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    from ..fsutil import write_text_atomic
+
+    with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
+        write_text_atomic(metadata_sidecar(path), json.dumps(meta))
 
 
 def read_sidecar(path: str | Path) -> dict[str, str] | None:
