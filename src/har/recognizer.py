@@ -370,7 +370,6 @@ class Recognizer:
 
         worker = threading.Thread(target=produce, name="har-decode", daemon=True)
         worker.start()
-        counter.decoder = worker
         done_frames = 0
         ended = False
         try:
@@ -461,7 +460,6 @@ class ClipStream:
         self.skipped = 0
         self.halted = False  # stop() was called
         self.reader_alive = False  # the decode thread outlived the stream (halted mid-read)
-        self.decoder: threading.Thread | None = None  # the decode thread, once started
         self._progress = progress
         self._base = VideoResult(path=self.path)
         self._summary = Summary(rec.labels, k=rec.k, aggregate=rec.aggregate,
@@ -557,13 +555,7 @@ class ClipStream:
             # Close the batches first: that stops and joins the decode thread, which may
             # be inside the container right now.
             if batches is not None:
-                batches.close()  # stops the decode thread and waits for it a moment
-            decoder = self.decoder
-            if decoder is not None and decoder.is_alive():
-                try:  # never close the container under a read in progress
-                    decoder.join(timeout=0.5 if self.halted else 5.0)
-                finally:
-                    self.reader_alive = decoder.is_alive()
+                batches.close()  # stops the decode thread, waits, sets reader_alive
             if self.reader_alive:
                 # The decode thread is still inside a read: closing the container
                 # under it is unsafe. A frame source that can stop closes itself
