@@ -234,6 +234,7 @@ def test_resume_after_a_kill_continues_from_the_last_epoch(motion, tmp_path):
     proc.wait(30)
     first = list(csv.DictReader(open(history)))
     assert len(first) == 1 and not (out / "model.pth").exists()
+    assert list(out.glob(".har-frames-*"))  # SIGKILL cannot clean up: the frames stay...
     done = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming after epoch 1 of 3" in done.stderr
@@ -241,6 +242,7 @@ def test_resume_after_a_kill_continues_from_the_last_epoch(motion, tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert rows[0] == first[0]  # epoch 1 was not redone
     assert (out / "model.pth").is_file()
+    assert not list(out.glob(".har-frames-*"))  # ...and --resume removed them
     # A finished run is not started over by accident.
     again = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "--resume" in again.stderr
@@ -381,7 +383,7 @@ def test_sigterm_stops_cleanly_and_a_full_disk_is_one_line(motion, tmp_path, mon
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
     assert "--resume" in err and "Traceback" not in err
-    assert (out / "checkpoint.pth").is_file()
+    assert (out / "checkpoint.pth").is_file() and not list(out.glob(".har-frames-*"))
 
     import har.train.trainer as trainer
 

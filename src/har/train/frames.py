@@ -28,6 +28,10 @@ from ..transforms import Preset
 from .data import Sample
 
 
+# The hidden folder a FrameStore keeps its arrays in (inside the run folder).
+FRAMES_PREFIX = ".har-frames-"
+
+
 @dataclass(frozen=True)
 class Decoded:
     """Where one sample's frames are: ``(T, H, W, 3) uint8`` in ``path``."""
@@ -110,7 +114,7 @@ class FrameStore:
                  workdir: str | None = None) -> None:
         self.samples = list(samples)
         self.preset = preset
-        self._dir = tempfile.mkdtemp(prefix="har-frames-", dir=workdir)
+        self._dir = tempfile.mkdtemp(prefix=FRAMES_PREFIX, dir=workdir)
         self._decoded: dict[int, Decoded] = {}
         self._cache: dict[int, np.ndarray] = {}
         self.failed: list[tuple[int, str]] = []
@@ -128,8 +132,8 @@ class FrameStore:
                     self.failed.append((i, str(exc)))
             except OSError as exc:  # the temporary folder filled up, most likely
                 raise HarError(f"cannot keep decoded frames in {self._dir} "
-                               f"({exc.strerror or exc}); free space there or set TMPDIR "
-                               "to a larger disk") from None
+                               f"({exc.strerror or exc}); free space there, or give an --out on a "
+                               "larger disk") from None
             finally:
                 if progress is not None:
                     progress(1)

@@ -98,7 +98,7 @@ def train_temporal(train_set: Dataset, out: Path, o, *, val_set: Dataset | None,
         p.requires_grad_(False)
     log(f"model {base.entry.name} frozen ({'random init' if o.scratch else 'loaded weights'}); "
         f"learning a temporal head over clip embeddings, {len(labels)} classes")
-    train_store, val_store = _decode(train_set, val_set, base.preset, o, progress, log)
+    train_store, val_store = _decode(train_set, val_set, base.preset, o, progress, log, out)
     t_start = time.monotonic()
     try:
         feats = clip_features(model, train_store, o.device, o.batch_size)

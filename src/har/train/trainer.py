@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -40,7 +41,7 @@ from ..errors import HarError
 from ..fsutil import atomic_open, atomic_path, display_path
 from .augment import eval_clips, train_clip
 from .data import Dataset
-from .frames import FrameStore
+from .frames import FRAMES_PREFIX, FrameStore
 
 SCHEMA = "har.train/1"
 RUN_FILES = ("model.pth", "checkpoint.pth", "labels.txt", "metrics.json", "history.csv",
@@ -288,9 +289,13 @@ def prepare_out(out: str | os.PathLike, resume: bool) -> Path:
         if not ckpt.is_file():
             raise HarError(f"{display_path(out)}: no checkpoint.pth to resume from; start "
                            "the run without --resume")
+        # Decoded frames left by a run that was killed (SIGKILL cannot clean up).
+        for stale in out.glob(f"{FRAMES_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
         return out
     if out.is_dir():
-        entries = [p.name for p in out.iterdir() if not p.name.startswith(".har-tmp-")]
+        entries = [p.name for p in out.iterdir()
+                   if not p.name.startswith((".har-tmp-", FRAMES_PREFIX))]
         if ckpt.is_file() or "model.pth" in entries:
             raise HarError(f"{display_path(out)}: holds a training run already; add "
                            "--resume to continue it, or choose another --out")
@@ -458,7 +463,7 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
     log(f"model {base.entry.name} ({'random init' if o.scratch else 'from ' + _short(base)}), "
         f"{len(labels)} classes, frozen: {', '.join(frozen) or 'nothing'}; flip {flip_why}")
 
-    stores = _decode(train_set, val_set, preset, o, progress, log)
+    stores = _decode(train_set, val_set, preset, o, progress, log, out)
     train_store, val_store = stores
     try:
         device = o.device
@@ -571,39 +576,36 @@ def _short(base: Base) -> str:
     return display_path(base.weights_path or "published weights")
 
 
-def _decode(train_set, val_set, preset, o: TrainOptions, progress: bool, log: Log):
+def _decode(train_set, val_set, preset, o: TrainOptions, progress: bool, log: Log,
+            out: Path):
+    """Both datasets' frames (val's None without a val set), kept in hidden folders of
+    the run folder ``out``; on any failure the stores made so far are removed."""
     n = len(train_set) + (len(val_set) if val_set is not None else 0)
     bar = _bar(progress, n, "decoding", unit="video")
-    upd = lambda k: bar.update(k)  # noqa: E731
-    train_store = FrameStore(train_set.samples, preset, workers=o.workers, progress=upd)
-    val_store = None
+    stores: list[FrameStore | None] = []
     try:
-        if val_set is not None:
-            val_store = FrameStore(val_set.samples, preset, workers=o.workers, progress=upd)
+        for ds in (train_set, val_set):
+            stores.append(None if ds is None else FrameStore(
+                ds.samples, preset, workers=o.workers, progress=lambda k: bar.update(k),
+                workdir=str(out)))
+        for store in stores:
+            for _, msg in store.failed if store is not None else ():
+                log(f"warning: {msg}; left out")
+        train_store = stores[0]
+        if not train_store.ok:
+            raise HarError(f"{display_path(train_set.source)}: none of the training videos "
+                           "could be decoded")
+        if len({train_set.samples[i].label for i in train_store.ok}) < 2:
+            raise HarError(f"{display_path(train_set.source)}: the decodable videos cover "
+                           "fewer than 2 classes")
     except BaseException:
-        train_store.close()
+        for store in stores:
+            if store is not None:
+                store.close()
         raise
     finally:
         bar.close()
-    for store, ds in ((train_store, train_set), (val_store, val_set)):
-        if store is None:
-            continue
-        for _, msg in store.failed:
-            log(f"warning: {msg}; left out")
-    if len(train_store.ok) == 0:
-        train_store.close()
-        if val_store is not None:
-            val_store.close()
-        raise HarError(f"{display_path(train_set.source)}: none of the training videos "
-                       "could be decoded")
-    present = {train_set.samples[i].label for i in train_store.ok}
-    if len(present) < 2:
-        train_store.close()
-        if val_store is not None:
-            val_store.close()
-        raise HarError(f"{display_path(train_set.source)}: the decodable videos cover "
-                       "fewer than 2 classes")
-    return train_store, val_store
+    return stores[0], stores[1]
 
 
 def _data_doc(train_set, val_set, train_store, val_store) -> dict:
