@@ -398,3 +398,17 @@ def test_sigterm_stops_cleanly_and_a_full_disk_is_one_line(motion, tmp_path, mon
     assert rc == 4 and err[-1].startswith("error: ") and "checkpoint.pth: cannot be written " \
         "(No space left on device)" in err[-1]
     assert not [p for p in (tmp_path / "full").iterdir() if p.name.startswith(".har-tmp-")]
+
+
+def test_eval_output_on_a_full_disk_is_one_line(motion, motion_run, tmp_path, capsys):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    mine = tmp_path / "cm.csv"
+    mine.write_text("the user's previous file")
+    rc = main(["eval", str(motion[1]), "--weights", str(motion_run / "model.pth"), "--json",
+               "/dev/full", "--confusion-csv", str(mine), "--backend", "torch",
+               "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err == ["error: --json /dev/full: cannot be written (No space left "
+                               "on device); check the path and the free space"]
+    assert mine.read_text().startswith("true\\predicted,left,right")  # written atomically

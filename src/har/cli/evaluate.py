@@ -81,7 +81,7 @@ def _check_outputs(args, inputs: list[str]) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     check_runtime_options(args)
-    from ..fsutil import atomic_open, display_path
+    from ..fsutil import display_path
     from ..train.data import DatasetError, load_dataset
 
     if args.segments:
@@ -111,16 +111,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json and args.json != "-":
         png = png or _beside(args.json, ".png")
         csv_path = csv_path or _beside(args.json, ".csv")
+    written = True
     if png:
         from ..plots import confusion_png
 
-        confusion_png(png, run.confusion, run.labels,
-                      title=f"{report['model']} on {Path(report['data']).name}")
+        written &= _write("--confusion-png", png, lambda: confusion_png(
+            png, run.confusion, run.labels,
+            title=f"{report['model']} on {Path(report['data']).name}"))
         report["confusion_png"] = display_path(png)
     if csv_path:
         from ..metrics import write_confusion_csv
 
-        write_confusion_csv(csv_path, run.confusion, run.labels)
+        written &= _write("--confusion-csv", csv_path,
+                          lambda: write_confusion_csv(csv_path, run.confusion, run.labels))
         report["confusion_csv"] = display_path(csv_path)
     if args.json == "-":
         json.dump(report, sys.stdout, indent=2)
@@ -128,9 +131,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         _print_report(report)
         if args.json:
-            with atomic_open(args.json) as fh:
-                json.dump(report, fh, indent=2)
-                fh.write("\n")
+            written &= _write("--json", args.json, lambda: _dump_json(args.json, report))
+    if not written:
+        return int(ExitCode.INPUT_FAILED)
     return int(ExitCode.INPUT_FAILED if report["failed"] else ExitCode.OK)
 
 
@@ -152,7 +155,6 @@ def _print_report(r: dict) -> None:
 
 
 def _cmd_detection(args: argparse.Namespace) -> int:
-    from ..fsutil import atomic_open
     from ..metrics import activitynet_map, load_activitynet_ground_truth, video_id_for
     from ..sources import resolve_inputs
     from ..writers import activitynet_doc
@@ -187,8 +189,28 @@ def _cmd_detection(args: argparse.Namespace) -> int:
     if args.json == "-":
         json.dump(report, sys.stdout, indent=2)
         print()
-    elif args.json:
-        with atomic_open(args.json) as fh:
-            json.dump(report, fh, indent=2)
-            fh.write("\n")
+    elif args.json and not _write("--json", args.json, lambda: _dump_json(args.json, report)):
+        return int(ExitCode.INPUT_FAILED)
     return int(ExitCode.INPUT_FAILED if failed or errors else ExitCode.OK)
+
+
+def _dump_json(path: str, doc: dict) -> None:
+    from ..fsutil import atomic_open
+
+    with atomic_open(path) as fh:
+        json.dump(doc, fh, indent=2)
+        fh.write("\n")
+
+
+def _write(flag: str, path: str, write) -> bool:
+    """Run ``write``; a file that cannot be written (a full disk) is one line, and
+    whatever was there before is still whole (every writer is atomic)."""
+    from ..fsutil import display_path
+
+    try:
+        write()
+        return True
+    except OSError as exc:
+        print(f"error: {flag} {display_path(path)}: cannot be written "
+              f"({exc.strerror or exc}); check the path and the free space", file=sys.stderr)
+        return False
