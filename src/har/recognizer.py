@@ -34,7 +34,7 @@ from .memory import RowSlabs
 from .errors import HarError
 from .models.zoo import DEFAULT_MODEL, ModelEntry, get_entry
 from .results import ClipResult, VideoResult
-from .sampling import ClipAssembler, ClipSpec, uniform
+from .sampling import ClipAssembler, ClipSpec, resample, uniform
 from .sources import Source, open_video, parse_source
 from .summary import Summary
 from .timeline import TimelineOptions
@@ -148,7 +148,7 @@ class Recognizer:
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, weights: str | Path | None = None,
-                 device: str = "cpu", *, stride: int = 16, topk: int = 5,
+                 device: str = "cpu", *, stride: int | None = None, topk: int = 5,
                  sampler: str = "sliding", num_clips: int = 10,
                  batch_size: int | None = None, module: nn.Module | None = None,
                  backend: Backend | str = "torch", precision: str = "auto",
@@ -166,7 +166,7 @@ class Recognizer:
             raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}")
         if aggregate_k < 1:
             raise ValueError("aggregate_k must be at least 1")
-        if stride < 1:
+        if stride is not None and stride < 1:
             raise ValueError("stride must be a positive number of frames")
         if sampler not in ("sliding", "uniform"):
             raise ValueError("sampler must be 'sliding' or 'uniform'")
@@ -196,6 +196,8 @@ class Recognizer:
             self.labels = tuple(backend.labels)
         if getattr(backend, "preset", None) is not None:
             self.preset = backend.preset
+        if self.stride is None:  # default: back-to-back clips of the model's length
+            self.stride = self.preset.clip_len
         self.backend: Backend = backend
         if getattr(backend, "model_name", "") and backend.model_name != self.model_name:
             self.model_name = backend.model_name  # a checkpoint that names its own model
@@ -342,6 +344,8 @@ class Recognizer:
             n = info.frames or 0
             if n <= 0:
                 raise HarError(f"{source}: frame count unknown; use the sliding sampler")
+            if self.preset.fps and info.fps:  # the plan counts frames after resampling
+                n = max(1, int(round(n * self.preset.fps / info.fps)))
             return ClipAssembler(L, plan=uniform(n, self.num_clips, L))
         return ClipAssembler(L, stride=self.stride, tail=self.tail)
 
@@ -525,7 +529,10 @@ class ClipStream:
             base.codec, base.duration_s = info.codec, info.duration_s
             size = rec.preset.resized_size(info.height, info.width)
             assembler = rec._plan(info, self.path)
-            clips = assembler(video.frames(size=size))
+            frames = video.frames(size=size)
+            if rec.preset.fps:
+                frames = resample(frames, rec.preset.fps)
+            clips = assembler(frames)
             slabs = rec.slabs
             batches = rec._batches(clips, live=self.live, progress=self._progress,
                                    info=info, counter=self)

@@ -138,38 +138,41 @@ class ClipAssembler:
         return spec, np.stack([real[i].rgb for i in order])
 
     def _slide(self, frames: Iterable[Frame]) -> Iterator[tuple[ClipSpec, np.ndarray]]:
+        # Positions count the frames as they arrive: the same as their indices for a
+        # video read frame by frame, and still right after :func:`resample`, where a
+        # frame may be skipped or repeated (its index is the video's own frame).
         L, S = self.clip_len, self.stride
-        buf: deque[Frame] = deque(maxlen=L)
+        buf: deque[tuple[int, Frame]] = deque(maxlen=L)
         count = 0
-        next_start = 0  # first frame of the next clip to emit
+        next_start = 0  # position of the first frame of the next clip to emit
         n = 0
-        for frame in frames:
-            n = frame.index + 1
-            buf.append(frame)
-            if frame.index == next_start + L - 1:
-                yield self._make(count, list(buf))
+        for pos, frame in enumerate(frames):
+            n = pos + 1
+            buf.append((pos, frame))
+            if pos == next_start + L - 1:
+                yield self._make(count, [f for _, f in buf])
                 count += 1
                 next_start += S
         # The tail: frames after the last full clip, loop-padded (if any exist).
         if self.tail == "drop":
             return
         if next_start < n and (count == 0 or next_start - S + L < n):
-            tail = [f for f in buf if f.index >= next_start]
+            tail = [f for p, f in buf if p >= next_start]
             if tail:
                 yield self._make(count, tail)
 
     def _follow_plan(self, frames: Iterable[Frame]) -> Iterator[tuple[ClipSpec, np.ndarray]]:
         pending = sorted(self.plan, key=lambda c: (c.end_frame, c.index))
-        kept: dict[int, Frame] = {}
-        for frame in frames:
-            if any(c.start_frame <= frame.index < c.end_frame for c in pending):
-                kept[frame.index] = frame
-            while pending and pending[0].end_frame - 1 <= frame.index:
+        kept: dict[int, Frame] = {}  # by position (see _slide)
+        for pos, frame in enumerate(frames):
+            if any(c.start_frame <= pos < c.end_frame for c in pending):
+                kept[pos] = frame
+            while pending and pending[0].end_frame - 1 <= pos:
                 c = pending.pop(0)
                 real = [kept[i] for i in range(c.start_frame, c.end_frame) if i in kept]
                 if real:
                     yield self._make(c.index, real)
-            low = min((c.start_frame for c in pending), default=frame.index + 1)
+            low = min((c.start_frame for c in pending), default=pos + 1)
             for i in [i for i in kept if i < low]:
                 del kept[i]
         # A truncated video: clips past the end use what decoded (or are dropped).
@@ -177,3 +180,39 @@ class ClipAssembler:
             real = [kept[i] for i in range(c.start_frame, c.end_frame) if i in kept]
             if real:
                 yield self._make(c.index, real)
+
+
+def resample(frames: Iterable[Frame], fps: float) -> Iterator[Frame]:
+    """The frames shown at ``fps`` frames a second: at each tick ``k / fps`` seconds
+    after the first frame, the frame on screen then (the latest that started at or
+    before the tick), as FFmpeg's ``fps`` filter picks them. Faster videos lose
+    frames, slower ones repeat them; each keeps its own index and time, so clips
+    still name the video's frames.
+
+    Example: a 30 fps video at ``fps=25`` keeps frames 0, 1, 2, 3, 4, 6, 7, ...
+    (every sixth frame is dropped).
+    """
+    if not fps > 0:
+        raise ValueError("fps must be positive")
+    step = 1.0 / fps
+    tick = None  # time of the next output tick
+    prev: Frame | None = None
+    k = 0
+    eps = 1e-6  # timestamps are rounded to the stream's time base
+    for frame in frames:
+        if tick is None:
+            origin = frame.time_s
+            tick = origin
+        # Every tick before this frame starts shows the previous frame.
+        while prev is not None and tick < frame.time_s - eps:
+            yield prev
+            k += 1
+            tick = origin + k * step
+        prev = frame
+    # The last frame stays on screen for its duration.
+    if prev is not None and tick is not None:
+        end = prev.time_s + max(prev.duration_s, 0.0)
+        while tick < end - eps or k == 0:
+            yield prev
+            k += 1
+            tick = origin + k * step

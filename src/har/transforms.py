@@ -21,6 +21,10 @@ class Preset:
     crop: side of the centre square crop.
     scale: pixel values (0-255) are multiplied by this before normalising.
     mean/std: per RGB channel, on the scaled values.
+    fps: frames a second the model was trained on; None takes the video's own
+        frames. With a rate, frames are picked by their timestamps at that rate
+        (:func:`har.sampling.resample`) before clips are cut, as DeepMind's I3D
+        recipe samples every video at 25 fps.
     """
 
     name: str
@@ -30,6 +34,7 @@ class Preset:
     scale: float = 1.0
     mean: tuple[float, float, float] = (114.7748, 107.7354, 99.4750)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    fps: float | None = None
 
     def resized_size(self, height: int, width: int) -> tuple[int, int]:
         """``(width, height)`` a ``height x width`` frame is resized to.
@@ -77,3 +82,10 @@ class Preset:
 
 # Hara et al.: RGB on the 0-255 scale minus the ActivityNet mean, no std division.
 HARA_KINETICS = Preset(name="hara-kinetics")
+
+# DeepMind's I3D test recipe (deepmind/kinetics-i3d README, "Sample code" and the
+# preprocessing it describes): 25 fps, shorter side resized to 256 (bilinear), centre
+# crop 224x224, RGB scaled to [-1, 1] (x * 2/255 - 1). The clip length for streaming
+# is har's choice (docs/i3d.md measures it against whole-video inference).
+DEEPMIND_I3D = Preset(name="deepmind-i3d", clip_len=64, resize=256, crop=224,
+                      scale=2 / 255, mean=(1.0, 1.0, 1.0), std=(1.0, 1.0, 1.0), fps=25.0)

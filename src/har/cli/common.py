@@ -105,8 +105,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 def add_clip_arguments(p: argparse.ArgumentParser, *, sampler: bool = True) -> None:
     """--stride, --tail, --topk (and --sampler/--num-clips for finite videos)."""
     g = p.add_argument_group("clips")
-    g.add_argument("--stride", type=positive_int, default=16,
-                   help="frames between clip starts (default 16: non-overlapping clips)")
+    g.add_argument("--stride", type=positive_int, default=None,
+                   help="frames between clip starts (default: the model's clip length, "
+                        "so clips do not overlap: 16 for the 3D ResNets, 64 for i3d-k400)")
     g.add_argument("--tail", choices=("pad", "drop"), default="pad",
                    help="the last partial clip: pad (default; loop its frames, as the "
                         "authors' evaluation code, so every frame is covered) or drop "
@@ -233,7 +234,10 @@ def make_recognizer(args: argparse.Namespace, **overrides):
         kw.update(aggregate=args.aggregate, aggregate_k=args.aggregate_k,
                   timeline=timeline_options(args))
     kw.update(overrides)
-    return Recognizer(args.model, **kw)
+    rec = Recognizer(args.model, **kw)
+    if getattr(args, "stride", None) is None and hasattr(args, "stride"):
+        args.stride = rec.stride  # the model's default, for the outputs' settings
+    return rec
 
 
 def fmt_time(seconds_: float | None) -> str:

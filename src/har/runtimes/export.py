@@ -58,12 +58,17 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape=(16, 112, 112),
     two = hasattr(model, "forward_features")
     net = (_TwoOutputs(model) if two else model).eval()
     names = ["logits", "features"] if two else ["logits"]
+    # A network whose padding does not depend on the clip length (I3D) keeps a
+    # dynamic time axis too: one file runs 64-frame clips and whole videos.
+    axes = {n: {0: "N"} for n in ["clips", *names]}
+    if getattr(model, "dynamic_time", False):
+        axes["clips"] = {0: "N", 2: "T"}
     try:
         with warnings.catch_warnings(), _fixed_avgpool(model, x):
             warnings.simplefilter("ignore")
             torch.onnx.export(net, (x,), str(tmp), dynamo=False, opset_version=opset,
                               input_names=["clips"], output_names=names,
-                              dynamic_axes={n: {0: "N"} for n in ["clips", *names]})
+                              dynamic_axes=axes)
         meta = model_metadata(model)
         if meta:
             import onnx
