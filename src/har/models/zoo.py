@@ -161,7 +161,7 @@ class ModelEntry:
             "clip_len": p.clip_len, "input_size": [p.crop, p.crop],
             "preset": {"name": p.name, "resize": list(p.resize) if isinstance(p.resize, tuple)
                        else p.resize, "crop": p.crop, "scale": p.scale,
-                       "mean": list(p.mean), "std": list(p.std)},
+                       "mean": list(p.mean), "std": list(p.std), "fps": p.fps},
             "weights_source": self.weights_source,
             "weights": [{"filename": w.filename, "format": w.format, "urls": list(w.urls),
                          "sha256": w.sha256, "sha256_prefix": w.sha256_prefix,
