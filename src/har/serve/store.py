@@ -7,15 +7,20 @@ Layout of the data folder::
     DATA/results/<id>.json     the har.predictions/1 document of a done job
     DATA/results/<id>.annotated.mp4
 
-A job moves ``queued -> running -> done | failed``. On start, jobs left ``running``
+A job moves ``queued -> running -> done | failed`` (or ``cancelled`` by a client). On start, jobs left ``running``
 by a killed server go back to ``queued`` (their ``attempts`` count says so); the
 final transition is one ``UPDATE ... WHERE status = 'running'``, so a job can end
-only once.
+only once. A job stopped by a shutdown (SIGTERM, Ctrl-C) goes back to ``queued``.
+
+``DATA/serve.lock`` is held (``flock``) while a server uses the folder, so a second
+server on the same folder refuses to start instead of running the same jobs twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -24,7 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("queued", "running", "done", "failed")
+from ..errors import HarError
+from ..fsutil import TEMP_PREFIX
+
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -74,15 +82,46 @@ class Job:
                 "error": self.error, "attempts": self.attempts, "top1": self.top1}
 
 
-class JobStore:
-    """Thread-safe access to the job table under ``data``."""
+class DataInUse(HarError):
+    """Another server holds the data folder's lock."""
 
-    def __init__(self, data: str | Path) -> None:
+
+def _lock_folder(data: Path):
+    """An open file holding an exclusive ``flock`` on ``data/serve.lock`` (None where
+    the platform has no flock); :class:`DataInUse` when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here
+        return None
+    path = data / "serve.lock"
+    fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the store's life
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        pid = fh.read().strip()[:20]
+        fh.close()
+        raise DataInUse(f"{data}: another har serve uses this --data folder"
+                        + (f" (pid {pid})" if pid.isdigit() else "")
+                        + "; stop it, or give this server another --data") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(str(os.getpid()))
+    fh.flush()
+    return fh
+
+
+class JobStore:
+    """Thread-safe access to the job table under ``data``; ``lock`` (default) takes
+    the folder's lock file first (:class:`DataInUse` when another server has it)."""
+
+    def __init__(self, data: str | Path, *, lock: bool = True) -> None:
         self.data = Path(data).resolve()
         self.uploads = self.data / "uploads"
         self.results = self.data / "results"
         for d in (self.data, self.uploads, self.results):
             d.mkdir(parents=True, exist_ok=True)
+        self._lockfile = _lock_folder(self.data) if lock else None
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.data / "jobs.sqlite3", check_same_thread=False,
                                    isolation_level=None, timeout=30)
@@ -161,11 +200,39 @@ class JobStore:
             self.wakeup.notify_all()
 
     def recover(self) -> int:
-        """Jobs a killed server left running go back to the queue (run again)."""
+        """Jobs a killed server left running go back to the queue (run again), and
+        files that no job owns are removed (see :meth:`clean_orphans`)."""
         with self._lock:
             cur = self._db.execute("UPDATE jobs SET status = 'queued', progress = 0 "
                                    "WHERE status = 'running'")
-            return cur.rowcount
+        self.clean_orphans()
+        return cur.rowcount
+
+    def requeue(self, job_id: str) -> bool:
+        """running -> queued: the job was stopped by a shutdown and runs again."""
+        with self._lock:
+            cur = self._db.execute("UPDATE jobs SET status = 'queued', progress = 0 "
+                                   "WHERE id = ? AND status = 'running'", (job_id,))
+            return cur.rowcount == 1
+
+    def clean_orphans(self) -> list[str]:
+        """Remove what a killed server or a dropped upload left: har's temporary files
+        and uploads/results of jobs that do not exist. Only names har generates are
+        touched (``<32 hex>.*`` and ``.har-tmp-*``); anything else is left alone."""
+        with self._lock:
+            ids = {r[0] for r in self._db.execute("SELECT id FROM jobs").fetchall()}
+        removed = []
+        for folder in (self.uploads, self.results):
+            for path in folder.iterdir():
+                name = path.name
+                stem = name.split(".", 1)[0]
+                ours = name.startswith(TEMP_PREFIX) or (
+                    _is_id(stem) and stem not in ids and name[32:33] == ".")
+                if ours and path.is_file() and not path.is_symlink():
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                        removed.append(name)
+        return removed
 
     def claim(self) -> Job | None:
         """The oldest queued job, now running; None when the queue is empty."""
@@ -198,6 +265,15 @@ class JobStore:
                 (status, error, top1, time.time(), status, job_id))
             return cur.rowcount == 1
 
+    def cancel(self, job_id: str) -> bool:
+        """queued/running -> cancelled (kept, with its upload); False when it ended."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE jobs SET status = 'cancelled', error = 'cancelled by a client', "
+                "finished = ? WHERE id = ? AND status IN ('queued', 'running')",
+                (time.time(), job_id))
+            return cur.rowcount == 1
+
     def delete(self, job_id: str) -> bool:
         with self._lock:
             cur = self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
@@ -209,9 +285,16 @@ class JobStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        if self._lockfile is not None:
+            self._lockfile.close()  # releases the flock
+            self._lockfile = None
+
+
+def _is_id(text: str) -> bool:
+    return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
 
 def _check_id(job_id: str) -> str:
-    if not (len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id)):
+    if not _is_id(job_id):
         raise ValueError(f"not a job id: {job_id!r}")
     return job_id
