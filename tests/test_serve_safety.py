@@ -347,19 +347,6 @@ def test_text_uploads_and_text_urls_fail(rec, tmp_path, www):
         a.close()
 
 
-def test_text_read_as_cd_graphics_is_not_a_video(rec, tmp_path):
-    """FFmpeg reads any bytes named *.cdg as CD+G graphics, and scores them; the
-    worker's list of such codecs must hold the name FFmpeg reports."""
-    from har.serve.worker import NOT_VIDEO_CODECS
-
-    path = tmp_path / "x.cdg"
-    path.write_bytes(b"hello world, this is plain text!!!!\n" * 40)
-    stream = rec.stream(str(path))
-    clips = list(stream)
-    assert clips and stream.result().ok  # what the worker must not accept as a video
-    assert stream.result().codec in NOT_VIDEO_CODECS
-
-
 # -- SSE: first byte at once, ids, heartbeats, resume; 429 with Retry-After; cancel ------
 def test_events_stream_heartbeats_resume_and_queue_limits(rec, tmp_path, good_video):
     a = App(rec, tmp_path / "q", start_worker=False, heartbeat_s=0.5, max_queue=1)

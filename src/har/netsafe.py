@@ -140,6 +140,7 @@ class _PinnedHTTP(http.client.HTTPConnection):
     def connect(self):
         self.sock = socket.create_connection((self._address, self.port), self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.held = self.sock  # http.client drops .sock once a response owns it
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
@@ -149,7 +150,9 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
 
     def connect(self):
         sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.held = sock
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.held = self.sock
 
 
 def fetch(url: str, out: BinaryIO, *, limits: FetchLimits = FetchLimits(),
@@ -182,7 +185,7 @@ def fetch(url: str, out: BinaryIO, *, limits: FetchLimits = FetchLimits(),
             if why:
                 state["why"] = why
                 conn = state["conn"]
-                sock = getattr(conn, "sock", None)
+                sock = getattr(conn, "held", None)
                 if sock is not None:
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
