@@ -160,7 +160,10 @@ def test_stored_inputs_are_attachments_and_every_response_has_csp(app, good_vide
     assert not re.search(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=", html)
     # /docs (third-party code from a CDN) is off by default; the schema is served
     assert httpx.get(app.url + "/docs", timeout=10).status_code == 404
-    assert "/v1/jobs" in httpx.get(app.url + "/openapi.json", timeout=10).json()["paths"]
+    schema = httpx.get(app.url + "/openapi.json", timeout=10).json()
+    assert "/v1/jobs" in schema["paths"] and "/v1/jobs/{job_id}/cancel" in schema["paths"]
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert "429" in schema["paths"]["/v1/jobs"]["post"]["responses"]
 
 
 # -- item 7: Host and Origin -------------------------------------------------------
@@ -258,6 +261,10 @@ def test_trickling_download_has_a_deadline_and_a_cancel(rec, tmp_path, www, good
         assert health.json()["worker"]["job"] == silent
         assert httpx.delete(f"{a.url}/v1/jobs/{silent}", timeout=10).status_code == 200
         assert a.wait(nxt, 30)["status"] == "done"
+        # the deleted job's stream ended with 'cancelled', not a cut-short result
+        events, ended = a.app.state.events.read(silent, 0)
+        assert ended and events[-1]["type"] == "video"
+        assert events[-1]["status"] == "cancelled"
         assert httpx.get(f"{a.url}/healthz", timeout=10).status_code == 200
     finally:
         a.close()

@@ -104,7 +104,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = ServeConfig(data=data, token=args.token, max_upload_mb=args.max_upload_mb,
                              max_queue=args.max_queue,
                              allow_private_urls=args.allow_private_urls, docs=args.docs,
-                             allowed_hosts=tuple(args.allow_host),
+                             allowed_hosts=(*args.allow_host, args.host),
                              download_timeout_s=args.download_timeout)
         app = create_app(rec, config, store=store)
         if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:

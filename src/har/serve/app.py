@@ -32,6 +32,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from ..defaults import AGGREGATES
@@ -214,7 +215,11 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
     app.state.store, app.state.worker, app.state.events = store, worker, events
     busy = {"429": {"description": "the queue is full; retry after Retry-After seconds"}}
 
-    def auth(request: Request) -> None:
+    # the bearer scheme in the OpenAPI document (generated clients send the header);
+    # the check itself is below, so ?token= works for the page's <video> and SSE
+    bearer = HTTPBearer(auto_error=False, description="--token; or ?token=TOKEN")
+
+    def auth(request: Request, _cred=Depends(bearer)) -> None:
         if not config.token:
             return
         header = request.headers.get("authorization", "")

@@ -134,8 +134,13 @@ class Worker(threading.Thread):
                                 error=f"{job.name}: the job was cancelled")
             except Exception as exc:  # never let one job stop the worker
                 log.exception("job %s", job.id)
+                if isinstance(exc, OSError):  # a full or read-only --data, most often
+                    why = (f"{job.name}: the server could not write its files "
+                           f"({exc.strerror or type(exc).__name__}); free space under --data")
+                else:
+                    why = f"{job.name}: internal error: {type(exc).__name__}"
                 try:
-                    self._fail(job, f"{job.name}: internal error: {type(exc).__name__}")
+                    self._fail(job, why)
                 except _Cancelled:
                     pass
             finally:
