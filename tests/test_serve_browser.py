@@ -49,6 +49,7 @@ def browser(tmp_path):
                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP reports land there
     driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(30)
     yield driver
@@ -134,5 +135,8 @@ def test_page_uploads_a_video_and_shows_its_timeline(tmp_path, browser):
         urls = browser.execute_script(
             "return performance.getEntriesByType('resource').map(e => e.name)")
         assert all(u.startswith(server.url) for u in urls), json.dumps(urls)
+        # the page works under the server's Content-Security-Policy: nothing blocked
+        logs = [e["message"] for e in browser.get_log("browser")]
+        assert not [m for m in logs if "Content Security Policy" in m], logs
     finally:
         server.stop()
