@@ -202,6 +202,10 @@ def test_url_jobs_refuse_this_machines_network_by_default(app, www, good_video):
         r = httpx.post(f"{app.url}/v1/jobs", json={"url": url}, timeout=10)
         assert r.status_code == 400, (url, r.text)
         assert "--allow-private-urls" in r.json()["detail"]
+    # control characters: refused at once, not as a late "internal error"
+    r = httpx.post(f"{app.url}/v1/jobs", json={"url": "https://example.org/a\x01b.mp4"},
+                   timeout=10)
+    assert r.status_code == 400 and "control characters" in r.json()["detail"]
     # a name that resolves to loopback (decimal form): refused after resolution
     r = httpx.post(f"{app.url}/v1/jobs", json={"url": f"http://2130706433:{port}/secret"},
                    timeout=10)
@@ -395,6 +399,16 @@ def test_finished_job_events_have_ids_and_resume(app, good_video):
                 out.append((int(lines["id"]), json.loads(lines["data"])["type"]))
         return out
 
+    # the job document matches the schema the OpenAPI document gives for it
+    jsonschema = pytest.importorskip("jsonschema")
+    components = httpx.get(f"{app.url}/openapi.json", timeout=10).json()["components"]
+    for ref, doc in (("Job", httpx.get(f"{app.url}/v1/jobs/{job}", timeout=10).json()),
+                     ("JobList", httpx.get(f"{app.url}/v1/jobs", timeout=10).json())):
+        jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{ref}",
+                                         "components": components}).validate(doc)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator({"$ref": "#/components/schemas/Job",
+                                         "components": components}).validate({"id": job})
     full = events()
     assert [i for i, _ in full] == list(range(len(full)))
     assert full[0][1] == "start" and full[-1][1] == "video" and len(full) >= 4

@@ -39,6 +39,7 @@ from ..defaults import AGGREGATES
 from ..fsutil import clean_text
 from ..netsafe import UrlRefused, literal_refusal
 from ..writers import EVENTS_SCHEMA
+from . import schemas
 from .store import JobStore
 from .worker import JobEvents, Worker, WorkerSettings
 
@@ -213,7 +214,6 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
                   "submit a video, follow its clips, read its timeline.")
     app.add_middleware(_Guard, allowed_hosts=config.allowed_hosts, docs=config.docs)
     app.state.store, app.state.worker, app.state.events = store, worker, events
-    busy = {"429": {"description": "the queue is full; retry after Retry-After seconds"}}
 
     # the bearer scheme in the OpenAPI document (generated clients send the header);
     # the check itself is below, so ?token= works for the page's <video> and SSE
@@ -274,9 +274,8 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
 
     # -- jobs -----------------------------------------------------------------
     @app.post(f"{v1}/jobs", status_code=202, dependencies=[Depends(auth)],
-              responses={"400": {"description": "bad options or a URL not fetched"},
-                         "413": {"description": "over the upload size limit"},
-                         **busy, "507": {"description": "the data folder is full"}},
+              responses=schemas.responses(400, 413, 415, 429, 507, ok=schemas.Submitted,
+                                          ok_code=202),
               openapi_extra={"requestBody": {"content": {
                   "multipart/form-data": {"schema": {"type": "object", "properties": {
                       "file": {"type": "string", "format": "binary"},
@@ -372,17 +371,20 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
         return HTTPException(429, f"the queue is full ({config.max_queue} jobs); try "
                              "again later", headers={"Retry-After": str(config.retry_after_s)})
 
-    @app.get(f"{v1}/jobs", dependencies=[Depends(auth)])
+    @app.get(f"{v1}/jobs", dependencies=[Depends(auth)],
+             responses=schemas.responses(ok=schemas.JobList))
     def list_jobs(limit: int = 200) -> dict[str, Any]:
         """Jobs, newest first."""
         return {"jobs": [j.to_dict() for j in store.list(max(1, min(limit, 1000)))]}
 
-    @app.get(f"{v1}/jobs/{{job_id}}", dependencies=[Depends(auth)])
+    @app.get(f"{v1}/jobs/{{job_id}}", dependencies=[Depends(auth)],
+             responses=schemas.responses(404, ok=schemas.Job))
     def get_job(job_id: str) -> dict[str, Any]:
         """Status (queued, running, done, failed), progress (0..1) and error."""
         return job_or_404(job_id).to_dict()
 
-    @app.get(f"{v1}/jobs/{{job_id}}/result", dependencies=[Depends(auth)])
+    @app.get(f"{v1}/jobs/{{job_id}}/result", dependencies=[Depends(auth)],
+             responses=schemas.responses(404, 409))
     def get_result(job_id: str):
         """The har.predictions/1 document of a done job (409 before)."""
         job = job_or_404(job_id)
@@ -392,7 +394,8 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
                                 + (f": {job.error}" if job.error else ""))
         return FileResponse(path, media_type="application/json")
 
-    @app.get(f"{v1}/jobs/{{job_id}}/video", dependencies=[Depends(auth)])
+    @app.get(f"{v1}/jobs/{{job_id}}/video", dependencies=[Depends(auth)],
+             responses=schemas.responses(404, 409))
     def get_video(job_id: str):
         """The uploaded (or downloaded) video of a done job, as stored: an
         ``application/octet-stream`` attachment (409 before the job is done: bytes that
@@ -408,7 +411,8 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
         return FileResponse(path, media_type="application/octet-stream",
                             filename=f"{job.id}.{ext if ext in _VIDEO_EXTS else 'video'}")
 
-    @app.get(f"{v1}/jobs/{{job_id}}/annotated.mp4", dependencies=[Depends(auth)])
+    @app.get(f"{v1}/jobs/{{job_id}}/annotated.mp4", dependencies=[Depends(auth)],
+             responses=schemas.responses(404, 409))
     def get_annotated(job_id: str):
         """The video with the actions drawn on it (jobs submitted with annotate=true)."""
         job = job_or_404(job_id)
@@ -421,7 +425,8 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
                                 f"job {job.id} is {job.status}; no annotated video")
         return FileResponse(path, media_type="video/mp4")
 
-    @app.get(f"{v1}/jobs/{{job_id}}/events", dependencies=[Depends(auth)])
+    @app.get(f"{v1}/jobs/{{job_id}}/events", dependencies=[Depends(auth)],
+             responses=schemas.responses(404))
     async def get_events(job_id: str, request: Request) -> StreamingResponse:
         """``har.events/1`` events as server-sent events: ``start``, a ``clip`` per
         scored clip while the job runs, then ``video`` (status ``done``, ``failed`` or
@@ -474,8 +479,7 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
                                           "X-Accel-Buffering": "no"})
 
     @app.post(f"{v1}/jobs/{{job_id}}/cancel", dependencies=[Depends(auth)],
-              responses={"404": {"description": "no such job"},
-                         "409": {"description": "the job has already ended"}})
+              responses=schemas.responses(404, 409, ok=schemas.Job))
     def cancel_job(job_id: str) -> dict[str, Any]:
         """Stop a queued or running job and keep it (status ``cancelled``); its
         upload stays until DELETE."""
@@ -486,7 +490,8 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
         worker.cancel(job.id)
         return store.get(job.id).to_dict()
 
-    @app.delete(f"{v1}/jobs/{{job_id}}", dependencies=[Depends(auth)])
+    @app.delete(f"{v1}/jobs/{{job_id}}", dependencies=[Depends(auth)],
+             responses=schemas.responses(404, ok=schemas.Deleted))
     def delete_job(job_id: str) -> dict[str, Any]:
         """Remove the job, its upload and its results (a running job is stopped)."""
         job = job_or_404(job_id)
