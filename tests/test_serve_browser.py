@@ -140,3 +140,24 @@ def test_page_uploads_a_video_and_shows_its_timeline(tmp_path, browser):
         assert not [m for m in logs if "Content Security Policy" in m], logs
     finally:
         server.stop()
+
+
+def test_page_says_when_the_browser_cannot_play_the_video(tmp_path, browser, r10_weights):
+    """An MPEG-4 Part 2 AVI: har scores it, Chromium cannot play it; the page says so."""
+    from selenium.webdriver.common.by import By
+
+    video = make_video(tmp_path / "old.avi", 40, codec="mpeg4")
+    server = Server(tmp_path / "data", r10_weights).start()
+    try:
+        with open(video, "rb") as fh:
+            job = httpx.post(f"{server.url}/v1/jobs", files={"file": fh}, timeout=30).json()["id"]
+        assert server.wait_all([job])[job]["status"] == "done"
+        browser.get(server.url + "/")
+        item = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, f"#jobs li[data-id='{job}']"),
+                     15, "the job in the list")
+        item[0].click()
+        msg = _wait(lambda: "cannot play" in browser.find_element(By.ID, "message").text
+                    and browser.find_element(By.ID, "message").text, 20, "the message")
+        assert "old.avi" in msg and "mpeg4" in msg
+    finally:
+        server.stop()
