@@ -434,3 +434,41 @@ def test_full_disk_upload_is_507_and_removed(rec, tmp_path, good_video):
         assert _upload(a.url, "ok.mp4", good_video.read_bytes()).status_code == 202
     finally:
         a.close()
+
+
+# -- idempotency keys and cursor pagination (issue 25 item 5) ----------------------------
+def test_idempotency_keys_and_cursor_pages(rec, tmp_path, good_video):
+    a = App(rec, tmp_path / "data", start_worker=False)
+    try:
+        data = good_video.read_bytes()
+        key = {"Idempotency-Key": "b6a1c0de-0001"}
+        first = httpx.post(f"{a.url}/v1/jobs", files={"file": ("a.mp4", data)}, headers=key,
+                           timeout=30)
+        again = httpx.post(f"{a.url}/v1/jobs", files={"file": ("a.mp4", data)}, headers=key,
+                           timeout=30)
+        assert first.status_code == 202 and again.status_code == 200
+        assert again.json()["id"] == first.json()["id"]
+        assert again.headers["idempotent-replayed"] == "true"
+        assert len(list((a.data / "uploads").iterdir())) == 1
+        r = httpx.post(f"{a.url}/v1/jobs", json={"url": "https://example.org/v.mp4"},
+                       headers={"Idempotency-Key": "x" * 201}, timeout=10)
+        assert r.status_code == 400 and "Idempotency-Key" in r.json()["detail"]
+        ids = [first.json()["id"]] + [
+            httpx.post(f"{a.url}/v1/jobs", json={"url": f"https://example.org/{i}.mp4"},
+                       timeout=10).json()["id"] for i in range(6)]
+        seen, cursor = [], None
+        for _ in range(10):
+            params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+            page = httpx.get(f"{a.url}/v1/jobs", params=params, timeout=10).json()
+            seen += [j["id"] for j in page["jobs"]]
+            # a job added between pages does not shift the next page
+            httpx.post(f"{a.url}/v1/jobs", json={"url": "https://example.org/late.mp4"},
+                       timeout=10)
+            cursor = page["next"]
+            if cursor is None:
+                break
+        assert seen == ids[::-1]
+        assert httpx.get(f"{a.url}/v1/jobs", params={"cursor": "x"},
+                         timeout=10).status_code == 400
+    finally:
+        a.close()

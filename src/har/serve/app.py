@@ -274,8 +274,10 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
 
     # -- jobs -----------------------------------------------------------------
     @app.post(f"{v1}/jobs", status_code=202, dependencies=[Depends(auth)],
-              responses=schemas.responses(400, 413, 415, 429, 507, ok=schemas.Submitted,
-                                          ok_code=202),
+              responses={**schemas.responses(400, 413, 415, 429, 507, ok=schemas.Submitted,
+                                             ok_code=202),
+                         "200": {"model": schemas.Submitted, "description": "a retry with "
+                                 "an Idempotency-Key already used: the job it made"}},
               openapi_extra={"requestBody": {"content": {
                   "multipart/form-data": {"schema": {"type": "object", "properties": {
                       "file": {"type": "string", "format": "binary"},
@@ -295,6 +297,14 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
         does not fetch; 413 over the size limit; 429 (with ``Retry-After``) when the
         queue is full; 507 when the data folder is full."""
         ctype = request.headers.get("content-type", "")
+        key = request.headers.get("idempotency-key")
+        if key is not None:
+            if not 1 <= len(key) <= 200 or not key.isprintable():
+                raise HTTPException(400, "Idempotency-Key: give 1 to 200 printable "
+                                    "characters (a UUID, say)")
+            seen = store.by_key(key)
+            if seen is not None:  # a retry of a submission that was accepted
+                return _accepted(seen, replayed=True)
         if store.count("queued", "running") >= config.max_queue:
             raise _queue_full()
         job_id = store.new_id()
@@ -355,7 +365,8 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
                 dest.unlink(missing_ok=True)
             raise HTTPException(400, str(exc)) from None
         try:
-            job = store.add(job_id, kind, name, options, url=url, max_queue=config.max_queue)
+            job = store.add(job_id, kind, name, options, url=url, max_queue=config.max_queue,
+                            key=key)
         except sqlite3.Error as exc:
             if dest is not None:
                 dest.unlink(missing_ok=True)
@@ -364,18 +375,35 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
             if dest is not None:
                 dest.unlink(missing_ok=True)
             raise _queue_full()
-        return JSONResponse({"id": job.id, "status": job.status}, status_code=202,
-                            headers={"Location": f"{v1}/jobs/{job.id}"})
+        if job.id != job_id:  # the same key won a race with this request
+            if dest is not None:
+                dest.unlink(missing_ok=True)
+            return _accepted(job, replayed=True)
+        return _accepted(job)
+
+    def _accepted(job, replayed: bool = False) -> JSONResponse:
+        headers = {"Location": f"{v1}/jobs/{job.id}"}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse({"id": job.id, "status": job.status},
+                            status_code=200 if replayed else 202, headers=headers)
 
     def _queue_full() -> HTTPException:
         return HTTPException(429, f"the queue is full ({config.max_queue} jobs); try "
                              "again later", headers={"Retry-After": str(config.retry_after_s)})
 
     @app.get(f"{v1}/jobs", dependencies=[Depends(auth)],
-             responses=schemas.responses(ok=schemas.JobList))
-    def list_jobs(limit: int = 200) -> dict[str, Any]:
-        """Jobs, newest first."""
-        return {"jobs": [j.to_dict() for j in store.list(max(1, min(limit, 1000)))]}
+             responses=schemas.responses(400, ok=schemas.JobList))
+    def list_jobs(limit: int = 200, cursor: str | None = None) -> dict[str, Any]:
+        """Jobs, newest first, ``limit`` at a time (at most 1000); ``next`` is the
+        ``cursor`` for the following page (null on the last). Pages stay consistent
+        while jobs are added: a cursor names a position, not an offset."""
+        if cursor is not None and not (cursor.isdigit() and len(cursor) < 19):
+            raise HTTPException(400, "cursor: give the 'next' value of the previous page")
+        limit = max(1, min(limit, 1000))
+        jobs = store.list(limit, int(cursor) if cursor is not None else None)
+        nxt = str(jobs[-1].seq) if len(jobs) == limit and jobs[-1].seq > 1 else None
+        return {"jobs": [j.to_dict() for j in jobs], "next": nxt}
 
     @app.get(f"{v1}/jobs/{{job_id}}", dependencies=[Depends(auth)],
              responses=schemas.responses(404, ok=schemas.Job))

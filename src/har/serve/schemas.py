@@ -36,6 +36,7 @@ class Job(BaseModel):
 
 class JobList(BaseModel):
     jobs: list[Job]
+    next: Optional[str] = None  # the cursor of the next page; null on the last
 
 
 class Deleted(BaseModel):

@@ -19,6 +19,7 @@ server on the same folder refuses to start instead of running the same jobs twic
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sqlite3
@@ -54,6 +55,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, seq);
 """
+_COLUMNS = ("id, seq, status, kind, name, url, options, created, started, finished, "
+            "progress, error, attempts, finishes, top1")
 
 
 @dataclass
@@ -97,7 +100,9 @@ def _lock_folder(data: Path):
     fh = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the store's life
     try:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            return fh  # a file system without locks (some network mounts): go on
         fh.seek(0)
         pid = fh.read().strip()[:20]
         fh.close()
@@ -128,6 +133,11 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        names = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)").fetchall()}
+        if "idem" not in names:  # a folder from an older version: add the column
+            self._db.execute("ALTER TABLE jobs ADD COLUMN idem TEXT")
+        self._db.execute("CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(idem) "
+                         "WHERE idem IS NOT NULL")
         self.wakeup = threading.Condition()
 
     # -- paths (generated names only; nothing from the client reaches a path) --
@@ -147,17 +157,33 @@ class JobStore:
         return Job(id_, seq, status, kind, name, url, json.loads(options), created, started,
                    finished, progress, error, attempts, finishes, top1)
 
+    def get_unlocked(self, job_id: str) -> Job | None:
+        """:meth:`get` for a caller that holds the lock already."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?",
+                                (job_id,)).fetchall()
+        return self._row(rows[0]) if rows else None
+
     def _query(self, sql: str, args: tuple = ()) -> list[Job]:
         with self._lock:
             rows = self._db.execute(sql, args).fetchall()
         return [self._row(r) for r in rows]
 
     def get(self, job_id: str) -> Job | None:
-        rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        rows = self._query(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         return rows[0] if rows else None
 
-    def list(self, limit: int = 200) -> list[Job]:
-        return self._query("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,))
+    def by_key(self, key: str) -> Job | None:
+        """The job submitted with this idempotency key, if any."""
+        rows = self._query(f"SELECT {_COLUMNS} FROM jobs WHERE idem = ?", (key,))
+        return rows[0] if rows else None
+
+    def list(self, limit: int = 200, before: int | None = None) -> list[Job]:
+        """Jobs newest first; ``before``: only those older than that ``seq`` (a cursor)."""
+        if before is None:
+            return self._query(f"SELECT {_COLUMNS} FROM jobs ORDER BY seq DESC LIMIT ?",
+                               (limit,))
+        return self._query(f"SELECT {_COLUMNS} FROM jobs WHERE seq < ? ORDER BY seq DESC "
+                           "LIMIT ?", (before, limit))
 
     def count(self, *statuses: str) -> int:
         marks = ",".join("?" * len(statuses))
@@ -171,12 +197,21 @@ class JobStore:
         return uuid.uuid4().hex
 
     def add(self, job_id: str, kind: str, name: str, options: dict[str, Any],
-            url: str | None = None, max_queue: int | None = None) -> Job | None:
-        """Queue a job; None when ``max_queue`` jobs are already waiting or running."""
+            url: str | None = None, max_queue: int | None = None,
+            key: str | None = None) -> Job | None:
+        """Queue a job; None when ``max_queue`` jobs are already waiting or running.
+        With an idempotency ``key`` that a job already has, that job is returned and
+        nothing is added."""
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                if max_queue is not None:
+                if key is not None:
+                    row = self._db.execute("SELECT id FROM jobs WHERE idem = ?",
+                                           (key,)).fetchone()
+                    if row is not None:
+                        self._db.execute("ROLLBACK")
+                        job_id = row[0]
+                        return self.get_unlocked(job_id)
                     waiting = self._db.execute(
                         "SELECT COUNT(*) FROM jobs WHERE status IN ('queued','running')"
                     ).fetchone()[0]
@@ -185,9 +220,9 @@ class JobStore:
                         return None
                 seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
                 self._db.execute(
-                    "INSERT INTO jobs (id, seq, status, kind, name, url, options, created) "
-                    "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?)",
-                    (job_id, seq, kind, name, url, json.dumps(options), time.time()))
+                    "INSERT INTO jobs (id, seq, status, kind, name, url, options, created, "
+                    "idem) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                    (job_id, seq, kind, name, url, json.dumps(options), time.time(), key))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
