@@ -472,3 +472,19 @@ def test_idempotency_keys_and_cursor_pages(rec, tmp_path, good_video):
                          timeout=10).status_code == 400
     finally:
         a.close()
+
+
+def test_ended_jobs_expire_after_the_retention_time(rec, tmp_path, good_video):
+    a = App(rec, tmp_path / "data", keep_days=2 / 86400)  # 2 s
+    try:
+        job = _upload(a.url, "a.mp4", good_video.read_bytes()).json()["id"]
+        assert a.wait(job)["status"] == "done"
+        assert (a.data / "results" / f"{job}.json").exists()
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{a.url}/v1/jobs/{job}", timeout=10).status_code != 404:
+            assert time.monotonic() < deadline, "the job was not deleted"
+            time.sleep(0.2)
+        assert list((a.data / "uploads").iterdir()) == []
+        assert list((a.data / "results").iterdir()) == []
+    finally:
+        a.close()

@@ -57,6 +57,9 @@ def register(sub) -> None:
                         "headers get 403 (DNS rebinding)")
     s.add_argument("--download-timeout", type=positive_seconds, default=300.0, metavar="S",
                    help="longest a URL job's download may take, in seconds (default 300)")
+    s.add_argument("--keep-days", type=_days, default=None, metavar="D",
+                   help="delete ended jobs (done, failed, cancelled), their uploads and "
+                        "results D days after they ended (default: keep them)")
     s.add_argument("--docs", action="store_true",
                    help="serve Swagger UI at /docs (the browser loads it from the "
                         "jsDelivr CDN; default off, /openapi.json is always served)")
@@ -105,7 +108,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                              max_queue=args.max_queue,
                              allow_private_urls=args.allow_private_urls, docs=args.docs,
                              allowed_hosts=(*args.allow_host, args.host),
-                             download_timeout_s=args.download_timeout)
+                             download_timeout_s=args.download_timeout,
+                             keep_days=args.keep_days)
         app = create_app(rec, config, store=store)
         if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
             print(f"har serve: warning: listening on {printable(args.host)} without --token: "
@@ -121,6 +125,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return int(ExitCode.OK)
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 days, not {text}")
+    return value
 
 
 def _bind(host: str, port: int) -> socket.socket:

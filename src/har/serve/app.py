@@ -61,6 +61,7 @@ class ServeConfig:
     heartbeat_s: float = 15.0  # SSE comment lines while nothing happens
     max_fields: int = 16  # multipart parts in one upload
     retry_after_s: int = 10  # the hint sent with 429
+    keep_days: float | None = None  # ended jobs and their files are deleted after this
 
     @property
     def max_upload_bytes(self) -> int:
@@ -195,7 +196,8 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
     worker = Worker(store, rec, events, WorkerSettings(
         max_download_bytes=config.max_upload_bytes,
         download_timeout_s=config.download_timeout_s,
-        allow_private_urls=config.allow_private_urls))
+        allow_private_urls=config.allow_private_urls,
+        keep_s=None if config.keep_days is None else config.keep_days * 86400))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -300,6 +300,17 @@ class JobStore:
                 (status, error, top1, time.time(), status, job_id))
             return cur.rowcount == 1
 
+    def expire(self, max_age_s: float) -> list[str]:
+        """Delete ended jobs (done, failed, cancelled) that finished more than
+        ``max_age_s`` ago, with their upload and results; their ids."""
+        with self._lock:
+            ids = [r[0] for r in self._db.execute(
+                "SELECT id FROM jobs WHERE status IN ('done', 'failed', 'cancelled') "
+                "AND finished < ?", (time.time() - max_age_s,)).fetchall()]
+        for job_id in ids:
+            self.delete(job_id)
+        return ids
+
     def cancel(self, job_id: str) -> bool:
         """queued/running -> cancelled (kept, with its upload); False when it ended."""
         with self._lock:

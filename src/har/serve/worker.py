@@ -77,6 +77,7 @@ class WorkerSettings:
     download_timeout_s: float = 300.0  # the whole download of a URL job
     download_idle_s: float = 30.0  # longest wait for the next bytes
     allow_private_urls: bool = False
+    keep_s: float | None = None  # ended jobs older than this are deleted (None: kept)
 
 
 class _Stopped(Exception):
@@ -111,13 +112,24 @@ class Worker(threading.Thread):
         """Seconds since the worker last moved (0 while it waits for jobs)."""
         return time.monotonic() - self.beat
 
+    def _expire(self) -> None:
+        keep = self.settings.keep_s
+        now = time.monotonic()
+        if keep is None or now - self._expired_at < min(600.0, keep / 4):
+            return
+        self._expired_at = now
+        for job_id in self.store.expire(keep):
+            log.info("job %s: deleted after %g s (--keep-days)", job_id, keep)
+
     def run(self) -> None:
+        self._expired_at = float("-inf")
         while not self._stopping.is_set():
             self.beat = time.monotonic()
+            self._expire()
             job = self.store.claim()
             if job is None:
                 with self.store.wakeup:
-                    self.store.wakeup.wait(timeout=1.0)
+                    self.store.wakeup.wait(timeout=0.5)
                 continue
             self.current, self.job_started = job.id, time.monotonic()
             try:
