@@ -25,7 +25,7 @@ httpx = pytest.importorskip("httpx")
 
 from conftest import make_video  # noqa: E402
 from har.errors import HarError  # noqa: E402
-from har.netsafe import FetchLimits, fetch  # noqa: E402
+from har.netsafe import fetch  # noqa: E402
 from har.serve.app import ServeConfig, create_app  # noqa: E402
 from serve_helpers import free_port  # noqa: E402
 
@@ -281,7 +281,8 @@ def test_multipart_and_json_limits(app, good_video):
         for i in range(n):
             yield (b'Content-Disposition: form-data; name="f%d"\r\n\r\n' % i) + b"x" * 4000 \
                 + b"\r\n--b\r\n"
-        yield b'Content-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\nxx\r\n--b--\r\n'
+        yield (b'Content-Disposition: form-data; name="file"; filename="a.mp4"\r\n\r\n'
+               b"xx\r\n--b--\r\n")
 
     r = httpx.post(f"{app.url}/v1/jobs", content=many_fields(30000), timeout=30,
                    headers={"Content-Type": "multipart/form-data; boundary=b"})
@@ -486,5 +487,25 @@ def test_ended_jobs_expire_after_the_retention_time(rec, tmp_path, good_video):
             time.sleep(0.2)
         assert list((a.data / "uploads").iterdir()) == []
         assert list((a.data / "results").iterdir()) == []
+    finally:
+        a.close()
+
+
+def test_docs_only_when_asked_and_named_hosts(rec, tmp_path):
+    a = App(rec, tmp_path / "data", start_worker=False, docs=True,
+            allowed_hosts=("har.example",))
+    try:
+        r = httpx.get(f"{a.url}/docs", timeout=10)
+        assert r.status_code == 200 and "cdn.jsdelivr.net" in r.text
+        assert "cdn.jsdelivr.net" in r.headers["content-security-policy"]
+        # the relaxed policy is for /docs only
+        assert "jsdelivr" not in httpx.get(f"{a.url}/", timeout=10).headers[
+            "content-security-policy"]
+        r = httpx.get(f"{a.url}/v1/jobs", headers={"Host": "har.example:443"}, timeout=10)
+        assert r.status_code == 200
+        r = httpx.post(f"{a.url}/v1/jobs", json={"url": "https://example.org/v.mp4"},
+                       headers={"Host": "har.example", "Origin": "https://har.example"},
+                       timeout=10)
+        assert r.status_code == 202
     finally:
         a.close()

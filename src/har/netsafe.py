@@ -156,7 +156,8 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
 
 
 def fetch(url: str, out: BinaryIO, *, limits: FetchLimits = FetchLimits(),
-          allow_private: bool | Callable[[str, int], bool] = False, cancelled: Callable[[], bool] = lambda: False,
+          allow_private: bool | Callable[[str, int], bool] = False,
+          cancelled: Callable[[], bool] = lambda: False,
           on_bytes: Callable[[int], None] | None = None) -> int:
     """Download ``url`` into ``out``; the number of bytes written.
 

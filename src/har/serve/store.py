@@ -7,10 +7,10 @@ Layout of the data folder::
     DATA/results/<id>.json     the har.predictions/1 document of a done job
     DATA/results/<id>.annotated.mp4
 
-A job moves ``queued -> running -> done | failed`` (or ``cancelled`` by a client). On start, jobs left ``running``
-by a killed server go back to ``queued`` (their ``attempts`` count says so); the
-final transition is one ``UPDATE ... WHERE status = 'running'``, so a job can end
-only once. A job stopped by a shutdown (SIGTERM, Ctrl-C) goes back to ``queued``.
+A job moves ``queued -> running -> done | failed`` (or ``cancelled`` by a client).
+On start, jobs left ``running`` by a killed server go back to ``queued`` (their
+``attempts`` count says so); the final transition is one ``UPDATE ... WHERE status =
+'running'``, so a job can end only once. A job stopped by a shutdown (SIGTERM, Ctrl-C) goes back to ``queued``.
 
 ``DATA/serve.lock`` is held (``flock``) while a server uses the folder, so a second
 server on the same folder refuses to start instead of running the same jobs twice.
