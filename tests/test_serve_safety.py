@@ -418,7 +418,7 @@ def test_finished_job_events_have_ids_and_resume(app, good_video):
 
 # -- a full data folder --------------------------------------------------------------
 def test_full_disk_upload_is_507_and_removed(rec, tmp_path, good_video):
-    import resource
+    resource = pytest.importorskip("resource")
 
     a = App(rec, tmp_path / "data")
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
