@@ -23,12 +23,13 @@ class Server:
     """``python -m har serve`` with the given options; :meth:`start` waits for /healthz."""
 
     def __init__(self, data: Path, weights: str, *extra: str, model: str = "r3d10-k400",
-                 log: Path | None = None) -> None:
+                 log: Path | None = None, stdout_to_log: bool = False) -> None:
         self.data, self.weights, self.extra, self.model = Path(data), weights, extra, model
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log or (self.data.parent / f"{self.data.name}-server.log")
         self.proc: subprocess.Popen | None = None
+        self.stdout_to_log = stdout_to_log  # uvicorn's access log goes to stdout
         self._log_fh = None
 
     def start(self, timeout_s: float = 90.0) -> "Server":
@@ -38,7 +39,9 @@ class Server:
         env = dict(os.environ, OMP_NUM_THREADS="2")
         self._close_log()
         self._log_fh = open(self.log, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self._log_fh,
+        self.proc = subprocess.Popen(cmd, stderr=self._log_fh,
+                                     stdout=self._log_fh if self.stdout_to_log else
+                                     subprocess.DEVNULL,
                                      env=env)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

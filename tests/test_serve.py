@@ -82,7 +82,8 @@ def test_jobs_survive_sigkill_and_match_har_predict(tmp_path, videos, r10_weight
     (www / "remote.mp4").write_bytes(videos[0].read_bytes())
     bad = tmp_path / "notes.mp4"
     bad.write_text("this is not a video\n" * 50)
-    server = Server(tmp_path / "data", r10_weights).start()
+    # the URL source runs on 127.0.0.1: allowed only with --allow-private-urls
+    server = Server(tmp_path / "data", r10_weights, "--allow-private-urls").start()
     ids: dict[str, str] = {}
     try:
         for v in videos:
@@ -201,7 +202,7 @@ def test_token_upload_limit_and_queue_limit(tmp_path, videos, r10_weights, http_
     big.write_bytes(np.random.default_rng(0).bytes(3 * 1024 * 1024))
     (www / "big.mp4").write_bytes(big.read_bytes())
     server = Server(tmp_path / "data", r10_weights, "--token", "s3cret",
-                    "--max-upload-mb", "1", "--max-queue", "2").start()
+                    "--max-upload-mb", "1", "--max-queue", "2", "--allow-private-urls").start()
     auth = {"Authorization": "Bearer s3cret"}
     try:
         assert httpx.get(f"{server.url}/v1/jobs", timeout=10).status_code == 401

@@ -49,6 +49,7 @@ def browser(tmp_path):
                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
         opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP reports land there
     driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(30)
     yield driver
@@ -134,5 +135,29 @@ def test_page_uploads_a_video_and_shows_its_timeline(tmp_path, browser):
         urls = browser.execute_script(
             "return performance.getEntriesByType('resource').map(e => e.name)")
         assert all(u.startswith(server.url) for u in urls), json.dumps(urls)
+        # the page works under the server's Content-Security-Policy: nothing blocked
+        logs = [e["message"] for e in browser.get_log("browser")]
+        assert not [m for m in logs if "Content Security Policy" in m], logs
+    finally:
+        server.stop()
+
+
+def test_page_says_when_the_browser_cannot_play_the_video(tmp_path, browser, r10_weights):
+    """An MPEG-4 Part 2 AVI: har scores it, Chromium cannot play it; the page says so."""
+    from selenium.webdriver.common.by import By
+
+    video = make_video(tmp_path / "old.avi", 40, codec="mpeg4")
+    server = Server(tmp_path / "data", r10_weights).start()
+    try:
+        with open(video, "rb") as fh:
+            job = httpx.post(f"{server.url}/v1/jobs", files={"file": fh}, timeout=30).json()["id"]
+        assert server.wait_all([job])[job]["status"] == "done"
+        browser.get(server.url + "/")
+        item = _wait(lambda: browser.find_elements(By.CSS_SELECTOR, f"#jobs li[data-id='{job}']"),
+                     15, "the job in the list")
+        item[0].click()
+        msg = _wait(lambda: "cannot play" in browser.find_element(By.ID, "message").text
+                    and browser.find_element(By.ID, "message").text, 20, "the message")
+        assert "old.avi" in msg and "mpeg4" in msg
     finally:
         server.stop()

@@ -3,32 +3,38 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
+import socket
 import sys
 from pathlib import Path
 
 from ..defaults import pip_hint
+from ..text import printable
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_runtime_options, make_recognizer, megabytes,
-                     port_number, positive_int)
+                     port_number, positive_int, positive_seconds)
 
 EPILOG = """\
 examples:
-  har serve                                   http://127.0.0.1:8000/ (page), /docs (API)
+  har serve                                   http://127.0.0.1:8000/ (page), /openapi.json
   har serve --data /srv/har --token s3cret --max-upload-mb 500
   curl -F file=@video.mp4 http://127.0.0.1:8000/v1/jobs
   curl http://127.0.0.1:8000/v1/jobs/ID/result
 
 Jobs and uploads are kept under --data (SQLite); a restarted server finishes every
-accepted job. Binding anything but 127.0.0.1 exposes the API: set --token.
+accepted job, and only one server may use a --data folder at a time. Binding anything
+but 127.0.0.1 exposes the API: set --token, and name the host clients use with
+--allow-host. URL jobs never fetch this machine's own network unless
+--allow-private-urls is given.
 """
 
 
 def register(sub) -> None:
     p = add_command(sub, "serve", help="HTTP API and web page: upload a video, see its "
                     "timeline", description="Serve the recognizer over HTTP: a JSON API "
-                    "under /v1 (OpenAPI docs at /docs) and a web page at /.", epilog=EPILOG)
+                    "under /v1 (OpenAPI at /openapi.json) and a web page at /.", epilog=EPILOG)
     s = p.add_argument_group("server")
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
@@ -42,6 +48,21 @@ def register(sub) -> None:
                    help="largest upload or URL download in MB (default 200)")
     s.add_argument("--max-queue", type=positive_int, default=100, metavar="N",
                    help="jobs waiting or running at most; more get 429 (default 100)")
+    s.add_argument("--allow-private-urls", action="store_true",
+                   help="let URL jobs fetch loopback, private and link-local addresses "
+                        "(default: refused, so clients cannot read this machine's network)")
+    s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name clients use to reach the server (repeatable); "
+                        "IP addresses and localhost are always accepted, other Host "
+                        "headers get 403 (DNS rebinding)")
+    s.add_argument("--download-timeout", type=positive_seconds, default=300.0, metavar="S",
+                   help="longest a URL job's download may take, in seconds (default 300)")
+    s.add_argument("--keep-days", type=_days, default=None, metavar="D",
+                   help="delete ended jobs (done, failed, cancelled), their uploads and "
+                        "results D days after they ended (default: keep them)")
+    s.add_argument("--docs", action="store_true",
+                   help="serve Swagger UI at /docs (the browser loads it from the "
+                        "jsDelivr CDN; default off, /openapi.json is always served)")
     s.add_argument("--log-level", default="warning",
                    choices=("critical", "error", "warning", "info", "debug"),
                    help="uvicorn's log level (default warning)")
@@ -58,27 +79,85 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"har serve needs {', '.join(missing)}, not installed; "
                          f"install with: {pip_hint('serve')}")
     data = Path(args.data)
+    shown = printable(args.data)
     if data.exists() and not data.is_dir():
-        raise UsageError(f"--data {args.data}: is a file; give a folder")
+        raise UsageError(f"--data {shown}: is a file; give a folder")
     check_runtime_options(args)
-    rec = make_recognizer(args)
 
     import uvicorn
 
-    from ..serve.app import ServeConfig, create_app
+    from ..serve.app import ServeConfig, create_app, redact_access_log
+    from ..serve.store import DataInUse, JobStore
 
     try:
         data.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"--data {args.data}: cannot be created ({exc.strerror})") from None
-    config = ServeConfig(data=data, token=args.token, max_upload_mb=args.max_upload_mb,
-                         max_queue=args.max_queue)
-    app = create_app(rec, config)
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
-        print(f"har serve: warning: listening on {args.host} without --token: anyone who "
-              "can reach it can submit jobs", file=sys.stderr)
-    print(f"har serve: http://{args.host}:{args.port}/ (API docs at /docs); "
-          f"data in {data.resolve()}", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                timeout_graceful_shutdown=5)
+        raise UsageError(f"--data {shown}: cannot be created ({exc.strerror})") from None
+    # the folder's lock and the port first: a second server, or a busy port, is one
+    # line at once, before the model is loaded
+    try:
+        store = JobStore(data)
+    except DataInUse as exc:
+        raise UsageError(f"--data {printable(exc)}") from None
+    except Exception as exc:  # OSError, sqlite3.Error: unwritable or not a job database
+        raise UsageError(f"--data {shown}: cannot be used ({printable(exc)})") from None
+    try:
+        sock = _bind(args.host, args.port)
+        rec = make_recognizer(args)
+        config = ServeConfig(data=data, token=args.token, max_upload_mb=args.max_upload_mb,
+                             max_queue=args.max_queue,
+                             allow_private_urls=args.allow_private_urls, docs=args.docs,
+                             allowed_hosts=(*args.allow_host, args.host),
+                             download_timeout_s=args.download_timeout,
+                             keep_days=args.keep_days)
+        app = create_app(rec, config, store=store)
+        if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
+            print(f"har serve: warning: listening on {printable(args.host)} without --token: "
+                  "anyone who can reach it can submit jobs", file=sys.stderr)
+        port = sock.getsockname()[1]
+        print(f"har serve: http://{printable(args.host)}:{port}/ (API at /v1, "
+              f"/openapi.json{', /docs' if args.docs else ''}); data in "
+              f"{printable(data.resolve())}", file=sys.stderr, flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level,
+                                               timeout_graceful_shutdown=5))
+        redact_access_log()
+        server.run(sockets=[sock])
+    finally:
+        store.close()
     return int(ExitCode.OK)
+
+
+def _days(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 days, not {text}")
+    return value
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or UsageError in one line (busy port,
+    unknown host, an address this machine does not have)."""
+    where = f"{printable(host)}:{port}"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"--host {printable(host)}: cannot be resolved ({exc}); give an "
+                         "address of this machine") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UsageError(f"--port {port}: {where} is already in use (another server?); "
+                             "stop it or give another --port") from None
+        raise UsageError(f"--host/--port {where}: cannot listen there "
+                         f"({exc.strerror or exc})") from None
+    return sock

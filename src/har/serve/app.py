@@ -1,18 +1,29 @@
-"""The FastAPI application: ``/v1`` API, OpenAPI at ``/docs``, the page at ``/``.
+"""The FastAPI application: ``/v1`` API, ``/openapi.json``, the page at ``/``.
 
 Uploads are parsed as they arrive (python-multipart's streaming parser) and written
 under generated names, so the size limit answers 413 without buffering the body and
 no client file name ever becomes a path.
+
+Every response carries ``X-Content-Type-Options: nosniff`` and a strict
+Content-Security-Policy (scripts, styles and media from this server only); stored
+inputs are served as ``application/octet-stream`` attachments, and only once they
+decoded as video. Requests whose ``Host`` is a name this server was not told about
+are refused (DNS rebinding), and so are state-changing requests from another origin
+(a cross-site form needs no preflight).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hmac
+import ipaddress
 import json
-import mimetypes
+import logging
 import os
+import re
+import sqlite3
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -21,10 +32,14 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from ..defaults import AGGREGATES
 from ..fsutil import clean_text
+from ..netsafe import UrlRefused, literal_refusal
+from ..writers import EVENTS_SCHEMA
+from . import schemas
 from .store import JobStore
 from .worker import JobEvents, Worker, WorkerSettings
 
@@ -38,6 +53,15 @@ class ServeConfig:
     token: str | None = None
     max_upload_mb: float = 200.0
     max_queue: int = 100
+    allow_private_urls: bool = False  # URL jobs may fetch loopback/private addresses
+    docs: bool = False  # /docs (Swagger UI, loaded from a CDN by the browser)
+    allowed_hosts: tuple[str, ...] = ()  # Host names besides IP literals and localhost
+    download_timeout_s: float = 300.0  # a URL job's whole download
+    stuck_after_s: float = 300.0  # /healthz: a job with no progress this long is stuck
+    heartbeat_s: float = 15.0  # SSE comment lines while nothing happens
+    max_fields: int = 16  # multipart parts in one upload
+    retry_after_s: int = 10  # the hint sent with 429
+    keep_days: float | None = None  # ended jobs and their files are deleted after this
 
     @property
     def max_upload_bytes(self) -> int:
@@ -48,31 +72,156 @@ class _TooLarge(Exception):
     pass
 
 
-def create_app(rec, config: ServeConfig, *, start_worker: bool = True) -> FastAPI:
-    """The app over a loaded Recognizer; jobs and uploads live under ``config.data``."""
+# Scripts, styles, media and requests from this server only; nothing may frame it.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "media-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; "
+       "frame-ancestors 'none'")
+# /docs (only with --docs): Swagger UI's files and its inline start-up script come
+# from the jsDelivr CDN, as FastAPI serves it.
+DOCS_CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+            "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: "
+            "https://fastapi.tiangolo.com; connect-src 'self'; base-uri 'none'; "
+            "frame-ancestors 'none'")
+_SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_VIDEO_EXTS = {"mp4", "m4v", "mov", "mkv", "webm", "avi", "mpg", "mpeg", "ts", "m2ts", "mts",
+               "flv", "wmv", "3gp", "ogv", "y4m"}
+
+
+def _host_name(host: str) -> str:
+    """The name in a ``Host`` header, without the port, lower case."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    if host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+class _Guard:
+    """ASGI middleware: the security headers on every response; 403 for a ``Host``
+    that is not an IP address, ``localhost`` or an allowed name (DNS rebinding: the
+    browser sends the attacker's name), and for a state-changing request whose
+    ``Origin`` is not this server's."""
+
+    def __init__(self, app, allowed_hosts: tuple[str, ...], docs: bool) -> None:
+        self.app = app
+        self.allowed = {"localhost", *(_host_name(h) for h in allowed_hosts)}
+        self.docs = docs
+
+    def _problem(self, method: str, headers: dict[bytes, bytes]) -> str | None:
+        host = headers.get(b"host", b"").decode("latin-1")
+        name = _host_name(host)
+        if host and not (_is_ip(name) or name in self.allowed):
+            return (f"Host {clean_text(host)[:100]!r} is not a name of this server; "
+                    "start it with --allow-host NAME to serve that name")
+        if method in _SAFE_METHODS:
+            return None
+        origin = headers.get(b"origin")
+        if origin is None:
+            site = headers.get(b"sec-fetch-site", b"").decode("latin-1")
+            return "cross-site requests are refused" if site == "cross-site" else None
+        origin_text = origin.decode("latin-1")
+        parts = urllib.parse.urlsplit(origin_text)
+        if parts.netloc and parts.netloc.lower() == host.lower():
+            return None
+        if parts.hostname and _host_name(parts.hostname) in self.allowed - {"localhost"}:
+            return None
+        return (f"Origin {clean_text(origin_text)[:100]!r} is not this server; "
+                "cross-origin requests that change jobs are refused")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        csp = DOCS_CSP if self.docs and scope.get("path") in ("/docs", "/redoc") else CSP
+
+        async def send_secure(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in (b"content-security-policy",
+                                                b"x-content-type-options")]
+                headers += [(b"x-content-type-options", b"nosniff"),
+                            (b"content-security-policy", csp.encode()),
+                            (b"x-frame-options", b"DENY"),
+                            (b"referrer-policy", b"no-referrer"),
+                            (b"cross-origin-resource-policy", b"same-origin")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        headers = {k.lower(): v for k, v in scope.get("headers", [])}
+        problem = self._problem(scope.get("method", "GET"), headers)
+        if problem:
+            response = JSONResponse({"detail": problem}, status_code=403)
+            return await response(scope, receive, send_secure)
+        return await self.app(scope, receive, send_secure)
+
+
+class _RedactToken(logging.Filter):
+    """uvicorn's access log without the value of ``?token=``."""
+
+    _re = re.compile(r"((?:^|[?&])token=)[^&\s]*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3:
+            args = list(record.args)
+            if isinstance(args[2], str) and "token=" in args[2].lower():
+                args[2] = self._re.sub(r"\1REDACTED", args[2])
+                record.args = tuple(args)
+        return True
+
+
+def redact_access_log() -> None:
+    """Install :class:`_RedactToken` on uvicorn's access logger (once)."""
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _RedactToken) for f in logger.filters):
+        logger.addFilter(_RedactToken())
+
+
+def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
+               store: JobStore | None = None) -> FastAPI:
+    """The app over a loaded Recognizer; jobs and uploads live under ``config.data``
+    (``store``: a :class:`JobStore` already opened there, holding its lock)."""
     from .. import __version__
 
-    store = JobStore(config.data)
+    store = store or JobStore(config.data)
     events = JobEvents()
-    worker = Worker(store, rec, events,
-                    WorkerSettings(max_download_bytes=config.max_upload_bytes))
+    worker = Worker(store, rec, events, WorkerSettings(
+        max_download_bytes=config.max_upload_bytes,
+        download_timeout_s=config.download_timeout_s,
+        allow_private_urls=config.allow_private_urls,
+        keep_s=None if config.keep_days is None else config.keep_days * 86400))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        store.recover()  # jobs a killed server left running run again
+        redact_access_log()
+        store.recover()  # jobs a killed server left running run again; orphans go
         if start_worker:
             worker.start()
         yield
         worker.stop()
         if worker.is_alive():
-            worker.join(timeout=10)
+            await asyncio.to_thread(worker.join, 10)
 
     app = FastAPI(title="har", version=__version__, lifespan=lifespan,
+                  docs_url="/docs" if config.docs else None, redoc_url=None,
                   description="Human action recognition (Kinetics-400) in videos: "
                   "submit a video, follow its clips, read its timeline.")
+    app.add_middleware(_Guard, allowed_hosts=config.allowed_hosts, docs=config.docs)
     app.state.store, app.state.worker, app.state.events = store, worker, events
 
-    def auth(request: Request) -> None:
+    # the bearer scheme in the OpenAPI document (generated clients send the header);
+    # the check itself is below, so ?token= works for the page's <video> and SSE
+    bearer = HTTPBearer(auto_error=False, description="--token; or ?token=TOKEN")
+
+    def auth(request: Request, _cred=Depends(bearer)) -> None:
         if not config.token:
             return
         header = request.headers.get("authorization", "")
@@ -96,11 +245,21 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True) -> FastAP
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        """Liveness: the model is loaded and the worker runs."""
-        return {"ok": worker.is_alive() or not start_worker, "model": rec.model_name,
-                "queued": store.count("queued"), "running": store.count("running")}
+    @app.get("/healthz", responses={"503": {"description": "the worker is dead or stuck"}})
+    def healthz() -> JSONResponse:
+        """Liveness: the model is loaded and the worker runs. 503 when the worker
+        thread died, or when the job it runs has not moved (no clip scored, no bytes
+        downloaded) for the server's stuck limit."""
+        alive = worker.is_alive() or not start_worker
+        current = worker.current
+        stalled = worker.stalled_s() if current else 0.0
+        stuck = bool(current) and stalled > config.stuck_after_s
+        ok = alive and not stuck
+        return JSONResponse(
+            {"ok": ok, "model": rec.model_name, "queued": store.count("queued"),
+             "running": store.count("running"),
+             "worker": {"alive": alive, "job": current, "stalled_s": round(stalled, 1),
+                        "stuck": stuck}}, status_code=200 if ok else 503)
 
     v1 = f"/{API_VERSION}"
 
@@ -117,6 +276,10 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True) -> FastAP
 
     # -- jobs -----------------------------------------------------------------
     @app.post(f"{v1}/jobs", status_code=202, dependencies=[Depends(auth)],
+              responses={**schemas.responses(400, 413, 415, 429, 507, ok=schemas.Submitted,
+                                             ok_code=202),
+                         "200": {"model": schemas.Submitted, "description": "a retry with "
+                                 "an Idempotency-Key already used: the job it made"}},
               openapi_extra={"requestBody": {"content": {
                   "multipart/form-data": {"schema": {"type": "object", "properties": {
                       "file": {"type": "string", "format": "binary"},
@@ -132,17 +295,27 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True) -> FastAP
     async def submit(request: Request) -> JSONResponse:
         """Submit a video: a multipart ``file`` upload, or JSON ``{"url": ...}``
         (http/https only), with optional stride, topk, aggregate, threshold, annotate.
-        Answers 202 ``{"id", "status"}``; 413 over the size limit; 429 when the queue
-        is full."""
+        Answers 202 ``{"id", "status"}``; 400 for bad options or a URL this server
+        does not fetch; 413 over the size limit; 429 (with ``Retry-After``) when the
+        queue is full; 507 when the data folder is full."""
         ctype = request.headers.get("content-type", "")
+        key = request.headers.get("idempotency-key")
+        if key is not None:
+            if not 1 <= len(key) <= 200 or not key.isprintable():
+                raise HTTPException(400, "Idempotency-Key: give 1 to 200 printable "
+                                    "characters (a UUID, say)")
+            seen = store.by_key(key)
+            if seen is not None:  # a retry of a submission that was accepted
+                return _accepted(seen, replayed=True)
         if store.count("queued", "running") >= config.max_queue:
-            raise HTTPException(429, f"the queue is full ({config.max_queue} jobs); "
-                                "try again later")
+            raise _queue_full()
         job_id = store.new_id()
+        dest: Path | None = None
         if ctype.startswith("multipart/form-data"):
             dest = store.upload_path(job_id)
             try:
-                fields, filename = await _read_upload(request, dest, config.max_upload_bytes)
+                fields, filename = await _read_upload(request, dest, config.max_upload_bytes,
+                                                      config.max_fields)
             except _TooLarge:
                 dest.unlink(missing_ok=True)
                 return JSONResponse({"detail": f"the upload is larger than the server's "
@@ -151,6 +324,12 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True) -> FastAP
             except ValueError as exc:
                 dest.unlink(missing_ok=True)
                 raise HTTPException(400, str(exc)) from None
+            except OSError as exc:
+                dest.unlink(missing_ok=True)
+                raise _disk_error(exc, "the upload") from None
+            except BaseException:  # the client went away mid-upload, or a cancel
+                dest.unlink(missing_ok=True)
+                raise
             if filename is None:
                 dest.unlink(missing_ok=True)
                 raise HTTPException(400, "the form has no 'file' part; send the video as "
@@ -164,16 +343,20 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True) -> FastAP
                     raise HTTPException(413, "the JSON body is larger than 64 KB")
             try:
                 fields = json.loads(bytes(body))
-            except ValueError:
-                raise HTTPException(400, "the body is not JSON") from None
+            except (ValueError, RecursionError):
+                raise HTTPException(400, "the body is not JSON (or nests too deep)") from None
             if not isinstance(fields, dict) or not isinstance(fields.get("url"), str):
                 raise HTTPException(400, 'give {"url": "http(s)://..."}')
             url = fields["url"].strip()
-            if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https") or \
-                    not urllib.parse.urlsplit(url).netloc:
-                raise HTTPException(400, f"{clean_text(url)[:200]}: only http:// and "
-                                    "https:// URLs can be fetched")
-            kind, name, dest = "url", clean_text(url), None
+            try:
+                why = literal_refusal(url, config.allow_private_urls)
+            except UrlRefused as exc:
+                raise HTTPException(400, str(exc)) from None
+            if why:
+                raise HTTPException(400, f"{clean_text(url)[:200]}: is {why}; this server "
+                                    "does not fetch URLs on its own network (start it with "
+                                    "--allow-private-urls to allow them)")
+            kind, name = "url", clean_text(url)
         else:
             raise HTTPException(415, "send multipart/form-data with a 'file', or "
                                 'application/json {"url": ...}')
@@ -183,26 +366,55 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True) -> FastAP
             if dest is not None:
                 dest.unlink(missing_ok=True)
             raise HTTPException(400, str(exc)) from None
-        job = store.add(job_id, kind, name, options, url=url, max_queue=config.max_queue)
+        try:
+            job = store.add(job_id, kind, name, options, url=url, max_queue=config.max_queue,
+                            key=key)
+        except sqlite3.Error as exc:
+            if dest is not None:
+                dest.unlink(missing_ok=True)
+            raise _disk_error(exc, "the job") from None
         if job is None:
             if dest is not None:
                 dest.unlink(missing_ok=True)
-            raise HTTPException(429, f"the queue is full ({config.max_queue} jobs); "
-                                "try again later")
-        return JSONResponse({"id": job.id, "status": job.status}, status_code=202,
-                            headers={"Location": f"{v1}/jobs/{job.id}"})
+            raise _queue_full()
+        if job.id != job_id:  # the same key won a race with this request
+            if dest is not None:
+                dest.unlink(missing_ok=True)
+            return _accepted(job, replayed=True)
+        return _accepted(job)
 
-    @app.get(f"{v1}/jobs", dependencies=[Depends(auth)])
-    def list_jobs(limit: int = 200) -> dict[str, Any]:
-        """Jobs, newest first."""
-        return {"jobs": [j.to_dict() for j in store.list(max(1, min(limit, 1000)))]}
+    def _accepted(job, replayed: bool = False) -> JSONResponse:
+        headers = {"Location": f"{v1}/jobs/{job.id}"}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse({"id": job.id, "status": job.status},
+                            status_code=200 if replayed else 202, headers=headers)
 
-    @app.get(f"{v1}/jobs/{{job_id}}", dependencies=[Depends(auth)])
+    def _queue_full() -> HTTPException:
+        return HTTPException(429, f"the queue is full ({config.max_queue} jobs); try "
+                             "again later", headers={"Retry-After": str(config.retry_after_s)})
+
+    @app.get(f"{v1}/jobs", dependencies=[Depends(auth)],
+             responses=schemas.responses(400, ok=schemas.JobList))
+    def list_jobs(limit: int = 200, cursor: str | None = None) -> dict[str, Any]:
+        """Jobs, newest first, ``limit`` at a time (at most 1000); ``next`` is the
+        ``cursor`` for the following page (null on the last). Pages stay consistent
+        while jobs are added: a cursor names a position, not an offset."""
+        if cursor is not None and not (cursor.isdigit() and len(cursor) < 19):
+            raise HTTPException(400, "cursor: give the 'next' value of the previous page")
+        limit = max(1, min(limit, 1000))
+        jobs = store.list(limit, int(cursor) if cursor is not None else None)
+        nxt = str(jobs[-1].seq) if len(jobs) == limit and jobs[-1].seq > 1 else None
+        return {"jobs": [j.to_dict() for j in jobs], "next": nxt}
+
+    @app.get(f"{v1}/jobs/{{job_id}}", dependencies=[Depends(auth)],
+             responses=schemas.responses(404, ok=schemas.Job))
     def get_job(job_id: str) -> dict[str, Any]:
         """Status (queued, running, done, failed), progress (0..1) and error."""
         return job_or_404(job_id).to_dict()
 
-    @app.get(f"{v1}/jobs/{{job_id}}/result", dependencies=[Depends(auth)])
+    @app.get(f"{v1}/jobs/{{job_id}}/result", dependencies=[Depends(auth)],
+             responses=schemas.responses(404, 409))
     def get_result(job_id: str):
         """The har.predictions/1 document of a done job (409 before)."""
         job = job_or_404(job_id)
@@ -212,17 +424,25 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True) -> FastAP
                                 + (f": {job.error}" if job.error else ""))
         return FileResponse(path, media_type="application/json")
 
-    @app.get(f"{v1}/jobs/{{job_id}}/video", dependencies=[Depends(auth)])
+    @app.get(f"{v1}/jobs/{{job_id}}/video", dependencies=[Depends(auth)],
+             responses=schemas.responses(404, 409))
     def get_video(job_id: str):
-        """The uploaded (or downloaded) video, as stored."""
+        """The uploaded (or downloaded) video of a done job, as stored: an
+        ``application/octet-stream`` attachment (409 before the job is done: bytes that
+        did not decode as a video are never served back)."""
         job = job_or_404(job_id)
         path = store.upload_path(job.id)
+        if job.status != "done":
+            raise HTTPException(409, f"job {job.id} is {job.status}; its video is served "
+                                "once the job is done")
         if not path.exists():
-            raise HTTPException(404, f"job {job.id} has no video yet")
-        mime = mimetypes.guess_type(job.name.split("?")[0])[0] or "video/mp4"
-        return FileResponse(path, media_type=mime)
+            raise HTTPException(404, f"job {job.id} has no stored video")
+        ext = job.name.split("?")[0].rsplit(".", 1)[-1].lower()
+        return FileResponse(path, media_type="application/octet-stream",
+                            filename=f"{job.id}.{ext if ext in _VIDEO_EXTS else 'video'}")
 
-    @app.get(f"{v1}/jobs/{{job_id}}/annotated.mp4", dependencies=[Depends(auth)])
+    @app.get(f"{v1}/jobs/{{job_id}}/annotated.mp4", dependencies=[Depends(auth)],
+             responses=schemas.responses(404, 409))
     def get_annotated(job_id: str):
         """The video with the actions drawn on it (jobs submitted with annotate=true)."""
         job = job_or_404(job_id)
@@ -235,15 +455,26 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True) -> FastAP
                                 f"job {job.id} is {job.status}; no annotated video")
         return FileResponse(path, media_type="video/mp4")
 
-    @app.get(f"{v1}/jobs/{{job_id}}/events", dependencies=[Depends(auth)])
+    @app.get(f"{v1}/jobs/{{job_id}}/events", dependencies=[Depends(auth)],
+             responses=schemas.responses(404))
     async def get_events(job_id: str, request: Request) -> StreamingResponse:
         """``har.events/1`` events as server-sent events: ``start``, a ``clip`` per
-        scored clip while the job runs, then ``video``. A job that already ended
-        replays its clips from the result."""
+        scored clip while the job runs, then ``video`` (status ``done``, ``failed`` or
+        ``cancelled``). A job that already ended replays its events. Each event has an
+        ``id:`` (its number in the job's stream); a client that reconnects with
+        ``Last-Event-ID`` gets the events after that one. A comment line is sent at
+        once and then every few seconds while nothing happens (heartbeat)."""
         job = job_or_404(job_id)
+        try:
+            first = int(request.headers.get("last-event-id", "-1")) + 1
+        except ValueError:
+            first = 0
+        first = max(first, 0)
 
         async def gen():
-            sent = 0
+            yield ": har.events/1\nretry: 3000\n\n"  # the first byte at once
+            sent = first
+            beat = time.monotonic()
             deadline = time.monotonic() + 6 * 3600
             while time.monotonic() < deadline:
                 if await request.is_disconnected():
@@ -253,29 +484,49 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True) -> FastAP
                     now = store.get(job.id)
                     if now is None:
                         return
-                    if now.status in ("done", "failed"):
-                        for ev in _replay(store, now):
-                            yield _sse(ev)
+                    if now.status not in ("queued", "running"):
+                        for i, ev in enumerate(_replay(store, now, rec.model_name)):
+                            if i >= sent:
+                                yield _sse(ev, i)
                         return
-                    await asyncio.sleep(0.2)
-                    continue
-                new, ended = got
-                for ev in new:
-                    yield _sse(ev)
+                    new, ended = [], False
+                else:
+                    new, ended = got
+                for i, ev in enumerate(new):
+                    yield _sse(ev, sent + i)
                 sent += len(new)
-                if ended and not new:
+                if new:
+                    beat = time.monotonic()
+                elif ended:
                     return
-                await asyncio.sleep(0.1)
+                elif time.monotonic() - beat >= config.heartbeat_s:
+                    yield ": keep-alive\n\n"
+                    beat = time.monotonic()
+                await asyncio.sleep(0.1 if got is not None else 0.2)
 
         return StreamingResponse(gen(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
 
-    @app.delete(f"{v1}/jobs/{{job_id}}", dependencies=[Depends(auth)])
+    @app.post(f"{v1}/jobs/{{job_id}}/cancel", dependencies=[Depends(auth)],
+              responses=schemas.responses(404, 409, ok=schemas.Job))
+    def cancel_job(job_id: str) -> dict[str, Any]:
+        """Stop a queued or running job and keep it (status ``cancelled``); its
+        upload stays until DELETE."""
+        job = job_or_404(job_id)
+        if not store.cancel(job.id):
+            raise HTTPException(409, f"job {job.id} is {job.status}; only queued or "
+                                "running jobs can be cancelled")
+        worker.cancel(job.id)
+        return store.get(job.id).to_dict()
+
+    @app.delete(f"{v1}/jobs/{{job_id}}", dependencies=[Depends(auth)],
+             responses=schemas.responses(404, ok=schemas.Deleted))
     def delete_job(job_id: str) -> dict[str, Any]:
         """Remove the job, its upload and its results (a running job is stopped)."""
         job = job_or_404(job_id)
         if job.status == "running":
-            worker.cancelled.add(job.id)
+            worker.cancel(job.id)
         store.delete(job.id)
         return {"id": job.id, "deleted": True}
 
@@ -283,6 +534,19 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True) -> FastAP
 
 
 # -- helpers -------------------------------------------------------------------
+def _disk_error(exc: BaseException, what: str) -> HTTPException:
+    """507 for a full data folder (ENOSPC, quota, file size limit), else 500, with
+    the reason in one line; the caller has removed what was partly written."""
+    code = getattr(exc, "errno", None)
+    full = code in _DISK_FULL or "full" in str(exc).lower()
+    if full:
+        return HTTPException(507, f"the server's data folder is full: {what} was not "
+                             "kept; free space under --data and retry")
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return HTTPException(500, f"the server could not store {what} ({clean_text(reason)}); "
+                         "nothing was kept")
+
+
 def _is_id(text: str) -> bool:
     return len(text) == 32 and all(c in "0123456789abcdef" for c in text)
 
@@ -299,12 +563,19 @@ def _options(fields: dict[str, Any], n_classes: int) -> dict[str, Any]:
     def num(key, cast, lo, hi):
         if fields.get(key) in (None, ""):
             return
+        raw = fields[key]
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise ValueError(f"{key}: {clean_text(repr(raw))[:40]} is not a number")
         try:
-            value = cast(fields[key])
-        except (TypeError, ValueError):
-            raise ValueError(f"{key}: {fields[key]!r} is not a number") from None
-        if not lo <= value <= hi:
-            raise ValueError(f"{key}: must be between {lo} and {hi}, not {value}")
+            value = cast(float(raw)) if cast is int and isinstance(raw, float) else cast(raw)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{key}: {clean_text(repr(raw))[:40]} is not a "
+                             f"{'whole ' if cast is int else ''}number in range") from None
+        if cast is int and isinstance(raw, float) and raw != value:
+            raise ValueError(f"{key}: must be a whole number, not {raw!r}")
+        if not lo <= value <= hi:  # NaN too
+            raise ValueError(f"{key}: must be between {lo} and {hi}, not "
+                             f"{clean_text(repr(raw))[:40]}")
         out[key] = value
 
     num("stride", int, 1, 10_000)
@@ -312,8 +583,9 @@ def _options(fields: dict[str, Any], n_classes: int) -> dict[str, Any]:
     num("threshold", float, 0.0, 1.0)
     agg = fields.get("aggregate")
     if agg not in (None, ""):
-        if agg not in AGGREGATES:
-            raise ValueError(f"aggregate: must be one of {', '.join(AGGREGATES)}, not {agg!r}")
+        if not isinstance(agg, str) or agg not in AGGREGATES:
+            raise ValueError(f"aggregate: must be one of {', '.join(AGGREGATES)}, not "
+                             f"{clean_text(repr(agg))[:40]}")
         out["aggregate"] = agg
     ann = fields.get("annotate")
     if ann not in (None, ""):
@@ -324,55 +596,78 @@ def _options(fields: dict[str, Any], n_classes: int) -> dict[str, Any]:
         elif str(ann).lower() in ("0", "false", "no", "off"):
             out["annotate"] = False
         else:
-            raise ValueError(f"annotate: {ann!r} is not true or false")
+            raise ValueError(f"annotate: {clean_text(repr(ann))[:40]} is not true or false")
     return out
 
 
-def _sse(event: dict[str, Any]) -> str:
-    return f"event: {event.get('type', 'message')}\ndata: {json.dumps(event)}\n\n"
+def _sse(event: dict[str, Any], number: int) -> str:
+    return (f"id: {number}\nevent: {event.get('type', 'message')}\n"
+            f"data: {json.dumps(event)}\n\n")
 
 
-def _replay(store: JobStore, job) -> list[dict[str, Any]]:
-    if job.status == "failed":
-        return [{"type": "video", "path": job.name, "status": "failed", "error": job.error}]
+def _replay(store: JobStore, job, model: str) -> list[dict[str, Any]]:
+    """An ended job's events, numbered as they were sent live: start, clips, video."""
+    start = {"type": "start", "schema": EVENTS_SCHEMA, "model": model, "job": job.id,
+             "settings": job.options}
+    if job.status in ("failed", "cancelled"):
+        return [start, {"type": "video", "path": job.name, "status": job.status,
+                        "error": job.error}]
     try:
         doc = json.loads(store.result_path(job.id).read_text(encoding="utf-8"))
         video = doc["videos"][0]
     except (OSError, ValueError, KeyError, IndexError):
-        return []
-    out = [{"type": "clip", "path": job.name, **c} for c in video.get("clips", [])]
+        return [start]
+    out = [start] + [{"type": "clip", "path": job.name, **c} for c in video.get("clips", [])]
     fields = {k: v for k, v in video.items() if k != "clips"}
     out.append({"type": "video", **fields, "status": "done",
                 "clips": len(video.get("clips", []))})
     return out
 
 
-async def _read_upload(request: Request, dest: Path, limit: int
+async def _read_upload(request: Request, dest: Path, limit: int, max_fields: int = 16
                        ) -> tuple[dict[str, str], str | None]:
     """Stream a multipart body: the ``file`` part to ``dest`` (at most ``limit``
-    bytes, else :class:`_TooLarge` at once), the other parts as small text fields."""
+    bytes, else :class:`_TooLarge` at once), the other parts as small text fields.
+
+    The whole body is counted as it arrives (with or without Content-Length), and
+    the number of parts and the size of their headers are capped, so no body makes
+    the server hold more than a few kB in memory. A second file part is refused."""
     from python_multipart.multipart import MultipartParser, parse_options_header
 
+    body_limit = limit + 64 * 1024 + max_fields * 8 * 1024  # the file + fields + headers
     size = request.headers.get("content-length")
-    if size and size.isdigit() and int(size) > limit + 64 * 1024:
+    if size and size.isdigit() and int(size) > body_limit:
         raise _TooLarge()
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if not boundary:
         raise ValueError("the multipart body has no boundary")
+    if len(boundary) > 200:
+        raise ValueError("the multipart boundary is longer than 200 bytes")
 
     fields: dict[str, str] = {}
     state: dict[str, Any] = {"headers": {}, "field": b"", "value": b"", "name": None,
-                             "filename": None, "buf": bytearray(), "written": 0}
-    out = open(dest, "wb")
+                             "filename": None, "buf": bytearray(), "written": 0,
+                             "parts": 0, "hbytes": 0}
 
     def on_part_begin():
-        state.update(headers={}, field=b"", value=b"", name=None, buf=bytearray())
+        state["parts"] += 1
+        if state["parts"] > max_fields:
+            raise ValueError(f"the form has more than {max_fields} parts; send the "
+                             "'file' and the options only")
+        state.update(headers={}, field=b"", value=b"", name=None, buf=bytearray(), hbytes=0)
+
+    def header_bytes(n: int) -> None:
+        state["hbytes"] += n
+        if state["hbytes"] > 8 * 1024:
+            raise ValueError("a form part's headers are longer than 8 kB")
 
     def on_header_field(data, start, end):
+        header_bytes(end - start)
         state["field"] += data[start:end]
 
     def on_header_value(data, start, end):
+        header_bytes(end - start)
         state["value"] += data[start:end]
 
     def on_header_end():
@@ -384,7 +679,11 @@ async def _read_upload(request: Request, dest: Path, limit: int
         name = disp.get(b"name", b"").decode("utf-8", "replace")
         state["name"] = name
         if name == "file":
+            if state["filename"] is not None:
+                raise ValueError("the form has two 'file' parts; send one video per job")
             state["filename"] = disp.get(b"filename", b"upload").decode("utf-8", "replace")
+        elif name in fields:
+            raise ValueError(f"form field {clean_text(name)[:40]!r} is given twice")
 
     def on_part_data(data, start, end):
         chunk = data[start:end]
@@ -396,23 +695,37 @@ async def _read_upload(request: Request, dest: Path, limit: int
         else:
             state["buf"] += chunk
             if len(state["buf"]) > 4096:
-                raise ValueError(f"form field {state['name']!r} is too long")
+                raise ValueError(f"form field {clean_text(state['name'] or '')[:40]!r} "
+                                 "is longer than 4 kB")
 
     def on_part_end():
         if state["name"] and state["name"] != "file":
             fields[state["name"]] = bytes(state["buf"]).decode("utf-8", "replace")
+            state["buf"] = bytearray()
 
     parser = MultipartParser(boundary, {
         "on_part_begin": on_part_begin, "on_header_field": on_header_field,
         "on_header_value": on_header_value, "on_header_end": on_header_end,
         "on_headers_finished": on_headers_finished, "on_part_data": on_part_data,
         "on_part_end": on_part_end})
-    try:
+    received = 0
+    with open(dest, "wb") as out:
         async for chunk in request.stream():
-            parser.write(chunk)
-        parser.finalize()
+            received += len(chunk)
+            if received > body_limit:
+                raise _TooLarge()
+            try:
+                parser.write(chunk)
+            except (_TooLarge, ValueError, OSError):
+                raise
+            except Exception as exc:  # python-multipart's MultipartParseError and kin
+                raise ValueError(f"the multipart body is malformed ({exc})") from None
+        try:
+            parser.finalize()
+        except (_TooLarge, ValueError, OSError):
+            raise
+        except Exception as exc:
+            raise ValueError(f"the multipart body is malformed ({exc})") from None
         out.flush()
         os.fsync(out.fileno())
-    finally:
-        out.close()
     return fields, state["filename"]

@@ -4,7 +4,8 @@ A job's clips are scored with :meth:`Recognizer.stream`; each clip becomes a
 ``har.events/1`` ``clip`` event kept in memory for ``GET /v1/jobs/{id}/events``
 (server-sent events), and its last frame moves the job's progress. The result is
 written atomically before the job is marked done, so a kill between the two only
-makes the job run again (it finishes once).
+makes the job run again (it finishes once). A shutdown (:meth:`Worker.stop`) in the
+middle of a job puts it back in the queue: a cut-short result is never marked done.
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ import dataclasses
 import logging
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from ..errors import HarError
 from ..fsutil import atomic_open, atomic_path, clean_text
+from ..netsafe import FetchLimits, fetch
 from ..writers import EVENTS_SCHEMA, dumps, predictions_doc, video_status
 from .store import Job, JobStore
 
@@ -67,10 +66,22 @@ class JobEvents:
             return list(self._events[job_id][start:]), self._ended[job_id]
 
 
+# Codecs FFmpeg picks for bytes that are text or raw data when a name's extension or a
+# weak probe suggests them (CD+G graphics, ANSI/binary text art): never a camera video.
+NOT_VIDEO_CODECS = frozenset({"cdgraphics", "ansi", "bintext", "xbin", "idf", "tty"})
+
+
 @dataclasses.dataclass
 class WorkerSettings:
     max_download_bytes: int = 200 * 1024 * 1024
-    download_timeout_s: float = 30.0
+    download_timeout_s: float = 300.0  # the whole download of a URL job
+    download_idle_s: float = 30.0  # longest wait for the next bytes
+    allow_private_urls: bool = False
+    keep_s: float | None = None  # ended jobs older than this are deleted (None: kept)
+
+
+class _Stopped(Exception):
+    """The server is shutting down in the middle of a job."""
 
 
 class Worker(threading.Thread):
@@ -81,30 +92,74 @@ class Worker(threading.Thread):
         super().__init__(name="har-serve-worker", daemon=True)
         self.store, self.rec, self.events = store, rec, events
         self.settings = settings or WorkerSettings()
-        self._stop = threading.Event()
+        # not ``_stop``: threading.Thread has a method of that name, which
+        # join() and the interpreter's shutdown call
+        self._stopping = threading.Event()
         self.current: str | None = None
         self.cancelled: set[str] = set()
+        self.beat = time.monotonic()  # last sign of life: a job step or an idle wait
+        self.job_started: float | None = None
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self.store.notify()
 
+    def cancel(self, job_id: str) -> None:
+        """Stop the job if it is the one running (within about half a second)."""
+        self.cancelled.add(job_id)
+
+    def stalled_s(self) -> float:
+        """Seconds since the worker last moved (0 while it waits for jobs)."""
+        return time.monotonic() - self.beat
+
+    def _expire(self) -> None:
+        keep = self.settings.keep_s
+        now = time.monotonic()
+        if keep is None or now - self._expired_at < min(600.0, keep / 4):
+            return
+        self._expired_at = now
+        for job_id in self.store.expire(keep):
+            log.info("job %s: deleted after %g s (--keep-days)", job_id, keep)
+
     def run(self) -> None:
-        while not self._stop.is_set():
+        self._expired_at = float("-inf")
+        while not self._stopping.is_set():
+            self.beat = time.monotonic()
+            self._expire()
             job = self.store.claim()
             if job is None:
                 with self.store.wakeup:
-                    self.store.wakeup.wait(timeout=1.0)
+                    self.store.wakeup.wait(timeout=0.5)
                 continue
-            self.current = job.id
+            self.current, self.job_started = job.id, time.monotonic()
             try:
                 self._run_job(job)
+            except _Stopped:
+                # shutting down: the job runs again from the start on the next start
+                self.store.requeue(job.id)
+                log.info("job %s: stopped by the shutdown, queued again", job.id)
+            except _Cancelled:
+                # deleted or cancelled by a client: a last event that says so (never a
+                # cut-short 'partial' result), and nothing left behind
+                self._gone(job)
+                self.events.add(job.id, "video", path=job.name, status="cancelled",
+                                error=f"{job.name}: the job was cancelled")
             except Exception as exc:  # never let one job stop the worker
                 log.exception("job %s", job.id)
-                self.store.finish(job.id, "failed", error=f"{job.name}: internal error: {exc}")
+                if isinstance(exc, OSError):  # a full or read-only --data, most often
+                    why = (f"{job.name}: the server could not write its files "
+                           f"({exc.strerror or type(exc).__name__}); free space under --data")
+                else:
+                    why = f"{job.name}: internal error: {type(exc).__name__}"
+                try:
+                    self._fail(job, why)
+                except _Cancelled:
+                    pass
             finally:
                 self.events.end(job.id)
-                self.current = None
+                self.cancelled.discard(job.id)
+                self.current, self.job_started = None, None
+                self.beat = time.monotonic()
 
     # -- one job ---------------------------------------------------------------
     def _run_job(self, job: Job) -> None:
@@ -115,8 +170,9 @@ class Worker(threading.Thread):
         path = store.upload_path(job.id)
         if job.kind == "url" and not path.exists():
             try:
-                self._download(job.url or "", path)
+                self._download(job, path)
             except HarError as exc:
+                self._check_stop(job)
                 self._fail(job, str(exc))
                 return
         opts = job.options
@@ -134,12 +190,17 @@ class Worker(threading.Thread):
             result = self._score(job, path)
         finally:
             rec.stride, rec.k, rec.aggregate, rec.timeline = saved
+        self._check_stop(job)
+        if result.ok and (result.codec or "") in NOT_VIDEO_CODECS:
+            result.error = (f"{path}: is not a video (FFmpeg could only read it as "
+                            f"{result.codec} data)")
         if not result.ok:
             self._fail(job, _named(result.error, path, job.name))
             return
         if opts.get("annotate"):
             from ..render import annotate_video
 
+            self.beat = time.monotonic()
             try:
                 with atomic_path(store.annotated_path(job.id), suffix=".mp4") as tmp:
                     annotate_video(result, tmp)
@@ -154,9 +215,11 @@ class Worker(threading.Thread):
         fields = result.to_dict()
         fields.pop("clips", None)
         fields.update(path=job.name, status=video_status(result), clips=len(result.clips))
-        self.events.add(job.id, "video", **fields)
+        self._check_stop(job)
         if not store.finish(job.id, "done", top1=top1):
-            store.delete(job.id)  # deleted while it ran: leave nothing behind
+            self._gone(job)
+            raise _Cancelled()
+        self.events.add(job.id, "video", **fields)
 
     def _score(self, job: Job, path: Path):
         stream = self.rec.stream(str(path), keep_clips=True, live=False)
@@ -164,6 +227,10 @@ class Worker(threading.Thread):
         last = 0.0
         try:
             for clip in stream:
+                self.beat = time.monotonic()
+                if stream.info is not None and stream.info.codec in NOT_VIDEO_CODECS:
+                    stream.close()
+                    break
                 self.events.add(job.id, "clip", path=job.name, **clip.to_dict())
                 total = stream.info.frames if stream.info else None
                 frames = max(frames, clip.end_frame)
@@ -171,51 +238,57 @@ class Worker(threading.Thread):
                 if total and now - last > 0.25:
                     self.store.set_progress(job.id, frames / total)
                     last = now
-                if job.id in self.cancelled or self._stop.is_set():
+                if job.id in self.cancelled or self._stopping.is_set():
                     stream.close()
                     break
         except HarError:
             pass  # recorded in the result
         return stream.result()
 
+    def _check_stop(self, job: Job) -> None:
+        """After a step that a stop or a cancel cuts short: a shutdown raises
+        :class:`_Stopped` (the job is queued again); a cancelled job ends with a
+        ``cancelled`` event and nothing else (its row is gone already)."""
+        if self._stopping.is_set():
+            raise _Stopped()
+        if job.id in self.cancelled:
+            raise _Cancelled()
+
     def _fail(self, job: Job, error: str) -> None:
         error = clean_text(error.splitlines()[0] if error else "failed")
-        self.events.add(job.id, "video", path=job.name, status="failed", error=error)
         if not self.store.finish(job.id, "failed", error=error):
+            self._gone(job)
+            raise _Cancelled()
+        self.events.add(job.id, "video", path=job.name, status="failed", error=error)
+
+    def _gone(self, job: Job) -> None:
+        """The job was deleted (remove what was written since) or cancelled (keep
+        its upload, drop its results) while it ran."""
+        if self.store.get(job.id) is None:
             self.store.delete(job.id)
+        else:
+            for path in (self.store.result_path(job.id), self.store.annotated_path(job.id)):
+                path.unlink(missing_ok=True)
 
-    def _download(self, url: str, dest: Path) -> None:
-        """Fetch an http(s) URL into ``dest``, at most ``max_download_bytes``."""
-        limit = self.settings.max_download_bytes
-        opener = urllib.request.build_opener(_HttpOnlyRedirects())
-        try:
-            with opener.open(url, timeout=self.settings.download_timeout_s) as resp, \
-                    atomic_open(dest, "wb") as out:
-                size = resp.headers.get("Content-Length")
-                if size and size.isdigit() and int(size) > limit:
-                    raise HarError(f"{url}: is {int(size) / 2**20:.1f} MB, more than the "
-                                   f"server's limit of {limit / 2**20:.0f} MB")
-                got = 0
-                while chunk := resp.read(1 << 16):
-                    got += len(chunk)
-                    if got > limit:
-                        raise HarError(f"{url}: is more than the server's limit of "
-                                       f"{limit / 2**20:.0f} MB")
-                    out.write(chunk)
-        except HarError:
-            raise
-        except urllib.error.HTTPError as exc:
-            raise HarError(f"{url}: the server answered {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise HarError(f"{url}: cannot be downloaded ({reason})") from None
+    def _download(self, job: Job, dest: Path) -> None:
+        """Fetch the job's http(s) URL into ``dest``: at most ``max_download_bytes``,
+        within ``download_timeout_s``, stopped by a cancel or a shutdown, and never
+        from this machine's own network unless ``allow_private_urls``."""
+        st = self.settings
+        limits = FetchLimits(max_bytes=st.max_download_bytes, deadline_s=st.download_timeout_s,
+                             idle_s=st.download_idle_s)
+
+        def beat(_n: int) -> None:
+            self.beat = time.monotonic()
+
+        with atomic_open(dest, "wb") as out:
+            fetch(job.url or "", out, limits=limits, allow_private=st.allow_private_urls,
+                  cancelled=lambda: job.id in self.cancelled or self._stopping.is_set(),
+                  on_bytes=beat)
 
 
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
-            raise urllib.error.URLError(f"redirected to a non-http(s) URL")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+class _Cancelled(Exception):
+    """The running job was deleted or cancelled."""
 
 
 def _named(message: str | None, path: Path, name: str) -> str:

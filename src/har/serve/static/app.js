@@ -192,6 +192,12 @@ function updateNow() {
   const W2 = $("chart").clientWidth || 700, cp = document.getElementById("chartplayhead");
   if (cp) { const px = 28 + (t / dur) * (W2 - 34); cp.setAttribute("x1", px); cp.setAttribute("x2", px); }
 }
+// a format the browser cannot decode (AVI, HEVC, ...): say so instead of a blank player
+$("video").addEventListener("error", () => {
+  if (!$("video").getAttribute("src") || !result) return;
+  say("this browser cannot play " + $("title").textContent + " (" + (result.codec || "its format") +
+      "); the timeline and results below are complete", true);
+});
 $("video").addEventListener("timeupdate", updateNow);
 $("video").addEventListener("seeked", updateNow);
 window.addEventListener("resize", () => { if (result) { $("timeline").replaceChildren(); $("chart").replaceChildren(); drawTimeline(); drawChart(); updateNow(); } });
