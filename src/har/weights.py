@@ -82,10 +82,10 @@ def check_digests(path: Path, wf, source: str, sha256: str | None = None) -> str
             kind = {"sha256": "sha256", "sha1": "sha1"}.get(
                 algo, f"sha256 prefix ({len(value)} digits)")
             raise WeightsError(f"{source}: checksum mismatch: expected {kind} {value}, got "
-                               f"{digest[:len(value)]} (published in {wf.digest_source}); "
+                               f"{digest[:len(value)]} (digest from {wf.digest_source}); "
                                "the file is corrupt or not the published one")
     names = ", ".join(f"{a} {v}" for a, v in wanted)
-    return f"{names}, as published in {wf.digest_source}" if wf.digest_source else names
+    return f"{names} (digest from {wf.digest_source})" if wf.digest_source else names
 
 
 def package_file(wf) -> Path | None:
