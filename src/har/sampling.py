@@ -144,6 +144,12 @@ class ClipAssembler:
         next_start = 0  # first frame of the next clip to emit
         n = 0
         for frame in frames:
+            if buf and frame.index != buf[-1].index + 1:
+                # A frame number left out: a live source's gap (an outage or a jump in
+                # its timestamps). No clip spans it: a new clip run starts here, and
+                # the unfinished clip before it is dropped.
+                buf.clear()
+                next_start = frame.index
             n = frame.index + 1
             buf.append(frame)
             if frame.index == next_start + L - 1:

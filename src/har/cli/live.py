@@ -9,10 +9,11 @@ import threading
 import time
 
 from ..fsutil import display_path
+from ..text import printable
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
-                     check_runtime_options, make_recognizer, positive_seconds,
-                     timeline_options)
+                     check_not_input, check_output_path, check_runtime_options,
+                     make_recognizer, positive_seconds, timeline_options)
 
 EPILOG = """\
 examples:
@@ -70,170 +71,308 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_live)
 
 
+def _same_output(a: str, b: str) -> bool:
+    import os
+
+    from ..fsutil import same_file
+
+    try:
+        return same_file(a, b) or os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, ValueError):
+        return False
+
+
+def _check_outputs(args: argparse.Namespace, src) -> None:
+    """One-line usage errors for outputs that cannot work, that are the input (hard
+    links and other spellings included), or that name the same file twice."""
+    from pathlib import Path
+
+    outputs = []
+    if args.jsonl and args.jsonl != "-":
+        outputs.append(("--jsonl", args.jsonl))
+    if args.record:
+        if Path(args.record).suffix.lower() not in (".mp4", ".mkv", ".mov"):
+            raise UsageError(f"--record {printable(display_path(args.record))}: writes .mp4, "
+                             ".mkv or .mov; give a name with one of those")
+        outputs.append(("--record", args.record))
+    for flag, path in outputs:
+        check_output_path(flag, path)
+        if src.local:
+            check_not_input(flag, path, [src.url])
+    if len(outputs) == 2 and _same_output(outputs[0][1], outputs[1][1]):
+        raise UsageError(f"--jsonl {printable(display_path(args.jsonl))} and --record "
+                         f"{printable(display_path(args.record))} name the same file; give "
+                         "each its own")
+
+
 def cmd_live(args: argparse.Namespace) -> int:
     from .. import writers
     from ..errors import HarError
     from ..live import LiveSegmenter, LiveSource, Overlay, percentile
     from ..sources import parse_source
+    from .predict import _JsonlFile
 
     check_runtime_options(args)
     src = parse_source(args.source, rtsp_transport=args.rtsp_transport)
+    shown = printable(display_path(args.source))
     if src.kind == "stdin":
         raise UsageError("har live reads a camera, a stream or a file, not standard input; "
                          "pipe into `har predict -` instead")
     if src.kind in ("file", "url") and not args.realtime:
-        raise UsageError(f"{display_path(args.source)}: is a file, not a live source; add "
+        raise UsageError(f"{shown}: is a file, not a live source; add "
                          "--realtime to play it at its own rate, or use `har predict`")
     max_reconnects = args.max_reconnects
+    if max_reconnects is not None and max_reconnects < 0:
+        raise UsageError(f"--max-reconnects {max_reconnects}: must be 0 or more")
     if max_reconnects is None and not src.live:
         max_reconnects = 0
     if args.jsonl_features and not args.jsonl:
         raise UsageError("--jsonl-features adds to --jsonl; give --jsonl FILE as well")
-    if args.record:
-        from pathlib import Path
-
-        from ..fsutil import same_file
-
-        rec_path = Path(args.record)
-        if rec_path.suffix.lower() not in (".mp4", ".mkv", ".mov"):
-            raise UsageError(f"--record {display_path(args.record)}: writes .mp4, .mkv or "
-                             ".mov; give a name with one of those")
-        if not rec_path.parent.is_dir() if str(rec_path.parent) else False:
-            raise UsageError(f"--record {display_path(args.record)}: directory "
-                             f"{display_path(rec_path.parent)} does not exist")
-        if src.local and same_file(args.record, src.url):
-            raise UsageError(f"--record {display_path(args.record)}: that is the input; "
-                             "choose another file name")
+    _check_outputs(args, src)
     if args.preview is not None and not 0 <= args.preview <= 65535:
         raise UsageError(f"--preview {args.preview}: not a port number (0-65535)")
 
+    # --jsonl FILE: lines appear as they are written; an existing file is replaced
+    # only at the end (see har.cli.predict._JsonlFile), so a failed run never leaves
+    # it half-overwritten.
+    jsonl_file = None
     out = None
     if args.jsonl == "-":
         out = sys.stdout
     elif args.jsonl:
         try:
-            out = open(args.jsonl, "w", encoding="utf-8")
+            jsonl_file = _JsonlFile(args.jsonl)
         except OSError as exc:
-            raise UsageError(f"--jsonl {display_path(args.jsonl)}: cannot be written "
-                             f"({exc.strerror or exc}); check the path") from None
+            raise UsageError(f"--jsonl {printable(display_path(args.jsonl))}: cannot be "
+                             f"written ({exc.strerror or exc}); check the path") from None
+        out = jsonl_file.fh
     events = writers.EventWriter(out, features=args.jsonl_features) if out else None
+    lock = threading.RLock()
+    output_errors: list[str] = []
+    stop = threading.Event()  # set by --duration, a failed output, a closed stdout
+    stream = None
+    started = False  # `start` written: events before it are held (with their times)
+    held: list[tuple[str, dict]] = []
+
+    def stop_all() -> None:
+        stop.set()
+        if stream is not None:
+            stream.stop()
+
+    def output_failed(message: str) -> None:
+        with lock:
+            if message not in output_errors:
+                output_errors.append(message)
+                print(f"error: {message}", file=sys.stderr)
+        stop_all()
 
     def emit(type_: str, **fields) -> None:
-        if events is not None:
+        nonlocal events
+        with lock:
+            if events is None:
+                return
+            if not started and type_ != "start":
+                held.append((type_, {**fields, "wall_time": time.time()}))
+                return
             try:
                 events.emit(type_, **fields)
-            except BrokenPipeError:
-                stop.set()
-            except OSError:
-                pass
+            except BrokenPipeError:  # `har live ... --jsonl - | head`
+                events = None
+                stop_all()
+            except (OSError, ValueError) as exc:
+                events = None
+                output_failed(f"--jsonl {printable(display_path(args.jsonl))}: cannot be "
+                              f"written ({getattr(exc, 'strerror', None) or exc})")
 
-    stop = threading.Event()
-    recognizer = make_recognizer(args, max_latency_s=args.max_latency)
-    emit("start", schema=writers.EVENTS_SCHEMA, model=recognizer.model_name, source=src.text,
-         settings={"stride": args.stride, "tail": args.tail,
-                   "backend": recognizer.backend.name,
-                   "precision": recognizer.backend.precision})
+    ended: list[dict] = []  # the reader's `ended`, written after the last clip
 
     def on_state(state: str, fields: dict) -> None:
+        if state == "ended":
+            ended[:] = [{**fields, "wall_time": time.time()}]
+            return
         emit("state", state=state, **fields)
         if not args.quiet:
-            print(f"har live: {state} {fields.get('reason', '')}".rstrip(), file=sys.stderr)
+            print(f"har live: {state} {printable(fields.get('reason', ''))}".rstrip(),
+                  file=sys.stderr)
+
+    def on_gap(fields: dict) -> None:
+        emit("gap", **fields)
+        if not args.quiet:
+            print(f"har live: gap of {fields['seconds']:.2f} s ({fields['reason']}); "
+                  "a new clip run starts", file=sys.stderr)
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
-    old_term = signal.signal(signal.SIGTERM, on_term)
-    latencies: list[float] = []
-    scored = 0
-    interrupted = False
-    live = None
-    stream = None
-    segmenter = LiveSegmenter(recognizer.labels, timeline_options(args))
-    t_start = time.monotonic()
-    timer = None
     overlay = None
     if args.record or args.preview is not None or args.show:
         try:
             overlay = Overlay(record=args.record, preview_port=args.preview, show=args.show)
         except OSError as exc:
+            if jsonl_file is not None:
+                jsonl_file.close(keep=False)
             raise UsageError(f"--preview {args.preview}: cannot listen on 127.0.0.1 "
                              f"({exc.strerror or exc}); choose another port") from None
         if overlay.preview_url:
             print(f"har live: preview at {overlay.preview_url}", file=sys.stderr)
             emit("state", state="preview", url=overlay.preview_url)
-    try:
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    t_start = time.monotonic()
+    # --duration counts from here: opening (and its retries) is bounded by it too.
+    timer = threading.Timer(args.duration, stop_all) if args.duration else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    # The source is opened while the model loads (converting weights can take
+    # seconds), so a camera's first seconds are not lost to the loading.
+    opened: dict = {}
+
+    def open_source() -> None:
         try:
-            live = LiveSource(src, open_timeout_s=args.open_timeout,
-                              read_timeout_s=args.read_timeout,
-                              max_reconnects=max_reconnects, realtime=args.realtime,
-                              on_state=on_state, tap=overlay)
-        except HarError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            emit("summary", clips=0, skipped=0, reconnects=0, error=str(exc))
-            return ExitCode.INPUT_FAILED
-        stream = recognizer.stream(live, live=True, keep_clips=False)
-        if args.duration:
-            timer = threading.Timer(args.duration, stream.stop)
-            timer.daemon = True
-            timer.start()
-        for clip in stream:
-            now = time.monotonic()
-            latency = now - clip.ready_at if clip.ready_at is not None else None
-            if latency is not None:
-                latencies.append(latency)
-            scored += 1
-            if overlay is not None:
-                overlay.update(clip)
-            if events is not None:
-                fields = clip.to_dict()
-                if args.jsonl_features and clip.features is not None:
-                    fields["features"] = [round(float(v), 6) for v in clip.features]
-                emit("clip", path=src.text, **fields,
-                     latency_s=None if latency is None else round(latency, 4),
-                     skipped=stream.skipped)
-            for type_, fields in segmenter.add(clip):
-                emit(type_, path=src.text, **fields)
-            if not args.quiet:
-                top = clip.top[0]
-                print(f"{clip.start_s:9.2f}s  {top.label} ({top.score:.0%})", file=sys.stderr)
+            opened["live"] = LiveSource(src, open_timeout_s=args.open_timeout,
+                                        read_timeout_s=args.read_timeout,
+                                        max_reconnects=max_reconnects, realtime=args.realtime,
+                                        on_state=on_state, tap=overlay, on_gap=on_gap,
+                                        stop_event=stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            opened["error"] = exc
+
+    opener = threading.Thread(target=open_source, name="har-live-open", daemon=True)
+    latencies: list[float] = []
+    scored = 0
+    interrupted = False
+    live = None
+    source_error = None
+    opener.start()
+    try:
+        recognizer = make_recognizer(args, max_latency_s=args.max_latency)
+    except BaseException:  # the model could not be loaded (exit 4), or Ctrl-C
+        stop_all()
+        _close_all(timer, overlay, None, old_term, jsonl_file, keep=False)
+        raise
+    load_s = time.monotonic() - t_start
+    try:
+        with lock:
+            started = True
+            emit("start", schema=writers.EVENTS_SCHEMA, model=recognizer.model_name,
+                 source=src.text, settings={"stride": args.stride, "tail": args.tail,
+                                            "backend": recognizer.backend.name,
+                                            "precision": recognizer.backend.precision},
+                 model_load_s=round(load_s, 3))
+            for type_, fields in held:
+                emit(type_, **fields)
+            held.clear()
+        segmenter = LiveSegmenter(recognizer.labels, timeline_options(args))
+        while opener.is_alive():
+            opener.join(0.2)
+        if "error" in opened:
+            if not isinstance(opened["error"], HarError):
+                raise opened["error"]
+            source_error = opened["error"]
+        else:
+            live = opened["live"]
+            if live.stats.frames == 0 and load_s > 1.0 and not args.quiet:
+                print(f"har live: the model took {load_s:.1f} s to load; the stream was "
+                      "opened meanwhile, and clips from that time that the model cannot "
+                      "catch up with are skipped (counted)", file=sys.stderr)
+            stream = recognizer.stream(live, live=True, keep_clips=False)
             if stop.is_set():
-                break
+                stream.stop()
+            for clip in stream:
+                now = time.monotonic()
+                # latency from the arrival of the clip's last frame
+                arrival = live.arrival(clip.end_frame - 1)
+                if arrival is None:
+                    arrival = clip.ready_at
+                latency = now - arrival if arrival is not None else None
+                if latency is not None:
+                    latencies.append(latency)
+                scored += 1
+                if overlay is not None:
+                    overlay.update(clip)
+                    for msg in overlay.take_errors():
+                        output_failed(msg)
+                if events is not None:
+                    fields = clip.to_dict()
+                    if args.jsonl_features and clip.features is not None:
+                        fields["features"] = [round(float(v), 6) for v in clip.features]
+                    emit("clip", path=src.text, **fields,
+                         latency_s=None if latency is None else round(latency, 4),
+                         skipped=stream.skipped)
+                for type_, fields in segmenter.add(clip):
+                    emit(type_, path=src.text, **fields)
+                if not args.quiet:
+                    top = clip.top[0]
+                    print(f"{clip.start_s:9.2f}s  {printable(top.label)} ({top.score:.0%})",
+                          file=sys.stderr)
+                if stop.is_set():
+                    break
+            for type_, fields in segmenter.flush():
+                emit(type_, path=src.text, **fields)
     except KeyboardInterrupt:
         interrupted = True
+        stop_all()
     except HarError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        source_error = exc
     finally:
-        if timer is not None:
-            timer.cancel()
-        if stream is not None:
-            stream.stop()
-            stream.close()
-        elif live is not None:
-            live.close()
-        signal.signal(signal.SIGTERM, old_term)
-        if overlay is not None:
-            overlay.close()
-            for msg in overlay.errors:
-                print(f"error: {msg}", file=sys.stderr)
-    for type_, fields in segmenter.flush():
-        emit(type_, path=src.text, **fields)
+        _close_all(timer, overlay, stream, old_term, None, keep=True)
+        if live is None and "live" in opened:
+            opened["live"].close()
+    if source_error is not None:
+        print(f"error: {printable(source_error)}", file=sys.stderr)
+    if overlay is not None:
+        for msg in overlay.take_errors():
+            output_failed(msg)
+    if ended:
+        emit("state", state="ended", **ended[0])
+        if not args.quiet:
+            print(f"har live: ended {printable(ended[0].get('reason', ''))}".rstrip(),
+                  file=sys.stderr)
     skipped = stream.skipped if stream is not None else 0
-    reconnects = live.stats.reconnects if live is not None else 0
+    stats = live.stats if live is not None else None
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
-    summary = {"clips": scored, "skipped": skipped, "reconnects": reconnects,
+    summary = {"clips": scored, "skipped": skipped,
+               "reconnects": stats.reconnects if stats else 0,
+               "stalls": stats.stalls if stats else 0,
+               "gaps": stats.gaps if stats else 0,
                "latency_p50_s": None if p50 is None else round(p50, 4),
                "latency_p95_s": None if p95 is None else round(p95, 4),
                "latency_max_s": round(max(latencies), 4) if latencies else None,
                "seconds": round(time.monotonic() - t_start, 3),
                "interrupted": interrupted}
+    if source_error is not None and scored == 0:
+        summary["error"] = str(source_error)
     emit("summary", **summary)
-    if out is not None and out is not sys.stdout:
-        out.close()
+    if jsonl_file is not None:
+        try:
+            jsonl_file.close(keep=True)
+        except OSError as exc:
+            output_failed(f"--jsonl {printable(display_path(args.jsonl))}: cannot be "
+                          f"written ({exc.strerror or exc})")
     lat = "n/a" if p50 is None else f"p50 {p50:.3f} s, p95 {p95:.3f} s"
-    print(f"har live: {scored} clips scored, {skipped} skipped, {reconnects} reconnects, "
-          f"latency {lat}", file=sys.stderr)
+    print(f"har live: {scored} clips scored, {skipped} skipped, {summary['reconnects']} "
+          f"reconnects, latency {lat}", file=sys.stderr)
     if interrupted:
         return ExitCode.INTERRUPTED
-    if scored == 0:
+    if output_errors or scored == 0:
         return ExitCode.INPUT_FAILED
     return ExitCode.OK
+
+
+def _close_all(timer, overlay, stream, old_term, jsonl_file, keep: bool) -> None:
+    """Stop the timer and the stream, restore SIGTERM, close the overlay (its MP4 is
+    renamed into place) and, when given, the --jsonl file."""
+    if timer is not None:
+        timer.cancel()
+    if stream is not None:
+        stream.stop()
+        stream.close()
+    signal.signal(signal.SIGTERM, old_term)
+    if overlay is not None:
+        overlay.close()
+    if jsonl_file is not None:
+        try:
+            jsonl_file.close(keep=keep)
+        except OSError:
+            pass
