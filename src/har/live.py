@@ -55,7 +55,7 @@ class LiveSource:
     ``on_state(state, fields)`` is called with ``connecting``, ``live``, ``stalled``,
     ``reconnecting`` and ``ended``, in the order they happen: ``connecting -> live``,
     and after a drop ``stalled -> reconnecting (-> reconnecting ...) -> live``.
-    ``max_reconnects``: how many times in a row a dropped stream (or one that could not
+    ``max_reconnects``: how many times in all a dropped stream (or one that could not
     be opened) is tried again; None means without end. ``on_gap(fields)`` is called
     when the stream resumes after an outage, or its timestamps jump by more than
     ``gap_s``: the frame number then skips one, so a clip never spans the gap.
@@ -87,6 +87,7 @@ class LiveSource:
         self.state = "connecting"
         self._video = None
         self._reading = False
+        self._tries = 0  # tries to reopen so far (max_reconnects bounds them)
         self._arrivals: OrderedDict[int, float] = OrderedDict()
         self._arrivals_lock = threading.Lock()
         # HLS: a finished (VOD) playlist is played once at its own rate; a live one
@@ -149,21 +150,24 @@ class LiveSource:
         return open_video(self.src, timeout_s=(self.open_timeout_s, self.read_timeout_s),
                           live=self.src.kind != "file", fetch=False, options=options)
 
-    def _may_retry(self, used: int) -> bool:
-        return self.max_reconnects is None or used < self.max_reconnects
+    def _may_retry(self) -> bool:
+        return self.max_reconnects is None or self._tries < self.max_reconnects
 
     def _connect(self, first: bool):
         """Open (``first``) or reopen after a drop, with capped exponential backoff;
-        DecodeError once the allowed attempts are used up or the reader is stopped."""
-        used = 0
+        DecodeError once ``max_reconnects`` tries to reopen (over the whole run) are
+        used up, or the reader is stopped."""
+        attempt = 0
         if first:
             self._set("connecting", attempt=0)
         else:
-            if not self._may_retry(used):
-                self._set("ended", reason="the stream dropped (no reconnect allowed)")
+            if not self._may_retry():
+                self._set("ended", reason=f"the stream dropped, and the {self._tries} "
+                          "reconnect(s) allowed are used up")
                 raise DecodeError(f"{self.source}: the stream dropped")
-            used = 1
-            self._set("reconnecting", attempt=used)
+            self._tries += 1
+            attempt = 1
+            self._set("reconnecting", attempt=attempt)
         delay = self.backoff_s
         while not self._stop.is_set():
             try:
@@ -171,14 +175,15 @@ class LiveSource:
             except DecodeError as exc:
                 self.stats.attempts += 1
                 reason = str(exc)
-                if first and used == 0 and _timed_out(reason):
+                if first and attempt == 0 and _timed_out(reason):
                     self.stats.stalls += 1
                     self._set("stalled", reason=reason)
-                if not self._may_retry(used):
+                if not self._may_retry():
                     self._set("ended", reason=reason)
                     raise
-                used += 1
-                self._set("reconnecting", attempt=used, delay_s=round(delay, 3),
+                self._tries += 1
+                attempt += 1
+                self._set("reconnecting", attempt=attempt, delay_s=round(delay, 3),
                           reason=reason)
                 if self._stop.wait(delay):
                     break
@@ -186,7 +191,7 @@ class LiveSource:
                 continue
             if not first:
                 self.stats.reconnects += 1
-            self._set("live", attempt=used)
+            self._set("live", attempt=attempt)
             return self._video
         raise DecodeError(f"{self.source}: stopped before the stream could be opened")
 

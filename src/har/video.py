@@ -25,6 +25,10 @@ from .sources import is_url
 _RAW_FORMATS = {"h264", "hevc", "h263", "m4v", "mpegvideo", "mjpeg", "rawvideo", "ivf",
                 "avs2", "vvc", "cavsvideo", "image2", "image2pipe", "yuv4mpegpipe"}
 
+# Live formats whose frames carry no timestamps of their own (FFmpeg invents them from
+# a guessed rate): a live reader times their frames by arrival instead.
+_NO_TIMESTAMPS = _RAW_FORMATS | {"mpjpeg"}
+
 # Give up on a stream after this many damaged packets in a row: the rest is noise.
 _MAX_CONSECUTIVE_ERRORS = 50
 
@@ -403,7 +407,7 @@ class VideoSource:
         source = self._raw if first is None else _chain_one(first, self._raw)
         if not self.live:
             timed = _reordered_times(source, fps)
-        elif first is not None and first[0].time is None:
+        elif first is not None and (first[0].time is None or self._invented_times()):
             timed = _arrival_times(source, fps)
         else:
             timed = _reordered_times(source, fps, depth=0)
@@ -420,6 +424,12 @@ class VideoSource:
                 yield Frame(index=index, time_s=t, duration_s=dur, rgb=rgb, arrival=arrival)
         finally:
             self._finish_stats()
+
+    def _invented_times(self) -> bool:
+        """Whether the demuxer makes timestamps up (MJPEG over HTTP, raw elementary
+        streams: FFmpeg numbers their frames at a guessed 25 fps)."""
+        names = set((self._container.format.name or "").split(","))
+        return bool(names & _NO_TIMESTAMPS)
 
     def _finish_stats(self) -> None:
         s = self.stats
