@@ -227,16 +227,23 @@ def cmd_live(args: argparse.Namespace) -> int:
     # The source is opened while the model loads (converting weights can take
     # seconds), so a camera's first seconds are not lost to the loading.
     opened: dict = {}
+    abandoned = False
 
     def open_source() -> None:
         try:
-            opened["live"] = LiveSource(src, open_timeout_s=args.open_timeout,
+            live_ = LiveSource(src, open_timeout_s=args.open_timeout,
                                         read_timeout_s=args.read_timeout,
                                         max_reconnects=max_reconnects, realtime=args.realtime,
                                         on_state=on_state, tap=overlay, on_gap=on_gap,
                                         stop_event=stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             opened["error"] = exc
+            return
+        with lock:
+            if abandoned:
+                live_.close()
+            else:
+                opened["live"] = live_
 
     opener = threading.Thread(target=open_source, name="har-live-open", daemon=True)
     latencies: list[float] = []
@@ -264,9 +271,14 @@ def cmd_live(args: argparse.Namespace) -> int:
                 emit(type_, **fields)
             held.clear()
         segmenter = LiveSegmenter(recognizer.labels, timeline_options(args))
-        while opener.is_alive():
+        while opener.is_alive() and not stop.is_set():
             opener.join(0.2)
-        if "error" in opened:
+        opener.join(1.0)  # stopped (--duration) while FFmpeg is still opening: not long
+        with lock:
+            abandoned = opener.is_alive()
+        if abandoned:  # it ends at its open timeout, and closes what it opened
+            source_error = HarError(f"{shown}: stopped before the stream could be opened")
+        elif "error" in opened:
             if not isinstance(opened["error"], HarError):
                 raise opened["error"]
             source_error = opened["error"]
@@ -319,7 +331,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         _close_all(timer, overlay, stream, old_term, None, keep=True)
         if live is None and "live" in opened:
             opened["live"].close()
-    if source_error is not None:
+    if source_error is not None and not output_errors:  # else the output stopped it
         print(f"error: {printable(source_error)}", file=sys.stderr)
     if overlay is not None:
         for msg in overlay.take_errors():

@@ -1,0 +1,179 @@
+"""`har live` as a hostile user runs it (issue 21 items 2, 11, 12, 15): outputs that
+name the input or each other are refused and the input is never changed; a full disk
+is one error line and exit 1; a trickling or endless HTTP body ends at --duration and
+writes nothing to disk; argument messages say what is allowed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from har.cli import ExitCode, main
+from stream_servers import serve_endless, serve_trickle
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory):
+    from conftest import make_video
+
+    return make_video(tmp_path_factory.mktemp("v") / "good.mp4", 40, size=(128, 96), fps=30)
+
+
+def digest(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def har_live(args, weights, env=None):
+    cmd = [sys.executable, "-m", "har", "live", *args, "--model", "r3d10-k400", "--weights",
+           weights, "--backend", "torch", "--quiet"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def one_error_line(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_an_output_that_is_the_input_is_refused(good, tmp_path, capsys):
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(good.read_bytes())
+    link = tmp_path / "link.mp4"
+    os.link(copy, link)
+    before = digest(copy)
+    for out in (copy, link, tmp_path / "." / "copy.mp4"):
+        for flag in ("--jsonl", "--record"):
+            code = main(["live", str(copy), "--realtime", flag, str(out)])
+            assert code == ExitCode.USAGE, (flag, out)
+            line = one_error_line(capsys.readouterr().err)
+            assert flag in line and "input" in line, line
+    # the hard link is the input too, whichever of the two is read
+    assert main(["live", str(link), "--realtime", "--jsonl", str(copy)]) == ExitCode.USAGE
+    capsys.readouterr()
+    assert digest(copy) == before and digest(link) == before
+
+
+def test_record_and_jsonl_naming_one_file_is_refused(good, tmp_path, capsys):
+    r = tmp_path / "r.mp4"
+    for jsonl in (r, tmp_path / "." / "r.mp4"):
+        code = main(["live", str(good), "--realtime", "--record", str(r), "--jsonl", str(jsonl)])
+        assert code == ExitCode.USAGE
+        line = one_error_line(capsys.readouterr().err)
+        assert "same file" in line, line
+    r.write_bytes(b"the user's file")  # an existing file of the user's is kept
+    assert main(["live", str(good), "--realtime", "--record", str(r), "--jsonl",
+                 str(r)]) == ExitCode.USAGE
+    assert r.read_bytes() == b"the user's file"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".har-tmp")]
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_duration_message_says_what_is_allowed(value, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["live", "udp://127.0.0.1:9", f"--duration={value}"])
+    assert exc.value.code == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "must be more than 0 seconds" in err, err
+    assert "0 or more" not in err
+
+
+def test_jsonl_onto_a_full_disk_is_one_line_and_exit_1(r10_weights, good):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    res = har_live([str(good), "--realtime", "--jsonl", "/dev/full"], r10_weights)
+    assert res.returncode == ExitCode.INPUT_FAILED, res.stderr
+    line = one_error_line(res.stderr)
+    assert "--jsonl /dev/full" in line and "No space left" in line, line
+
+
+def test_record_onto_a_full_disk_is_an_error_and_exit_1(r10_weights, good, tmp_path):
+    """r.mp4 -> /dev/full: every write fails with ENOSPC, as on a full disk. One error
+    line and exit 1 (not ENOSPC and exit 0); the link is the user's and stays."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    rec = tmp_path / "r.mp4"
+    rec.symlink_to("/dev/full")
+    res = har_live([str(good), "--realtime", "--record", str(rec)], r10_weights)
+    assert res.returncode == ExitCode.INPUT_FAILED, res.stderr
+    line = one_error_line(res.stderr)
+    assert "--record" in line and "No space left" in line, line
+    assert rec.is_symlink() and os.readlink(rec) == "/dev/full"
+
+
+def test_record_onto_a_full_file_system(r10_weights, good, tmp_path):
+    """--record into a folder whose file system is full: error line, exit 1, and no
+    temporary file left (a small tmpfs filled up, where this user may mount one)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    full = tmp_path / "full"
+    full.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        fd = os.open(full / "filler", os.O_WRONLY | os.O_CREAT)  # fill it up
+        try:
+            while os.write(fd, b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        res = har_live([str(good), "--realtime", "--record", str(full / "r.mp4")],
+                       r10_weights)
+        assert res.returncode == ExitCode.INPUT_FAILED, res.stderr
+        line = one_error_line(res.stderr)
+        assert "--record" in line and "No space left" in line, line
+        assert [p.name for p in full.iterdir()] == ["filler"]  # no temporary file left
+    finally:
+        subprocess.run(["umount", str(full)], capture_output=True)
+
+
+def test_trickling_http_server_ends_at_duration(r10_weights):
+    server = serve_trickle(b"G", every_s=0.3, seconds=60)
+    try:
+        t0 = time.monotonic()
+        res = har_live([f"{server.url}/cam.ts", "--realtime", "--duration", "4",
+                        "--open-timeout", "2", "--read-timeout", "2",
+                        "--max-reconnects", "100", "--jsonl", "-"], r10_weights)
+        took = time.monotonic() - t0
+    finally:
+        server.close()
+    assert "Traceback" not in res.stderr, res.stderr
+    events = [json.loads(ln) for ln in res.stdout.splitlines()]
+    summary = events[-1]
+    assert summary["type"] == "summary"
+    assert summary["seconds"] < 4 + 2.5, summary  # --duration holds while opening
+    assert took < 40
+    assert res.returncode == ExitCode.INPUT_FAILED  # nothing could be scored
+    assert one_error_line(res.stderr)
+
+
+def test_endless_body_is_streamed_not_fetched_to_disk(r10_weights, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    server = serve_endless(seconds=60)
+    try:
+        t0 = time.monotonic()
+        res = har_live([f"{server.url}/v.mp4", "--realtime", "--duration", "5",
+                        "--open-timeout", "3", "--read-timeout", "3", "--jsonl", "-"],
+                       r10_weights, env={"TMPDIR": str(tmp)})
+        took = time.monotonic() - t0
+    finally:
+        server.close()
+    summary = [json.loads(ln) for ln in res.stdout.splitlines()][-1]
+    assert summary["type"] == "summary" and summary["seconds"] < 5 + 2.5, summary
+    assert took < 40  # the body is never read to its end (60 s)
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.returncode == ExitCode.INPUT_FAILED
+    assert one_error_line(res.stderr)
+    assert not list(tmp.iterdir())  # no temporary copy of the body
