@@ -50,10 +50,11 @@ def register(sub) -> None:
     s.add_argument("--read-timeout", type=positive_seconds, default=5.0, metavar="S",
                    help="a stream that sends nothing for S seconds is stalled (default 5)")
     s.add_argument("--max-reconnects", type=int, default=None, metavar="N",
-                   help="reopen a dropped stream at most N times (default: unlimited for "
-                        "live sources, 0 for files)")
+                   help="try to reopen a dropped stream at most N times in all (default: "
+                        "without end for live sources, 0 for files and http(s) URLs)")
     s.add_argument("--duration", type=positive_seconds, default=None, metavar="S",
-                   help="stop after S seconds")
+                   help="stop after S seconds (opening and reconnecting included; more "
+                        "than 0)")
     o = p.add_argument_group("outputs")
     o.add_argument("--jsonl", metavar="FILE", help="write har.events/1 JSON Lines: clip, "
                    "state and segment events ('-' for stdout)")
@@ -284,10 +285,11 @@ def cmd_live(args: argparse.Namespace) -> int:
             source_error = opened["error"]
         else:
             live = opened["live"]
-            if live.stats.frames == 0 and load_s > 1.0 and not args.quiet:
+            if src.live and load_s > 1.0 and not args.quiet:
                 print(f"har live: the model took {load_s:.1f} s to load; the stream was "
-                      "opened meanwhile, and clips from that time that the model cannot "
-                      "catch up with are skipped (counted)", file=sys.stderr)
+                      "opened meanwhile: what it buffered is read now (clips the model "
+                      "cannot catch up with are skipped, frames the sender dropped are a "
+                      "gap event)", file=sys.stderr)
             stream = recognizer.stream(live, live=True, keep_clips=False)
             if stop.is_set():
                 stream.stop()
