@@ -10,7 +10,10 @@
   that accepts the connection and then sends nothing is reported ``stalled`` instead of
   hanging. A dropped stream is reopened with capped exponential backoff.
 * Frame numbers and stream times keep increasing across reconnects (a gap in time
-  stays a gap), so clips never go backwards.
+  stays a gap), so clips never go backwards. At a gap (an outage, or timestamps that
+  jump) the frame number skips one, which ends the clip run: no clip spans a gap.
+* Live decoding holds no frame back, and each frame carries its arrival time (when
+  its packet was read): latency is measured from there.
 * ``realtime=True`` plays a file at its own frame rate: a rehearsal of a camera with a
   known answer (``har live FILE --realtime`` gives the same clip scores as
   ``har predict FILE`` when no clip is skipped).
