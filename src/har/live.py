@@ -296,6 +296,115 @@ class LiveSource:
             self._video = None
 
 
+# -- several sources, one model ----------------------------------------------------------
+class LiveMany:
+    """Several live sources scored by one recognizer (one model in memory).
+
+    Each source has its own reader thread (decoding, clip assembly, preprocessing);
+    one loop in the caller's thread runs the model on batches that mix sources. Each
+    source keeps only its newest clip waiting (an older one is skipped, counted in
+    ``skipped[i]``), and a batch takes waiting clips round-robin, one per source per
+    round, starting after the source served first last time: a busy camera cannot
+    starve another. Iterating yields ``(source index, ClipResult)``; a source that
+    fails leaves its message in ``errors[i]`` and the others go on.
+    """
+
+    def __init__(self, recognizer, sources: Sequence[LiveSource]) -> None:
+        self.rec = recognizer
+        self.sources = list(sources)
+        n = len(self.sources)
+        self.skipped = [0] * n
+        self.errors: list[str | None] = [None] * n
+        self._waiting: list[deque] = [deque() for _ in range(n)]
+        self._cv = threading.Condition()
+        self._alive = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def stop(self) -> None:
+        """End soon (from any thread): the model loop within half a second."""
+        self._stop.set()
+        for live in self.sources:
+            live.stop()
+        with self._cv:
+            self._cv.notify_all()
+
+    def _read(self, i: int) -> None:
+        rec, live = self.rec, self.sources[i]
+        try:
+            info = live.info
+            size = rec.preset.resized_size(info.height, info.width)
+            for spec, clip in rec._plan(info, live.source)(live.frames(size=size)):
+                if self._stop.is_set():
+                    break
+                item = (spec, rec.preset(clip[None]), time.monotonic())
+                with self._cv:
+                    waiting = self._waiting[i]
+                    if waiting:
+                        waiting.popleft()
+                        self.skipped[i] += 1
+                    waiting.append(item)
+                    self._cv.notify_all()
+        except HarError as exc:
+            self.errors[i] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one source's failure is its own
+            self.errors[i] = f"{live.source}: {exc}"
+        finally:
+            with self._cv:
+                self._alive -= 1
+                self._cv.notify_all()
+
+    def _take(self, first: int, size: int) -> list[tuple[int, tuple]]:
+        items: list[tuple[int, tuple]] = []
+        n = len(self.sources)
+        while len(items) < size and any(self._waiting):
+            for k in range(n):
+                j = (first + k) % n
+                if self._waiting[j] and len(items) < size:
+                    items.append((j, self._waiting[j].popleft()))
+        return items
+
+    def __iter__(self) -> Iterator[tuple[int, object]]:
+        from .aggregate import softmax, topk
+        from .recognizer import _infer
+        from .results import ClipResult
+
+        rec = self.rec
+        with self._cv:
+            self._alive = len(self.sources)
+        for i in range(len(self.sources)):
+            t = threading.Thread(target=self._read, args=(i,), name=f"har-live-{i}",
+                                 daemon=True)
+            self._threads.append(t)
+            t.start()
+        first = 0
+        try:
+            while not self._stop.is_set():
+                with self._cv:
+                    while not any(self._waiting) and self._alive > 0 \
+                            and not self._stop.is_set():
+                        self._cv.wait(0.5)
+                    if self._stop.is_set() or not any(self._waiting):
+                        break  # stopped, or every reader has ended
+                    items = self._take(first, max(1, rec.backend.batch_size))
+                first = (first + 1) % len(self.sources)
+                batch = np.concatenate([item[1] for _, item in items])
+                with rec._backend_lock:
+                    logits, feats = _infer(rec.backend, batch)
+                probs = softmax(logits)
+                for k, ((j, (spec, _, ready)), row) in enumerate(zip(items, probs)):
+                    yield j, ClipResult(
+                        index=spec.index, start_frame=spec.start_frame,
+                        end_frame=spec.end_frame, start_s=spec.start_s, end_s=spec.end_s,
+                        top=topk(row, rec.labels, rec.k), probs=row,
+                        features=None if feats is None or not rec.keep_features
+                        else feats[k], ready_at=ready)
+        finally:
+            self.stop()
+            for t in self._threads:
+                t.join(timeout=0.5)
+
+
 # -- segments as they happen ----------------------------------------------------------
 @dataclass
 class _Open:
@@ -607,4 +716,4 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
 
-__all__ = ["LiveSource", "LiveSegmenter", "LiveStats", "Overlay", "HarError", "percentile"]
+__all__ = ["LiveMany", "LiveSource", "LiveSegmenter", "LiveStats", "Overlay", "HarError", "percentile"]
