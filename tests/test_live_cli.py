@@ -181,3 +181,47 @@ def test_endless_body_is_streamed_not_fetched_to_disk(r10_weights, tmp_path):
     assert res.returncode == ExitCode.INPUT_FAILED
     assert one_error_line(res.stderr)
     assert not list(tmp.iterdir())  # no temporary copy of the body
+
+
+def test_several_sources_share_one_model(r10_weights, good, tmp_path):
+    """Two files played at once in one process (issue 25 item 2): clips of both,
+    tagged by source, a summary per source; a third source that cannot be opened is
+    one error line and exit 1, and does not lose the others' clips."""
+    from conftest import make_video
+
+    other = make_video(tmp_path / "other.mp4", 48, size=(96, 64), fps=30)
+    missing = tmp_path / "missing.mp4"
+    res = har_live([str(good), str(other), str(missing), "--realtime", "--jsonl", "-"],
+                   r10_weights)
+    assert "Traceback" not in res.stderr, res.stderr
+    events = [json.loads(ln) for ln in res.stdout.splitlines()]
+    assert events[0]["type"] == "start"
+    assert events[0]["sources"] == [str(good), str(other), str(missing)]
+    clips = [e for e in events if e["type"] == "clip"]
+    by = {p: [c for c in clips if c["path"] == p] for p in (str(good), str(other))}
+    assert by[str(good)] and by[str(other)], [c["path"] for c in clips]
+    for p, cs in by.items():  # each source's clips in order, from its own frames
+        assert [c["index"] for c in cs] == sorted(c["index"] for c in cs)
+        assert all(c["end_frame"] <= (40 if p == str(good) else 48) for c in cs)
+    summary = events[-1]
+    assert summary["type"] == "summary"
+    per = {s["source"]: s for s in summary["sources"]}
+    assert per[str(good)]["clips"] == len(by[str(good)])
+    assert per[str(other)]["clips"] == len(by[str(other)])
+    assert per[str(missing)]["clips"] == 0 and "error" in per[str(missing)]
+    assert summary["clips"] == len(clips)
+    assert res.returncode == ExitCode.INPUT_FAILED
+    line = one_error_line(res.stderr)
+    assert "missing.mp4" in line, line
+    ended = [e for e in events if e.get("state") == "ended"]
+    assert {e["source"] for e in ended} >= {str(good), str(other)}
+    last_clip = max(i for i, e in enumerate(events) if e["type"] == "clip")
+    assert all(events.index(e) > last_clip for e in ended)
+
+
+def test_several_sources_usage(good, capsys):
+    assert main(["live", str(good), str(good), "--realtime"]) == ExitCode.USAGE
+    assert "named twice" in capsys.readouterr().err
+    assert main(["live", str(good), "udp://127.0.0.1:9", "--realtime", "--record",
+                 "x.mp4"]) == ExitCode.USAGE
+    assert "one source" in capsys.readouterr().err

@@ -329,6 +329,13 @@ class LiveMany:
         with self._cv:
             self._cv.notify_all()
 
+    def close(self) -> None:
+        """Stop and wait briefly for the readers (one still inside a read closes its
+        own container when the read returns)."""
+        self.stop()
+        for t in self._threads:
+            t.join(timeout=0.5)
+
     def _read(self, i: int) -> None:
         rec, live = self.rec, self.sources[i]
         try:
