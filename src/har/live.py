@@ -723,4 +723,5 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
 
-__all__ = ["LiveMany", "LiveSource", "LiveSegmenter", "LiveStats", "Overlay", "HarError", "percentile"]
+__all__ = ["LiveMany", "LiveSource", "LiveSegmenter", "LiveStats", "Overlay", "HarError",
+           "percentile"]
