@@ -407,7 +407,7 @@ class VideoSource:
         source = self._raw if first is None else _chain_one(first, self._raw)
         if not self.live:
             timed = _reordered_times(source, fps)
-        elif first is not None and (first[0].time is None or self._invented_times()):
+        elif self._invented_times():
             timed = _arrival_times(source, fps)
         else:
             timed = _reordered_times(source, fps, depth=0)
