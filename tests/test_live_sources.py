@@ -260,3 +260,46 @@ def test_http_ts_stream_reconnects(video30, tmp_path):
     assert len(server.requests) >= 3
     assert n == 3 * 60, n
     assert rec.names().count("live") == 3 and rec.names()[-1] == "ended"
+
+
+def test_live_playlist_that_resumes_is_reopened_at_its_new_segment(tmp_path,
+                                                                  tmp_path_factory):
+    """A live playlist that stalls and then gets a new segment: one reconnect, and only
+    the new segment is read after it (the old ones are not scored again)."""
+    video = make(tmp_path_factory, "v90.mp4", 90, 30)
+    name = write_hls(str(video), tmp_path, vod=False)
+    playlist = tmp_path / name
+    full = playlist.read_text()
+    head, _, tail = full.rpartition("#EXTINF")  # hold the third segment back
+    assert "seg002.ts" in tail
+    playlist.write_text(head)
+    server = serve_dir(tmp_path)
+    rec = Recorder(20.0)
+    counts = []
+    try:
+        live = open_live(f"{server.url}/{name}", rec)
+
+        def resume():
+            deadline = time.monotonic() + 15
+            while "stalled" not in rec.names() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(1.0)
+            playlist.write_text(full)  # the camera is back: a new segment
+
+        threading.Thread(target=resume, daemon=True).start()
+        for f in live.frames():
+            counts.append(f.index)
+            if live.stats.reconnects and len(counts) >= 90:
+                break
+            if len(counts) > 200:  # replaying old segments would get here
+                break
+    finally:
+        rec.close()
+        server.close()
+    names = rec.names()
+    assert live.stats.reconnects == 1, (live.stats, names)
+    assert names.count("live") == 2, names
+    assert len(counts) == 90, len(counts)  # 60 frames, then the new segment's 30
+    segs = [r for r in server.requests if r.endswith(".ts")]
+    assert segs.count("/seg000.ts") == 1 and segs.count("/seg001.ts") == 1, segs
+    assert len(rec.gaps) == 1
