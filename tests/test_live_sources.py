@@ -303,3 +303,41 @@ def test_live_playlist_that_resumes_is_reopened_at_its_new_segment(tmp_path,
     segs = [r for r in server.requests if r.endswith(".ts")]
     assert segs.count("/seg000.ts") == 1 and segs.count("/seg001.ts") == 1, segs
     assert len(rec.gaps) == 1
+
+
+def test_several_sources_one_model_every_clip_scored_or_counted(r10_weights, video30,
+                                                                 tmp_path_factory):
+    """LiveMany: two streams through one recognizer. Every clip of each is either
+    scored or counted as skipped, each stream gets results (none starves), and the
+    clips of one model match what the recognizer gives each file alone when nothing
+    was skipped."""
+    from har.live import LiveMany
+    from har.recognizer import Recognizer
+
+    other = make(tmp_path_factory, "other.mp4", 48, 30, size=(96, 64))
+    rec = Recognizer("r3d10-k400", weights=r10_weights, backend="torch", batch_size=2)
+    stop = threading.Event()
+    fired = []
+    timer = threading.Timer(60, lambda: (fired.append(True), stop.set()))
+    timer.start()
+    try:
+        lives = [LiveSource(str(v), realtime=True, max_reconnects=0, stop_event=stop)
+                 for v in (video30, other)]
+        many = LiveMany(rec, lives)
+        got = {0: [], 1: []}
+        for j, clip in many:
+            got[j].append(clip)
+        many.close()
+    finally:
+        timer.cancel()
+    assert not fired  # they ended by themselves
+    assert many.errors == [None, None]
+    expected = {0: 4, 1: 3}  # 60 and 48 frames in clips of 16 (the last one padded)
+    for j in (0, 1):
+        assert got[j], j
+        assert len(got[j]) + many.skipped[j] == expected[j], (j, len(got[j]), many.skipped)
+        assert [c.index for c in got[j]] == sorted(c.index for c in got[j])
+    alone = {c.index: c for c in rec.predict(str(other)).clips}
+    for c in got[1]:
+        assert c.top[0].label == alone[c.index].top[0].label
+        assert abs(c.top[0].score - alone[c.index].top[0].score) < 1e-4
