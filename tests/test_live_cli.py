@@ -225,3 +225,16 @@ def test_several_sources_usage(good, capsys):
     assert main(["live", str(good), "udp://127.0.0.1:9", "--realtime", "--record",
                  "x.mp4"]) == ExitCode.USAGE
     assert "one source" in capsys.readouterr().err
+
+
+def test_ended_is_printed_after_the_last_clip_line(r10_weights, good):
+    """Issue 26 item 7: `ended` used to be printed while clips were still coming."""
+    cmd = [sys.executable, "-m", "har", "live", str(good), "--realtime", "--model",
+           "r3d10-k400", "--weights", r10_weights, "--backend", "torch"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    clip_lines = [i for i, ln in enumerate(lines) if ln.strip().endswith("%)")]
+    ended = [i for i, ln in enumerate(lines) if ln.startswith("har live: ended")]
+    assert clip_lines and len(ended) == 1, lines
+    assert ended[0] > clip_lines[-1], lines
