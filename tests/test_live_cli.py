@@ -5,6 +5,7 @@ writes nothing to disk; argument messages say what is allowed."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -108,18 +109,18 @@ def test_record_onto_a_full_disk_is_an_error_and_exit_1(r10_weights, good, tmp_p
     assert rec.is_symlink() and os.readlink(rec) == "/dev/full"
 
 
-def test_record_onto_a_full_file_system(r10_weights, good, tmp_path):
-    """--record into a folder whose file system is full: error line, exit 1, and no
-    temporary file left (a small tmpfs filled up, where this user may mount one)."""
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full")
+@contextlib.contextmanager
+def full_tmpfs(tmp_path, keep: dict[str, bytes] | None = None):
+    """A small tmpfs holding ``keep`` (name -> bytes), then filled up; skips where this
+    user may not mount one. Unmounted at the end."""
     full = tmp_path / "full"
     full.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)],
-                             capture_output=True).returncode == 0
-    if not mounted:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(full)],
+                      capture_output=True).returncode != 0:
         pytest.skip("cannot mount a small tmpfs here")
     try:
+        for name, data in (keep or {}).items():
+            (full / name).write_bytes(data)
         fd = os.open(full / "filler", os.O_WRONLY | os.O_CREAT)  # fill it up
         try:
             while os.write(fd, b"\0" * 4096):
@@ -128,14 +129,35 @@ def test_record_onto_a_full_file_system(r10_weights, good, tmp_path):
             pass
         finally:
             os.close(fd)
+        yield full
+    finally:
+        subprocess.run(["umount", str(full)], capture_output=True)
+
+
+def test_record_onto_a_full_file_system(r10_weights, good, tmp_path):
+    """--record into a folder whose file system is full: error line, exit 1, and no
+    temporary file left."""
+    with full_tmpfs(tmp_path) as full:
         res = har_live([str(good), "--realtime", "--record", str(full / "r.mp4")],
                        r10_weights)
         assert res.returncode == ExitCode.INPUT_FAILED, res.stderr
         line = one_error_line(res.stderr)
         assert "--record" in line and "No space left" in line, line
         assert [p.name for p in full.iterdir()] == ["filler"]  # no temporary file left
-    finally:
-        subprocess.run(["umount", str(full)], capture_output=True)
+
+
+def test_jsonl_over_an_existing_file_on_a_full_file_system(r10_weights, good, tmp_path):
+    """The user's existing events.jsonl is kept as it was when the new one cannot be
+    written; no temporary file is left."""
+    old = b'{"type": "start"}\n' * 20
+    with full_tmpfs(tmp_path, {"events.jsonl": old}) as full:
+        res = har_live([str(good), "--realtime", "--jsonl", str(full / "events.jsonl")],
+                       r10_weights)
+        assert res.returncode == ExitCode.INPUT_FAILED, res.stderr
+        line = one_error_line(res.stderr)
+        assert "--jsonl" in line and "No space left" in line, line
+        assert (full / "events.jsonl").read_bytes() == old
+        assert sorted(p.name for p in full.iterdir()) == ["events.jsonl", "filler"]
 
 
 def test_trickling_http_server_ends_at_duration(r10_weights):

@@ -245,7 +245,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             overlay = Overlay(record=args.record, preview_port=args.preview, show=args.show)
         except OSError as exc:
             if jsonl_file is not None:
-                jsonl_file.close(keep=False)
+                _close_jsonl(jsonl_file, keep=False)
             raise UsageError(f"--preview {args.preview}: cannot listen on 127.0.0.1 "
                              f"({exc.strerror or exc}); choose another port") from None
         if overlay.preview_url:
@@ -412,8 +412,10 @@ def cmd_live(args: argparse.Namespace) -> int:
     summary.update(seconds=round(time.monotonic() - t_start, 3), interrupted=interrupted)
     emit("summary", **summary)
     if jsonl_file is not None:
+        # An existing file is replaced only by a complete stream of events.
+        jsonl_ok = not any(m.startswith("--jsonl ") for m in output_errors)
         try:
-            jsonl_file.close(keep=True)
+            _close_jsonl(jsonl_file, keep=jsonl_ok)
         except OSError as exc:
             output_failed(f"--jsonl {printable(display_path(args.jsonl))}: cannot be "
                           f"written ({exc.strerror or exc})")
@@ -473,6 +475,21 @@ def _close_all(timer, overlay, stream, old_term, jsonl_file, keep: bool) -> None
         overlay.close()
     if jsonl_file is not None:
         try:
-            jsonl_file.close(keep=keep)
+            _close_jsonl(jsonl_file, keep=keep)
         except OSError:
             pass
+
+
+def _close_jsonl(jsonl_file, keep: bool) -> None:
+    """Close --jsonl; when that fails (a full disk at the last flush), the temporary
+    file beside an existing one is removed, and the existing file stays as it was."""
+    import contextlib
+    import os
+
+    try:
+        jsonl_file.close(keep=keep)
+    except OSError:
+        if jsonl_file.tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(jsonl_file.tmp)
+        raise
