@@ -131,6 +131,7 @@ def test_a_server_that_accepts_and_sends_nothing_is_stalled(r10_weights):
     states = [e["state"] for e in events if e["type"] == "state"]
     assert "stalled" in states and "reconnecting" in states and states[-1] == "ended", states
     assert server.accepted >= 2  # it did try again
+    assert events[-1]["reconnects"] == 0  # failed tries are not reconnections
     assert proc.returncode == ExitCode.INPUT_FAILED
     assert took < 40
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1

@@ -341,3 +341,43 @@ def test_several_sources_one_model_every_clip_scored_or_counted(r10_weights, vid
     for c in got[1]:
         assert c.top[0].label == alone[c.index].top[0].label
         assert abs(c.top[0].score - alone[c.index].top[0].score) < 1e-4
+
+
+def test_a_timestamp_jump_is_a_gap(video30, tmp_path):
+    """A stream whose timestamps jump by 5 s (a camera that skipped, an encoder that
+    restarted): a gap event, the frame number skips one, and no clip spans the jump."""
+    import av
+    import numpy as np
+
+    from har.video import Frame
+
+    ts = tmp_path / "jump.ts"
+    with av.open(str(video30)) as inp, av.open(str(ts), "w", format="mpegts") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 128, 96, "yuv420p"
+        vs.options = {"preset": "ultrafast", "bf": "0"}
+        vs.codec_context.time_base = __import__("fractions").Fraction(1, 30)
+        for i, f in enumerate(inp.decode(video=0)):
+            frame = av.VideoFrame.from_ndarray(f.to_ndarray(format="rgb24"), format="rgb24")
+            frame.pts = i if i < 30 else i + 150  # 5 s missing after frame 29
+            for p in vs.encode(frame):
+                out.mux(p)
+        for p in vs.encode():
+            out.mux(p)
+    server = serve_bytes_once(ts.read_bytes())
+    rec = Recorder(20.0)
+    try:
+        live = open_live(f"{server.url}/jump.ts", rec, max_reconnects=0)
+        frames = [(f.index, f.time_s, f.duration_s) for f in live.frames()]
+    finally:
+        rec.close()
+        server.close()
+    assert len(frames) == 60
+    assert len(rec.gaps) == 1 and rec.gaps[0]["reason"] == "timestamp jump", rec.gaps
+    gap = rec.gaps[0]
+    assert 4.5 < gap["seconds"] < 5.5, gap
+    assert [i for i, _, _ in frames] == list(range(30)) + list(range(31, 61))
+    img = np.zeros((2, 2, 3), np.uint8)
+    clips = [spec for spec, _ in ClipAssembler(16, stride=16, tail="drop")(
+        Frame(index=i, time_s=t, duration_s=d, rgb=img) for i, t, d in frames)]
+    assert [(c.start_frame, c.end_frame) for c in clips] == [(0, 16), (31, 47)]
