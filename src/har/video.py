@@ -191,7 +191,7 @@ def _reordered_times(frames, fps: float, depth: int = _REORDER_DEPTH):
         yield release()
 
 
-def _arrival_times(frames, fps: float):
+def _arrival_times(frames):
     """Live streams without timestamps (MJPEG over HTTP): a frame's time is when it
     arrived, from the first frame's arrival, so the stream is paced by the clock and
     not by a guessed frame rate. Streams with timestamps keep them."""
@@ -408,7 +408,7 @@ class VideoSource:
         if not self.live:
             timed = _reordered_times(source, fps)
         elif self._invented_times():
-            timed = _arrival_times(source, fps)
+            timed = _arrival_times(source)
         else:
             timed = _reordered_times(source, fps, depth=0)
         try:
