@@ -59,8 +59,10 @@ def events_of(proc, timeout=60):
 @pytest.mark.slow
 def test_udp_stream_latency_does_not_grow(r10_weights, source_video):
     port = free_udp_port()
-    proc = har_live([f"udp://127.0.0.1:{port}", "--duration", "14", "--read-timeout", "3"],
-                    r10_weights)
+    # No --duration (it counts the model's loading too): har ends by itself once the
+    # sender is done (stalled, no reconnect allowed).
+    proc = har_live([f"udp://127.0.0.1:{port}", "--read-timeout", "3", "--max-reconnects",
+                     "0", "--open-timeout", "60"], r10_weights)
     early = wait_connecting(proc)  # the receiver listens first, as a monitoring station would
     time.sleep(0.5)
     sender = udp_sender(str(source_video), port, 10)
@@ -73,8 +75,11 @@ def test_udp_stream_latency_does_not_grow(r10_weights, source_video):
     lat = [c["latency_s"] for c in clips]
     third = max(1, len(lat) // 3)
     first, last = sum(lat[:third]) / third, sum(lat[-third:]) / third
-    assert last <= first + 0.5, lat  # no drift
-    assert max(lat) < 3.0, lat
+    # No drift: a queue would add about a second per second of stream here. Loose, as
+    # batches fill up after the first clips and the machine is shared (seen on 2 busy
+    # cores: first third 1.9 s, last third 3.1 s).
+    assert last <= first + 2.5, lat
+    assert max(lat) < 10.0, lat
     # Clip times follow the stream: about one clip per 16 frames at 30 fps.
     starts = [c["start_s"] for c in clips]
     assert starts == sorted(starts)
@@ -84,8 +89,11 @@ def test_udp_stream_latency_does_not_grow(r10_weights, source_video):
 @pytest.mark.slow
 def test_a_sender_that_stops_and_comes_back(r10_weights, source_video):
     port = free_udp_port()
-    proc = har_live([f"udp://127.0.0.1:{port}", "--duration", "26", "--read-timeout", "1.5",
-                     "--open-timeout", "2"], r10_weights)
+    # No --duration (it counts the model's loading too, seconds on a busy machine): one
+    # reconnect is allowed, so har ends by itself when the second sender is done. The
+    # open timeout is long so that the reopen waits for the second sender.
+    proc = har_live([f"udp://127.0.0.1:{port}", "--read-timeout", "1.5", "--open-timeout",
+                     "60", "--max-reconnects", "1"], r10_weights)
     early = wait_connecting(proc)
     time.sleep(0.5)
     first = udp_sender(str(source_video), port, 5)
@@ -98,10 +106,16 @@ def test_a_sender_that_stops_and_comes_back(r10_weights, source_video):
     assert "stalled" in states and "reconnecting" in states or states.count("live") >= 2, states
     assert states.count("live") >= 2, states
     clips = [e for e in events if e["type"] == "clip"]
+    assert proc.returncode == 0, err
     gap_after = [c for c in clips if c["start_s"] > 5.5]
     assert gap_after, [c["start_s"] for c in clips]  # clips from after the restart
     assert [c["index"] for c in clips] == sorted(c["index"] for c in clips)
-    assert events[-1]["reconnects"] >= 1
+    assert events[-1]["reconnects"] == 1, events[-1]  # one reconnection, whatever it took
+    gaps = [e for e in events if e["type"] == "gap"]
+    assert len(gaps) == 1, gaps
+    for c in clips:  # no clip mixes frames from before and after the outage
+        assert c["end_s"] <= gaps[0]["after_s"] + 1e-3 or \
+            c["start_s"] >= gaps[0]["resume_s"] - 1e-3, (c, gaps)
 
 
 def test_a_server_that_accepts_and_sends_nothing_is_stalled(r10_weights):
@@ -117,6 +131,7 @@ def test_a_server_that_accepts_and_sends_nothing_is_stalled(r10_weights):
     states = [e["state"] for e in events if e["type"] == "state"]
     assert "stalled" in states and "reconnecting" in states and states[-1] == "ended", states
     assert server.accepted >= 2  # it did try again
+    assert events[-1]["reconnects"] == 0  # failed tries are not reconnections
     assert proc.returncode == ExitCode.INPUT_FAILED
     assert took < 40
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
@@ -149,9 +164,19 @@ def test_realtime_file_matches_predict(r10_weights, source_video, tmp_path):
     offline = json.loads(out.stdout)["videos"][0]["clips"]
     assert [(c["start_frame"], c["end_frame"]) for c in live] == \
         [(c["start_frame"], c["end_frame"]) for c in offline]
-    assert [c["top"] for c in live] == [c["top"] for c in offline]
+    for a, b in zip(live, offline):
+        assert [t["label"] for t in a["top"][:3]] == [t["label"] for t in b["top"][:3]]
+        # two processes' CPU kernels may differ in the last digit (seen: 1e-6)
+        assert all(abs(x["score"] - y["score"]) <= 1e-5 for x, y in zip(a["top"], b["top"]))
     for c in live:
         assert c["latency_s"] is not None and c["latency_s"] >= 0
+    # The source was opened while the model loaded (its `live` state happened before
+    # `start` was written, and keeps its own time), and `ended` comes after the last clip.
+    types = [e["type"] if e["type"] != "state" else e["state"] for e in events]
+    assert types[0] == "start" and types[-1] == "summary", types
+    first_live = next(e for e in events if e.get("state") == "live")
+    assert first_live["wall_time"] <= events[0]["wall_time"]
+    assert types.index("ended") > max(i for i, t in enumerate(types) if t == "clip"), types
 
 
 def test_live_usage_errors(r10_weights, source_video):
@@ -206,34 +231,96 @@ def _rtsp_server(port):
     return proc
 
 
+class Lines:
+    """Lines of a process's stdout through a thread, read with a deadline."""
+
+    def __init__(self, proc) -> None:
+        import queue
+        import threading
+
+        self.q: queue.Queue = queue.Queue()
+        self.lines: list[str] = []
+
+        def pump():
+            for line in proc.stdout:
+                self.q.put(line)
+            self.q.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def until(self, cond, limit: float) -> bool:
+        import queue
+
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                line = self.q.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if line is None:
+                return False
+            self.lines.append(line)
+            if cond([json.loads(x) for x in self.lines]):
+                return True
+        return False
+
+    def rest(self, limit: float = 60.0) -> list[dict]:
+        self.until(lambda ev: False, limit)
+        return [json.loads(x) for x in self.lines]
+
+
 @pytest.mark.slow
 def test_rtsp_server_killed_and_restarted(r10_weights):
+    import signal
     import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = _rtsp_server(port)
+    clips_n = lambda ev: sum(e["type"] == "clip" for e in ev)  # noqa: E731
+    lives = lambda ev: sum(e.get("state") == "live" for e in ev)  # noqa: E731
     try:
-        proc = har_live([f"rtsp://127.0.0.1:{port}/cam", "--duration", "22",
-                         "--read-timeout", "2", "--open-timeout", "3"], r10_weights)
-        early = wait_connecting(proc)
-        time.sleep(8)
+        proc = har_live([f"rtsp://127.0.0.1:{port}/cam", "--read-timeout", "2",
+                         "--open-timeout", "6"], r10_weights)
+        lines = Lines(proc)
+        assert lines.until(lambda ev: clips_n(ev) >= 3, 120), lines.lines
         server.kill()  # the camera goes away...
         server.wait(timeout=10)
         time.sleep(3)
+        before = clips_n([json.loads(x) for x in lines.lines])
         server = _rtsp_server(port)  # ...and comes back
-        events, err = events_after(proc, early, timeout=90)
+        assert lines.until(lambda ev: lives(ev) >= 2, 60), lines.lines
+        n = clips_n([json.loads(x) for x in lines.lines])
+        assert lines.until(lambda ev: clips_n(ev) >= n + 3, 60), lines.lines
+        proc.send_signal(signal.SIGTERM)
+        events = lines.rest()
+        err = proc.stderr.read()
+        proc.wait(timeout=30)
     finally:
         server.kill()
         server.wait(timeout=10)
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in err, err
+    assert proc.returncode == 130
     states = [e["state"] for e in events if e["type"] == "state"]
     clips = [e for e in events if e["type"] == "clip"]
-    assert states.count("live") >= 2 and "stalled" in states, states
-    assert events[-1]["reconnects"] >= 1
-    before = [c for c in clips if c["start_s"] < 5]
-    after = [c for c in clips if c["start_s"] > 9]
-    assert before and after, [c["start_s"] for c in clips]
+    why = [(e["state"], e.get("reason")) for e in events if e["type"] == "state"]
+    assert states.count("live") == 2 and "stalled" in states, why
+    i = states.index("stalled")
+    assert states[i - 1] == "live" and states[i + 1] == "reconnecting", why
+    assert events[-1]["type"] == "summary" and events[-1]["reconnects"] == 1, events[-1]
+    assert before >= 3 and len(clips) >= before + 3
     assert [c["index"] for c in clips] == sorted(c["index"] for c in clips)
+    gaps = [e for e in events if e["type"] == "gap" and e["reason"] == "reconnected"]
+    assert len(gaps) == 1, gaps
+    for c in clips:  # no clip mixes frames from before and after the outage
+        assert c["end_s"] <= gaps[0]["after_s"] + 1e-3 or \
+            c["start_s"] >= gaps[0]["resume_s"] - 1e-3, (c, gaps)
     lat = [c["latency_s"] for c in clips]
-    assert max(lat) < 3.0, lat
+    # latency_s runs from each frame's arrival and includes the wait for a whole batch
+    # of clips; on a 2-core machine that six other test runs shared (load average 12 to
+    # 20) it reached 6.1 s, so the bound here is loose: it catches latency that grows
+    # with the run, not a slow machine
+    assert max(lat) < 10.0, lat

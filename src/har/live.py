@@ -10,7 +10,10 @@
   that accepts the connection and then sends nothing is reported ``stalled`` instead of
   hanging. A dropped stream is reopened with capped exponential backoff.
 * Frame numbers and stream times keep increasing across reconnects (a gap in time
-  stays a gap), so clips never go backwards.
+  stays a gap), so clips never go backwards. At a gap (an outage, or timestamps that
+  jump) the frame number skips one, which ends the clip run: no clip spans a gap.
+* Live decoding holds no frame back, and each frame carries its arrival time (when
+  its packet was read): latency is measured from there.
 * ``realtime=True`` plays a file at its own frame rate: a rehearsal of a camera with a
   known answer (``har live FILE --realtime`` gives the same clip scores as
   ``har predict FILE`` when no clip is skipped).
@@ -20,9 +23,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -30,7 +34,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .errors import DecodeError, HarError
-from .sources import Source, open_video, parse_source
+from .sources import Source, hls_playlist, open_video, parse_source
 from .video import DecodeStats, Frame, VideoInfo
 
 StateFn = Callable[[str, dict], None]
@@ -38,38 +42,71 @@ StateFn = Callable[[str, dict], None]
 
 @dataclass
 class LiveStats(DecodeStats):
-    reconnects: int = 0
-    stalls: int = 0
+    reconnects: int = 0  # successful reconnections after the stream dropped
+    stalls: int = 0  # times the stream stopped sending (or timed out at the first open)
+    attempts: int = 0  # failed attempts to open or reopen it
+    gaps: int = 0  # clip runs ended by an outage or a jump in the stream's timestamps
+
+
+def _timed_out(reason: str) -> bool:
+    return "timed out" in reason or "timeout" in reason.lower()
 
 
 class LiveSource:
     """A reconnecting reader of one live source (or a file played in real time).
 
     ``on_state(state, fields)`` is called with ``connecting``, ``live``, ``stalled``,
-    ``reconnecting`` and ``ended``. ``max_reconnects`` None means unlimited.
+    ``reconnecting`` and ``ended``, in the order they happen: ``connecting -> live``,
+    and after a drop ``stalled -> reconnecting (-> reconnecting ...) -> live``.
+    ``max_reconnects``: how many times in all a dropped stream (or one that could not
+    be opened) is tried again; None means without end. ``on_gap(fields)`` is called
+    when the stream resumes after an outage, or its timestamps jump by more than
+    ``gap_s``: the frame number then skips one, so a clip never spans the gap.
+    ``stop_event`` (set from any thread, e.g. a ``--duration`` timer) also ends an
+    open that is still retrying.
     """
 
     def __init__(self, source: Source | str, *, open_timeout_s: float = 10.0,
                  read_timeout_s: float = 5.0, max_reconnects: int | None = None,
                  backoff_s: float = 0.5, max_backoff_s: float = 10.0,
                  realtime: bool = False, on_state: StateFn | None = None,
-                 tap: Callable[[Frame], None] | None = None) -> None:
+                 tap: Callable[[Frame], None] | None = None,
+                 on_gap: Callable[[dict], None] | None = None, gap_s: float = 1.0,
+                 stop_event: threading.Event | None = None) -> None:
         self.src = source if isinstance(source, Source) else parse_source(str(source))
         self.source = self.src.text
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
         self.max_reconnects = max_reconnects
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.realtime = realtime
+        self.gap_s = gap_s
         # tap(frame) sees every frame at full size (for --record/--preview/--show);
         # the model then gets it resized by OpenCV instead of FFmpeg's scaler.
         self.tap = tap
         self._on_state = on_state or (lambda state, fields: None)
-        self._stop = threading.Event()
+        self._on_gap = on_gap or (lambda fields: None)
+        self._stop = stop_event if stop_event is not None else threading.Event()
         self.stats = LiveStats()
         self.state = "connecting"
         self._video = None
         self._reading = False
-        self._connect()
+        self._tries = 0  # tries to reopen so far (max_reconnects bounds them)
+        self._arrivals: OrderedDict[int, float] = OrderedDict()
+        self._arrivals_lock = threading.Lock()
+        # HLS: a finished (VOD) playlist is played once at its own rate; a live one
+        # is reopened only once it has a segment newer than when it stopped.
+        self._hls = self.src.format == "hls"
+        self._vod = False
+        self._hls_last: str | None = None
+        if self._hls:
+            playlist = hls_playlist(self.src.url, min(open_timeout_s, 10.0))
+            if playlist is not None:
+                self._vod = playlist.ended
+                if self._vod:
+                    self.realtime = True
+                if playlist.target_s:  # a healthy reader waits up to a segment
+                    self.read_timeout_s = max(read_timeout_s, 2.0 * playlist.target_s)
+        self._connect(first=True)
         self.info: VideoInfo = replace(self._video.info, frames=None, duration_s=None)
 
     # -- states -------------------------------------------------------------
@@ -85,81 +122,151 @@ class LiveSource:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
-    def _open_once(self):
-        return open_video(self.src, timeout_s=(self.open_timeout_s, self.read_timeout_s))
+    @property
+    def finite(self) -> bool:
+        """A file, a plain URL or a finished HLS playlist: its end is the end."""
+        return not self.src.live or self._vod
 
-    def _connect(self):
-        """Open (again), with backoff; DecodeError once reconnects are used up."""
-        delay = self.backoff_s
+    def arrival(self, index: int) -> float | None:
+        """time.monotonic() when frame ``index`` arrived (recent frames only)."""
+        with self._arrivals_lock:
+            return self._arrivals.get(index)
+
+    def _note_arrival(self, index: int, arrival: float) -> None:
+        with self._arrivals_lock:
+            self._arrivals[index] = arrival
+            while len(self._arrivals) > 4096:
+                self._arrivals.popitem(last=False)
+
+    def _open_once(self, reopen: bool):
+        options = None
+        if self._hls and reopen:
+            playlist = hls_playlist(self.src.url, min(self.open_timeout_s, 10.0))
+            if playlist is None:
+                raise DecodeError(f"{self.source}: the playlist cannot be read")
+            if playlist.last_segment == self._hls_last:
+                raise DecodeError(f"{self.source}: the playlist has no new segment since "
+                                  "the stream stopped")
+            options = {"live_start_index": "-1"}  # the newest segment, not old ones again
+        # Live sources are streamed, never fetched to a temporary file: an endless or
+        # trickling body must not fill the disk, and --duration must apply.
+        return open_video(self.src, timeout_s=(self.open_timeout_s, self.read_timeout_s),
+                          live=self.src.kind != "file", fetch=False, options=options)
+
+    def _may_retry(self) -> bool:
+        return self.max_reconnects is None or self._tries < self.max_reconnects
+
+    def _connect(self, first: bool):
+        """Open (``first``) or reopen after a drop, with capped exponential backoff;
+        DecodeError once ``max_reconnects`` tries to reopen (over the whole run) are
+        used up, or the reader is stopped."""
         attempt = 0
+        if first:
+            self._set("connecting", attempt=0)
+        else:
+            if not self._may_retry():
+                self._set("ended", reason=f"the stream dropped, and the {self._tries} "
+                          "reconnect(s) allowed are used up")
+                raise DecodeError(f"{self.source}: the stream dropped")
+            self._tries += 1
+            attempt = 1
+            self._set("reconnecting", attempt=attempt)
+        delay = self.backoff_s
         while not self._stop.is_set():
-            self._set("connecting", attempt=attempt)
             try:
-                self._video = self._open_once()
-                self._set("live", attempt=attempt)
-                return self._video
+                self._video = self._open_once(reopen=not first)
             except DecodeError as exc:
+                self.stats.attempts += 1
                 reason = str(exc)
-                if "timed out" in reason or "timeout" in reason.lower():
+                if first and attempt == 0 and _timed_out(reason):
                     self.stats.stalls += 1
                     self._set("stalled", reason=reason)
-                if self.max_reconnects is not None and \
-                        self.stats.reconnects >= self.max_reconnects:
+                if not self._may_retry():
                     self._set("ended", reason=reason)
                     raise
-                self.stats.reconnects += 1
+                self._tries += 1
                 attempt += 1
                 self._set("reconnecting", attempt=attempt, delay_s=round(delay, 3),
                           reason=reason)
                 if self._stop.wait(delay):
                     break
                 delay = min(delay * 2, self.max_backoff_s)
+                continue
+            if not first:
+                self.stats.reconnects += 1
+            self._set("live", attempt=attempt)
+            return self._video
         raise DecodeError(f"{self.source}: stopped before the stream could be opened")
 
     # -- frames ---------------------------------------------------------------
+    def _gap(self, index: int, after_s: float, resume_s: float, reason: str) -> None:
+        self.stats.gaps += 1
+        self._on_gap({"source": self.source, "after_s": round(after_s, 4),
+                      "resume_s": round(resume_s, 4),
+                      "seconds": round(max(0.0, resume_s - after_s), 4),
+                      "frame": index, "reason": reason})
+
     def frames(self, size: tuple[int, int] | None = None) -> Iterator[Frame]:
         index = 0
+        decoded = 0
         offset = 0.0  # stream time added to each connection's own times
         video = self._video
         stats = self.stats
+        last_end: float | None = None  # stream time where the last frame ends
+        resumed = False  # the first frame after a reconnect starts a new clip run
         self._reading = True
         try:
             while video is not None and not self._stop.is_set():
                 t0 = time.monotonic()
-                last_end = offset
                 got = 0
                 for f in video.frames(size=None if self.tap else size):
                     if self._stop.is_set():
                         break
                     t = offset + f.time_s
+                    if resumed or last_end is not None and t - last_end > self.gap_s:
+                        index += 1  # a frame number left out: the clip run ends here
+                        self._gap(index, last_end or 0.0, t,
+                                  "reconnected" if resumed else "timestamp jump")
+                        resumed = False
                     rgb = f.rgb
                     if self.tap is not None:
                         self.tap(Frame(index=index, time_s=t, duration_s=f.duration_s,
-                                       rgb=rgb))
+                                       rgb=rgb, arrival=f.arrival))
                         if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
                             import cv2
 
                             rgb = cv2.resize(rgb, tuple(size), interpolation=cv2.INTER_LINEAR)
+                    arrival = f.arrival
                     if self.realtime:  # play at the file's own rate
                         wait = (t - offset) - (time.monotonic() - t0)
                         if wait > 0 and self._stop.wait(wait):
                             break
-                    yield Frame(index=index, time_s=t, duration_s=f.duration_s, rgb=rgb)
+                        arrival = time.monotonic()  # when a camera would have sent it
+                    if arrival is not None:
+                        self._note_arrival(index, arrival)
+                    yield Frame(index=index, time_s=t, duration_s=f.duration_s, rgb=rgb,
+                                arrival=arrival)
                     index += 1
+                    decoded += 1
                     got += 1
                     last_end = t + f.duration_s
-                    stats.frames, stats.end_s = index, last_end
+                    stats.frames, stats.end_s = decoded, last_end
                 vstats = video.stats
                 stats.bad_packets += vstats.bad_packets
                 video.close()
                 self._video = video = None
                 if self._stop.is_set():
                     break
-                if not self.src.live:  # a file played to its end
-                    stats.warnings.extend(vstats.warnings)
+                if self._hls and not self._vod:
+                    playlist = hls_playlist(self.src.url, min(self.open_timeout_s, 10.0))
+                    if playlist is not None and playlist.ended:
+                        self._vod = True  # the live playlist was finished: the end
+                    self._hls_last = playlist.last_segment if playlist else self._hls_last
+                if self.finite and not self.max_reconnects:
+                    stats.warnings.extend(vstats.warnings)  # played to its end
                     break
-                # A live stream ended: it dropped or stalled. Stream time goes on from
-                # the wall-clock time that passed, so clips keep their order.
+                # It dropped or stalled. Stream time goes on from the wall-clock time
+                # that passed, so clips keep their order; a gap stays a gap.
                 self.stats.stalls += 1
                 reason = vstats.last_error or "the stream ended"
                 if "exit requested" in reason.lower():  # FFmpeg's words for its timeout
@@ -167,17 +274,18 @@ class LiveSource:
                 self._set("stalled", reason=reason, frames=got)
                 gap_start = time.monotonic()
                 try:
-                    video = self._connect()
+                    video = self._connect(first=False)
                 except DecodeError:
                     break
-                offset = last_end + (time.monotonic() - gap_start)
+                offset = (last_end or 0.0) + (time.monotonic() - gap_start)
+                resumed = last_end is not None
         finally:
             self._reading = False
             if self._video is not None:
                 self._video.close()
                 self._video = None
             if self.state != "ended":
-                self._set("ended", frames=index)
+                self._set("ended", frames=decoded)
 
     def close(self) -> None:
         """Stop; the container is closed by the reader when its current read returns
@@ -186,6 +294,122 @@ class LiveSource:
         if not self._reading and self._video is not None:
             self._video.close()
             self._video = None
+
+
+# -- several sources, one model ----------------------------------------------------------
+class LiveMany:
+    """Several live sources scored by one recognizer (one model in memory).
+
+    Each source has its own reader thread (decoding, clip assembly, preprocessing);
+    one loop in the caller's thread runs the model on batches that mix sources. Each
+    source keeps only its newest clip waiting (an older one is skipped, counted in
+    ``skipped[i]``), and a batch takes waiting clips round-robin, one per source per
+    round, starting after the source served first last time: a busy camera cannot
+    starve another. Iterating yields ``(source index, ClipResult)``; a source that
+    fails leaves its message in ``errors[i]`` and the others go on.
+    """
+
+    def __init__(self, recognizer, sources: Sequence[LiveSource]) -> None:
+        self.rec = recognizer
+        self.sources = list(sources)
+        n = len(self.sources)
+        self.skipped = [0] * n
+        self.errors: list[str | None] = [None] * n
+        self._waiting: list[deque] = [deque() for _ in range(n)]
+        self._cv = threading.Condition()
+        self._alive = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def stop(self) -> None:
+        """End soon (from any thread): the model loop within half a second."""
+        self._stop.set()
+        for live in self.sources:
+            live.stop()
+        with self._cv:
+            self._cv.notify_all()
+
+    def close(self) -> None:
+        """Stop and wait briefly for the readers (one still inside a read closes its
+        own container when the read returns)."""
+        self.stop()
+        for t in self._threads:
+            t.join(timeout=0.5)
+
+    def _read(self, i: int) -> None:
+        rec, live = self.rec, self.sources[i]
+        try:
+            info = live.info
+            size = rec.preset.resized_size(info.height, info.width)
+            for spec, clip in rec._plan(info, live.source)(live.frames(size=size)):
+                if self._stop.is_set():
+                    break
+                item = (spec, rec.preset(clip[None]), time.monotonic())
+                with self._cv:
+                    waiting = self._waiting[i]
+                    if waiting:
+                        waiting.popleft()
+                        self.skipped[i] += 1
+                    waiting.append(item)
+                    self._cv.notify_all()
+        except HarError as exc:
+            self.errors[i] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one source's failure is its own
+            self.errors[i] = f"{live.source}: {exc}"
+        finally:
+            with self._cv:
+                self._alive -= 1
+                self._cv.notify_all()
+
+    def _take(self, first: int, size: int) -> list[tuple[int, tuple]]:
+        items: list[tuple[int, tuple]] = []
+        n = len(self.sources)
+        while len(items) < size and any(self._waiting):
+            for k in range(n):
+                j = (first + k) % n
+                if self._waiting[j] and len(items) < size:
+                    items.append((j, self._waiting[j].popleft()))
+        return items
+
+    def __iter__(self) -> Iterator[tuple[int, object]]:
+        from .aggregate import softmax, topk
+        from .recognizer import _infer
+        from .results import ClipResult
+
+        rec = self.rec
+        with self._cv:
+            self._alive = len(self.sources)
+        for i in range(len(self.sources)):
+            t = threading.Thread(target=self._read, args=(i,), name=f"har-live-{i}",
+                                 daemon=True)
+            self._threads.append(t)
+            t.start()
+        first = 0
+        try:
+            while not self._stop.is_set():
+                with self._cv:
+                    while not any(self._waiting) and self._alive > 0 \
+                            and not self._stop.is_set():
+                        self._cv.wait(0.5)
+                    if self._stop.is_set() or not any(self._waiting):
+                        break  # stopped, or every reader has ended
+                    items = self._take(first, max(1, rec.backend.batch_size))
+                first = (first + 1) % len(self.sources)
+                batch = np.concatenate([item[1] for _, item in items])
+                with rec._backend_lock:
+                    logits, feats = _infer(rec.backend, batch)
+                probs = softmax(logits)
+                for k, ((j, (spec, _, ready)), row) in enumerate(zip(items, probs)):
+                    yield j, ClipResult(
+                        index=spec.index, start_frame=spec.start_frame,
+                        end_frame=spec.end_frame, start_s=spec.start_s, end_s=spec.end_s,
+                        top=topk(row, rec.labels, rec.k), probs=row,
+                        features=None if feats is None or not rec.keep_features
+                        else feats[k], ready_at=ready)
+        finally:
+            self.stop()
+            for t in self._threads:
+                t.join(timeout=0.5)
 
 
 # -- segments as they happen ----------------------------------------------------------
@@ -325,8 +549,9 @@ class Overlay:
         if self._writer is not None:
             try:
                 self._writer.write(img, frame.time_s)
-            except Exception as exc:  # noqa: BLE001 - a full disk must not stop the stream
-                self.errors.append(f"--record {self._writer.path}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - reported; the caller ends the run
+                self.errors.append(f"--record {_shown(self._writer.path)}: cannot be "
+                                   f"written ({_why(exc)})")
                 self._writer.abort()
                 self._writer = None
         if self._preview is not None:
@@ -342,11 +567,33 @@ class Overlay:
                                    "headless build); use --preview PORT and a browser")
                 self._show = False
 
+    def take_errors(self) -> list[str]:
+        """The output errors so far (each returned once), e.g. a full disk under
+        ``--record``: the caller ends the run with exit 1."""
+        errors, self.errors = self.errors, []
+        return errors
+
     def close(self) -> None:
         if self._writer is not None:
-            self._writer.close()
+            writer, self._writer = self._writer, None
+            error = writer.close()
+            if error:
+                self.errors.append(f"--record {_shown(writer.path)}: cannot be written "
+                                   f"({error})")
         if self._preview is not None:
             self._preview.close()
+            self._preview = None
+
+
+def _shown(path: str) -> str:
+    from .fsutil import display_path
+    from .text import printable
+
+    return printable(display_path(path))
+
+
+def _why(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc).rstrip(".")
 
 
 class _Recorder:
@@ -386,17 +633,21 @@ class _Recorder:
         frame.time_base = Fraction(1, 1000)
         self._container.mux(self._stream.encode(frame))
 
-    def close(self) -> None:
+    def close(self) -> str | None:
+        """Finish the file and rename it into place; the reason when it could not be
+        written (nothing is left behind then)."""
         try:
             if self._container is not None:
                 self._container.mux(self._stream.encode(None))
                 self._container.close()
             else:
                 raise RuntimeError("no frame was recorded")
-        except BaseException as exc:
-            self._staging.__exit__(type(exc), exc, exc.__traceback__)
-            return
-        self._staging.__exit__(None, None, None)
+            self._staging.__exit__(None, None, None)
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            with contextlib.suppress(BaseException):
+                self._staging.__exit__(type(exc), exc, exc.__traceback__)
+            return _why(exc)
+        return None
 
     def abort(self) -> None:
         try:
@@ -472,4 +723,5 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
 
-__all__ = ["LiveSource", "LiveSegmenter", "LiveStats", "Overlay", "HarError", "percentile"]
+__all__ = ["LiveMany", "LiveSource", "LiveSegmenter", "LiveStats", "Overlay", "HarError",
+           "percentile"]

@@ -347,7 +347,7 @@ class Recognizer:
             if self.preset.fps and info.fps:  # the plan counts frames after resampling
                 n = max(1, int(round(n * self.preset.fps / info.fps)))
             return ClipAssembler(L, plan=uniform(n, self.num_clips, L))
-        return ClipAssembler(L, stride=self.stride, tail=self.tail)
+        return ClipAssembler(L, stride=self.stride, tail=self.tail, gaps=not self.preset.fps)
 
     def _batches(self, clips: Iterator[tuple[ClipSpec, np.ndarray]], *, live: bool,
                  progress: ProgressFn | None, info: VideoInfo, counter: "ClipStream"

@@ -114,12 +114,16 @@ class ClipAssembler:
     """
 
     def __init__(self, clip_len: int = 16, stride: int = 16,
-                 plan: Sequence[ClipSpec] | None = None, tail: str = "pad") -> None:
+                 plan: Sequence[ClipSpec] | None = None, tail: str = "pad",
+                 gaps: bool = True) -> None:
         if clip_len < 1 or stride < 1:
             raise ValueError("clip_len and stride must be positive")
         # tail="drop": no loop-padded last clip (full clips only, as the authors' video
         # tool and OpenCV's sample); "pad" covers every frame (their evaluation code).
         self.tail = tail
+        # gaps: a skipped frame number ends the clip run (live outages). Off after
+        # :func:`resample`, whose frames skip or repeat numbers by design.
+        self.gaps = gaps
         self.clip_len = clip_len
         self.stride = stride
         self.plan = list(plan) if plan is not None else None
@@ -147,6 +151,12 @@ class ClipAssembler:
         next_start = 0  # position of the first frame of the next clip to emit
         n = 0
         for pos, frame in enumerate(frames):
+            if self.gaps and buf and frame.index != buf[-1][1].index + 1:
+                # A frame number left out: a live source's gap (an outage or a jump in
+                # its timestamps). No clip spans it: a new clip run starts here, and
+                # the unfinished clip before it is dropped.
+                buf.clear()
+                next_start = pos
             n = pos + 1
             buf.append((pos, frame))
             if pos == next_start + L - 1:

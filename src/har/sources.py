@@ -291,17 +291,23 @@ def fetch_url(url: str, timeout_s: float = 15.0) -> _TempVideo:
     return tmp
 
 
-def open_video(source: Source | str, *, timeout_s: float | tuple[float, float] = 15.0):
+def open_video(source: Source | str, *, timeout_s: float | tuple[float, float] = 15.0,
+               live: bool | None = None, fetch: bool = True, options: dict | None = None):
     """Open a source for decoding: a :class:`har.video.VideoSource` whose ``close()``
-    also removes any temporary copy made for it."""
+    also removes any temporary copy made for it.
+
+    ``live`` (default: the source's own) decodes without holding frames back;
+    ``fetch=False`` never copies a URL to a temporary file (``har live`` streams every
+    URL: an endless or trickling body must not fill the disk). ``options`` are added
+    to the source's FFmpeg options."""
     from .video import VideoSource
 
     src = source if isinstance(source, Source) else parse_source(str(source))
-    kwargs = {}
+    kwargs: dict = {"live": src.live if live is None else live}
     if src.format:
         kwargs["format"] = src.format
-    if src.options:
-        kwargs["options"] = dict(src.options)
+    if src.options or options:
+        kwargs["options"] = {**src.options, **(options or {})}
     tmp: _TempVideo | None = None
     if src.kind == "stdin":
         tmp = spool_stdin()
@@ -316,7 +322,7 @@ def open_video(source: Source | str, *, timeout_s: float | tuple[float, float] =
                 raise DecodeError(str(exc).replace(target, "-")) from None
             # An MP4 whose index sits at its end cannot be read from a server that
             # answers no range requests: fetch it whole, then read the copy.
-            if src.kind != "url":
+            if src.kind != "url" or not fetch:
                 raise
             fetch_timeout = timeout_s[0] if isinstance(timeout_s, tuple) else timeout_s
             if accepts_ranges(src.url, fetch_timeout) is not False:
@@ -349,3 +355,54 @@ def iter_paths(sources: list[Source]) -> Iterator[str]:
     for s in sources:
         if s.local:
             yield s.url
+
+
+# -- HLS playlists (har live) ----------------------------------------------------------
+@dataclass(frozen=True)
+class HlsPlaylist:
+    """What an HLS media playlist says now: ``ended`` (``#EXT-X-ENDLIST``: a finished,
+    VOD playlist), its target segment duration, and its newest segment (which changes
+    while a live playlist is alive)."""
+
+    ended: bool
+    target_s: float | None
+    last_segment: str | None
+
+
+_MAX_PLAYLIST_BYTES = 1 << 20
+
+
+def _get_text(url: str, timeout_s: float) -> str:
+    req = urllib.request.Request(url, headers={"User-Agent": "har-video"})
+    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        data = resp.read(_MAX_PLAYLIST_BYTES + 1)
+    if len(data) > _MAX_PLAYLIST_BYTES:
+        raise ValueError("playlist larger than 1 MB")
+    return data.decode("utf-8", errors="replace")
+
+
+def hls_playlist(url: str, timeout_s: float = 5.0) -> HlsPlaylist | None:
+    """Read an HLS playlist (a master playlist's first variant); None when it cannot
+    be read or is not a playlist."""
+    try:
+        text = _get_text(url, timeout_s)
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        if not lines or not lines[0].startswith("#EXTM3U"):
+            return None
+        if any(ln.startswith("#EXT-X-STREAM-INF") for ln in lines):
+            variants = [ln for ln in lines if not ln.startswith("#")]
+            if not variants:
+                return None
+            url = urllib.parse.urljoin(url, variants[0])
+            text = _get_text(url, timeout_s)
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    target = None
+    for ln in lines:
+        if ln.startswith("#EXT-X-TARGETDURATION:"):
+            with contextlib.suppress(ValueError):
+                target = float(ln.partition(":")[2])
+    segments = [ln for ln in lines if not ln.startswith("#")]
+    return HlsPlaylist(ended=any(ln.startswith("#EXT-X-ENDLIST") for ln in lines),
+                       target_s=target, last_segment=segments[-1] if segments else None)

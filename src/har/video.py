@@ -25,6 +25,10 @@ from .sources import is_url
 _RAW_FORMATS = {"h264", "hevc", "h263", "m4v", "mpegvideo", "mjpeg", "rawvideo", "ivf",
                 "avs2", "vvc", "cavsvideo", "image2", "image2pipe", "yuv4mpegpipe"}
 
+# Live formats whose frames carry no timestamps of their own (FFmpeg invents them from
+# a guessed rate): a live reader times their frames by arrival instead.
+_NO_TIMESTAMPS = _RAW_FORMATS | {"mpjpeg"}
+
 # Give up on a stream after this many damaged packets in a row: the rest is noise.
 _MAX_CONSECUTIVE_ERRORS = 50
 
@@ -56,6 +60,9 @@ class Frame:
     time_s: float  # presentation time in seconds
     duration_s: float  # how long it is shown
     rgb: np.ndarray
+    # time.monotonic() when the packet that completed this frame was read (live
+    # latency is measured from here); None when not recorded
+    arrival: float | None = None
 
 
 @dataclass
@@ -143,13 +150,18 @@ def _chain_one(first, rest):
 
 
 # Frames leave the decoder in display order, but some containers (AVI with packed
-# B-frames) stamp them with out-of-order times. Timestamps are re-sorted through a
-# window this deep, which is a no-op for well-formed streams.
+# B-frames) stamp them with out-of-order times. For files, timestamps are re-sorted
+# through a window this deep, which is a no-op for well-formed streams. Live sources
+# get no window (depth 0): FFmpeg's decoder already returns frames in display order
+# after the delay the codec needs (its has_b_frames), and a window would hold every
+# live frame back by this many frames, and the last ones before a drop until the
+# read timeout.
 _REORDER_DEPTH = 8
 
 
-def _reordered_times(frames, fps: float):
-    """Yield ``(av_frame, seconds)`` with non-decreasing times starting at 0."""
+def _reordered_times(frames, fps: float, depth: int = _REORDER_DEPTH):
+    """Yield ``(av_frame, seconds, arrival)`` with non-decreasing times starting at 0,
+    from ``(av_frame, arrival)`` pairs."""
     import heapq
     from collections import deque
 
@@ -160,23 +172,39 @@ def _reordered_times(frames, fps: float):
 
     def release():
         nonlocal origin, prev
-        vf = held.popleft()
+        vf, arrival = held.popleft()
         t = heapq.heappop(times) if times else None
         if t is not None and origin is None:
             origin = t
         if t is None or prev is not None and t <= prev:
             t = (prev + 1.0 / fps) if prev is not None else (origin or 0.0)
         prev = t
-        return vf, t - (origin or 0.0)
+        return vf, t - (origin or 0.0), arrival
 
-    for vf in frames:
+    for vf, arrival in frames:
         if vf.time is not None:
             heapq.heappush(times, float(vf.time))
-        held.append(vf)
-        if len(held) > _REORDER_DEPTH:
+        held.append((vf, arrival))
+        if len(held) > depth:
             yield release()
     while held:
         yield release()
+
+
+def _arrival_times(frames):
+    """Live streams without timestamps (MJPEG over HTTP): a frame's time is when it
+    arrived, from the first frame's arrival, so the stream is paced by the clock and
+    not by a guessed frame rate. Streams with timestamps keep them."""
+    origin: float | None = None
+    prev: float | None = None
+    for vf, arrival in frames:
+        if origin is None:
+            origin = arrival
+        t = arrival - origin
+        if prev is not None and t <= prev:
+            t = prev + 1e-3  # frames read in one burst: keep times increasing
+        prev = t
+        yield vf, t, arrival
 
 
 def _display_rotation(rotation: float | int | None) -> int:
@@ -196,10 +224,13 @@ class VideoSource:
 
     def __init__(self, source, *, timeout_s: float | tuple[float, float] = 15.0,
                  threads: int = 0, format: str | None = None,
-                 options: dict | None = None) -> None:
+                 options: dict | None = None, live: bool = False) -> None:
         import av  # heavy, and only needed once a video is opened
 
         # timeout_s: seconds for opening and for each read, or (open, read).
+        # live: a camera or stream: frames are never held back (see _REORDER_DEPTH),
+        # and a stream without timestamps is timed by when its frames arrive.
+        self.live = live
         open_s, read_s = timeout_s if isinstance(timeout_s, tuple) else (timeout_s, timeout_s)
         timeout_s = open_s
 
@@ -262,7 +293,7 @@ class VideoSource:
             self.close()
             raise DecodeError(f"{name}: no frame could be decoded ({reason}); "
                               "the file is corrupt or its codec is unsupported")
-        self._rotation = _display_rotation(getattr(self._first, "rotation", 0))
+        self._rotation = _display_rotation(getattr(self._first[0], "rotation", 0))
         self.info = self._read_info()
 
     def _open_local(self, path: str, name: str):
@@ -320,13 +351,17 @@ class VideoSource:
 
     # -- decoding ---------------------------------------------------------
     def _iter_decoded(self):
-        """Yield av.VideoFrame in decode order, skipping damaged packets."""
+        """Yield ``(av.VideoFrame, arrival)`` in decode order, skipping damaged packets;
+        ``arrival`` is time.monotonic() when the packet that completed the frame was read."""
+        import time
+
         import av
 
         stats = self.stats
         consecutive = 0
         try:
             for packet in self._container.demux(self._stream):
+                arrival = time.monotonic()
                 try:
                     decoded = packet.decode()
                 except av.error.FFmpegError as exc:
@@ -338,7 +373,8 @@ class VideoSource:
                         return
                     continue
                 consecutive = 0
-                yield from decoded
+                for vf in decoded:
+                    yield vf, arrival
         except av.error.FFmpegError as exc:  # the demuxer gave up (e.g. truncated container)
             stats.bad_packets += 1
             stats.last_error = _reason(exc)
@@ -369,8 +405,14 @@ class VideoSource:
         fps = self.info.fps or 25.0
         first, self._first = self._first, None
         source = self._raw if first is None else _chain_one(first, self._raw)
+        if not self.live:
+            timed = _reordered_times(source, fps)
+        elif self._invented_times():
+            timed = _arrival_times(source)
+        else:
+            timed = _reordered_times(source, fps, depth=0)
         try:
-            for index, (vf, t) in enumerate(_reordered_times(source, fps)):
+            for index, (vf, t, arrival) in enumerate(timed):
                 rgb = reformatter.reformat(vf, width=width, height=height, format=pix,
                                            interpolation=flags).to_ndarray()
                 if k:
@@ -379,9 +421,15 @@ class VideoSource:
                 dur = (float(vf.duration * vf.time_base) if vf.duration and vf.time_base
                        else 1.0 / fps)
                 stats.frames, stats.end_s = index + 1, t + dur
-                yield Frame(index=index, time_s=t, duration_s=dur, rgb=rgb)
+                yield Frame(index=index, time_s=t, duration_s=dur, rgb=rgb, arrival=arrival)
         finally:
             self._finish_stats()
+
+    def _invented_times(self) -> bool:
+        """Whether the demuxer makes timestamps up (MJPEG over HTTP, raw elementary
+        streams: FFmpeg numbers their frames at a guessed 25 fps)."""
+        names = set((self._container.format.name or "").split(","))
+        return bool(names & _NO_TIMESTAMPS)
 
     def _finish_stats(self) -> None:
         s = self.stats

@@ -211,7 +211,11 @@ class EventWriter:
         self.features = features
 
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
-        event = {"type": type_, **fields, "wall_time": round(time.time(), 6)}
+        # wall_time: now, or when the event happened if the caller says so (an event
+        # held back to keep `start` first)
+        wall = fields.pop("wall_time", None)
+        event = {"type": type_, **fields,
+                 "wall_time": round(time.time() if wall is None else wall, 6)}
         self.out.write(json.dumps(clean(event), ensure_ascii=False, allow_nan=False) + "\n")
         self.out.flush()
         return event

@@ -56,8 +56,11 @@ def seconds(text: str) -> float:
 
 
 def positive_seconds(text: str) -> float:
-    value = seconds(text)
-    if value <= 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.0 < value < float("inf"):  # NaN fails too
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
     return value
 

@@ -9,10 +9,11 @@ import threading
 import time
 
 from ..fsutil import display_path
+from ..text import printable
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
-                     check_runtime_options, make_recognizer, positive_seconds,
-                     timeline_options)
+                     check_not_input, check_output_path, check_runtime_options,
+                     make_recognizer, positive_seconds, timeline_options)
 
 EPILOG = """\
 examples:
@@ -20,9 +21,11 @@ examples:
   har live rtsp://127.0.0.1:8554/cam --jsonl -     an RTSP camera, events on stdout
   har live udp://127.0.0.1:5000 --duration 600     MPEG-TS over UDP for ten minutes
   har live clip.mp4 --realtime --jsonl events.jsonl  rehearse with a file
+  har live rtsp://cam1/s rtsp://cam2/s --jsonl -   two cameras, one model
 
 exit codes:
-  0 the stream ended, or --duration passed   1 the source could not be read
+  0 the stream ended, or --duration passed   1 a source could not be read, or an
+  output could not be written
   2 bad command line   4 the model could not be loaded   130 interrupted
 """
 
@@ -33,9 +36,10 @@ def register(sub) -> None:
                     "Clips the model has no time for are skipped (counted), never queued, "
                     "so results stay close to real time; dropped streams are reopened.",
                     epilog=EPILOG)
-    p.add_argument("source", metavar="SOURCE",
+    p.add_argument("sources", metavar="SOURCE", nargs="+",
                    help="camera index (0) or /dev/videoN, rtsp://, rtmp://, udp://, srt://, "
-                        "tcp://, http(s) stream or .m3u8, or a file with --realtime")
+                        "tcp://, http(s) stream or .m3u8, or a file with --realtime; "
+                        "several at once share one model (events name their source)")
     add_model_arguments(p)
     add_clip_arguments(p, sampler=False)
     add_timeline_arguments(p)
@@ -49,10 +53,11 @@ def register(sub) -> None:
     s.add_argument("--read-timeout", type=positive_seconds, default=5.0, metavar="S",
                    help="a stream that sends nothing for S seconds is stalled (default 5)")
     s.add_argument("--max-reconnects", type=int, default=None, metavar="N",
-                   help="reopen a dropped stream at most N times (default: unlimited for "
-                        "live sources, 0 for files)")
+                   help="try to reopen a dropped stream at most N times in all (default: "
+                        "without end for live sources, 0 for files and http(s) URLs)")
     s.add_argument("--duration", type=positive_seconds, default=None, metavar="S",
-                   help="stop after S seconds")
+                   help="stop after S seconds (opening and reconnecting included; more "
+                        "than 0)")
     o = p.add_argument_group("outputs")
     o.add_argument("--jsonl", metavar="FILE", help="write har.events/1 JSON Lines: clip, "
                    "state and segment events ('-' for stdout)")
@@ -70,170 +75,421 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_live)
 
 
+def _same_output(a: str, b: str) -> bool:
+    import os
+
+    from ..fsutil import same_file
+
+    try:
+        return same_file(a, b) or os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, ValueError):
+        return False
+
+
+def _check_outputs(args: argparse.Namespace, sources) -> None:
+    """One-line usage errors for outputs that cannot work, that are an input (hard
+    links and other spellings included), or that name the same file twice."""
+    from pathlib import Path
+
+    outputs = []
+    if args.jsonl and args.jsonl != "-":
+        outputs.append(("--jsonl", args.jsonl))
+    if args.record:
+        if Path(args.record).suffix.lower() not in (".mp4", ".mkv", ".mov"):
+            raise UsageError(f"--record {printable(display_path(args.record))}: writes .mp4, "
+                             ".mkv or .mov; give a name with one of those")
+        outputs.append(("--record", args.record))
+    local = [src.url for src in sources if src.local]
+    for flag, path in outputs:
+        check_output_path(flag, path)
+        check_not_input(flag, path, local)
+    if len(outputs) == 2 and _same_output(outputs[0][1], outputs[1][1]):
+        raise UsageError(f"--jsonl {printable(display_path(args.jsonl))} and --record "
+                         f"{printable(display_path(args.record))} name the same file; give "
+                         "each its own")
+
+
+class _Cam:
+    """One source of a `har live` run and what it has given so far."""
+
+    def __init__(self, src, max_reconnects) -> None:
+        self.src = src
+        self.name = src.text
+        self.shown = printable(display_path(src.text))
+        self.max_reconnects = max_reconnects
+        self.live = None
+        self.opened: dict = {}
+        self.opener: threading.Thread | None = None
+        self.abandoned = False
+        self.error = None
+        self.ended: list[dict] = []  # the reader's `ended`, written after the last clip
+        self.latencies: list[float] = []
+        self.scored = 0
+        self.segmenter = None
+
+
 def cmd_live(args: argparse.Namespace) -> int:
     from .. import writers
     from ..errors import HarError
-    from ..live import LiveSegmenter, LiveSource, Overlay, percentile
+    from ..live import LiveMany, LiveSegmenter, LiveSource, Overlay, percentile
     from ..sources import parse_source
+    from .predict import _JsonlFile
 
     check_runtime_options(args)
-    src = parse_source(args.source, rtsp_transport=args.rtsp_transport)
-    if src.kind == "stdin":
-        raise UsageError("har live reads a camera, a stream or a file, not standard input; "
-                         "pipe into `har predict -` instead")
-    if src.kind in ("file", "url") and not args.realtime:
-        raise UsageError(f"{display_path(args.source)}: is a file, not a live source; add "
-                         "--realtime to play it at its own rate, or use `har predict`")
-    max_reconnects = args.max_reconnects
-    if max_reconnects is None and not src.live:
-        max_reconnects = 0
+    srcs = [parse_source(text, rtsp_transport=args.rtsp_transport) for text in args.sources]
+    seen = set()
+    for src in srcs:
+        shown = printable(display_path(src.text))
+        if src.kind == "stdin":
+            raise UsageError("har live reads a camera, a stream or a file, not standard "
+                             "input; pipe into `har predict -` instead")
+        if src.kind in ("file", "url") and not args.realtime:
+            raise UsageError(f"{shown}: is a file, not a live source; add "
+                             "--realtime to play it at its own rate, or use `har predict`")
+        if src.text in seen:
+            raise UsageError(f"{shown}: named twice; name each source once")
+        seen.add(src.text)
+    many = len(srcs) > 1
+    if many and (args.record or args.preview is not None or args.show):
+        raise UsageError("--record, --preview and --show draw one stream; give one source "
+                         "with them")
+    if args.max_reconnects is not None and args.max_reconnects < 0:
+        raise UsageError(f"--max-reconnects {args.max_reconnects}: must be 0 or more")
     if args.jsonl_features and not args.jsonl:
         raise UsageError("--jsonl-features adds to --jsonl; give --jsonl FILE as well")
-    if args.record:
-        from pathlib import Path
-
-        from ..fsutil import same_file
-
-        rec_path = Path(args.record)
-        if rec_path.suffix.lower() not in (".mp4", ".mkv", ".mov"):
-            raise UsageError(f"--record {display_path(args.record)}: writes .mp4, .mkv or "
-                             ".mov; give a name with one of those")
-        if not rec_path.parent.is_dir() if str(rec_path.parent) else False:
-            raise UsageError(f"--record {display_path(args.record)}: directory "
-                             f"{display_path(rec_path.parent)} does not exist")
-        if src.local and same_file(args.record, src.url):
-            raise UsageError(f"--record {display_path(args.record)}: that is the input; "
-                             "choose another file name")
+    _check_outputs(args, srcs)
     if args.preview is not None and not 0 <= args.preview <= 65535:
         raise UsageError(f"--preview {args.preview}: not a port number (0-65535)")
+    cams = [_Cam(src, args.max_reconnects if args.max_reconnects is not None
+                 else None if src.live else 0) for src in srcs]
 
+    # --jsonl FILE: lines appear as they are written; an existing file is replaced
+    # only at the end (see har.cli.predict._JsonlFile), so a failed run never leaves
+    # it half-overwritten.
+    jsonl_file = None
     out = None
     if args.jsonl == "-":
         out = sys.stdout
     elif args.jsonl:
         try:
-            out = open(args.jsonl, "w", encoding="utf-8")
+            jsonl_file = _JsonlFile(args.jsonl)
         except OSError as exc:
-            raise UsageError(f"--jsonl {display_path(args.jsonl)}: cannot be written "
-                             f"({exc.strerror or exc}); check the path") from None
+            raise UsageError(f"--jsonl {printable(display_path(args.jsonl))}: cannot be "
+                             f"written ({exc.strerror or exc}); check the path") from None
+        out = jsonl_file.fh
     events = writers.EventWriter(out, features=args.jsonl_features) if out else None
+    lock = threading.RLock()
+    output_errors: list[str] = []
+    stop = threading.Event()  # set by --duration, a failed output, a closed stdout
+    stream = None  # a ClipStream (one source) or a LiveMany (several)
+    started = False  # `start` written: events before it are held (with their times)
+    held: list[tuple[str, dict]] = []
+
+    def stop_all() -> None:
+        stop.set()
+        if stream is not None:
+            stream.stop()
+
+    def output_failed(message: str) -> None:
+        with lock:
+            if message not in output_errors:
+                output_errors.append(message)
+                print(f"error: {message}", file=sys.stderr)
+        stop_all()
 
     def emit(type_: str, **fields) -> None:
-        if events is not None:
+        nonlocal events
+        with lock:
+            if events is None:
+                return
+            if not started and type_ != "start":
+                held.append((type_, {**fields, "wall_time": time.time()}))
+                return
             try:
                 events.emit(type_, **fields)
-            except BrokenPipeError:
-                stop.set()
-            except OSError:
-                pass
+            except BrokenPipeError:  # `har live ... --jsonl - | head`
+                events = None
+                stop_all()
+            except (OSError, ValueError) as exc:
+                events = None
+                output_failed(f"--jsonl {printable(display_path(args.jsonl))}: cannot be "
+                              f"written ({getattr(exc, 'strerror', None) or exc})")
 
-    stop = threading.Event()
-    recognizer = make_recognizer(args, max_latency_s=args.max_latency)
-    emit("start", schema=writers.EVENTS_SCHEMA, model=recognizer.model_name, source=src.text,
-         settings={"stride": args.stride, "tail": args.tail,
-                   "backend": recognizer.backend.name,
-                   "precision": recognizer.backend.precision})
-
-    def on_state(state: str, fields: dict) -> None:
-        emit("state", state=state, **fields)
+    def say(cam: _Cam, text: str) -> None:
         if not args.quiet:
-            print(f"har live: {state} {fields.get('reason', '')}".rstrip(), file=sys.stderr)
+            who = f" {cam.shown}:" if many else ""
+            print(f"har live:{who} {text}".rstrip(), file=sys.stderr)
+
+    def on_state_of(cam: _Cam):
+        def on_state(state: str, fields: dict) -> None:
+            if state == "ended":
+                cam.ended[:] = [{**fields, "wall_time": time.time()}]
+                return
+            emit("state", state=state, **fields)
+            say(cam, f"{state} {printable(fields.get('reason', ''))}")
+        return on_state
+
+    def on_gap_of(cam: _Cam):
+        def on_gap(fields: dict) -> None:
+            emit("gap", **fields)
+            say(cam, f"gap of {fields['seconds']:.2f} s ({fields['reason']}); a new clip "
+                "run starts")
+        return on_gap
 
     def on_term(signum, frame):
         raise KeyboardInterrupt
 
-    old_term = signal.signal(signal.SIGTERM, on_term)
-    latencies: list[float] = []
-    scored = 0
-    interrupted = False
-    live = None
-    stream = None
-    segmenter = LiveSegmenter(recognizer.labels, timeline_options(args))
-    t_start = time.monotonic()
-    timer = None
     overlay = None
     if args.record or args.preview is not None or args.show:
         try:
             overlay = Overlay(record=args.record, preview_port=args.preview, show=args.show)
         except OSError as exc:
+            if jsonl_file is not None:
+                _close_jsonl(jsonl_file, keep=False)
             raise UsageError(f"--preview {args.preview}: cannot listen on 127.0.0.1 "
                              f"({exc.strerror or exc}); choose another port") from None
         if overlay.preview_url:
             print(f"har live: preview at {overlay.preview_url}", file=sys.stderr)
             emit("state", state="preview", url=overlay.preview_url)
-    try:
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    t_start = time.monotonic()
+    # --duration counts from here: opening (and its retries) is bounded by it too.
+    timer = threading.Timer(args.duration, stop_all) if args.duration else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+
+    # The sources are opened while the model loads (converting weights can take
+    # seconds), so a camera's first seconds are not lost to the loading.
+    def open_source(cam: _Cam) -> None:
         try:
-            live = LiveSource(src, open_timeout_s=args.open_timeout,
-                              read_timeout_s=args.read_timeout,
-                              max_reconnects=max_reconnects, realtime=args.realtime,
-                              on_state=on_state, tap=overlay)
-        except HarError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            emit("summary", clips=0, skipped=0, reconnects=0, error=str(exc))
-            return ExitCode.INPUT_FAILED
-        stream = recognizer.stream(live, live=True, keep_clips=False)
-        if args.duration:
-            timer = threading.Timer(args.duration, stream.stop)
-            timer.daemon = True
-            timer.start()
-        for clip in stream:
-            now = time.monotonic()
-            latency = now - clip.ready_at if clip.ready_at is not None else None
-            if latency is not None:
-                latencies.append(latency)
-            scored += 1
-            if overlay is not None:
-                overlay.update(clip)
-            if events is not None:
-                fields = clip.to_dict()
-                if args.jsonl_features and clip.features is not None:
-                    fields["features"] = [round(float(v), 6) for v in clip.features]
-                emit("clip", path=src.text, **fields,
-                     latency_s=None if latency is None else round(latency, 4),
-                     skipped=stream.skipped)
-            for type_, fields in segmenter.add(clip):
-                emit(type_, path=src.text, **fields)
-            if not args.quiet:
-                top = clip.top[0]
-                print(f"{clip.start_s:9.2f}s  {top.label} ({top.score:.0%})", file=sys.stderr)
+            live_ = LiveSource(cam.src, open_timeout_s=args.open_timeout,
+                               read_timeout_s=args.read_timeout,
+                               max_reconnects=cam.max_reconnects, realtime=args.realtime,
+                               on_state=on_state_of(cam), tap=overlay,
+                               on_gap=on_gap_of(cam), stop_event=stop)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            cam.opened["error"] = exc
+            return
+        with lock:
+            if cam.abandoned:
+                live_.close()
+            else:
+                cam.opened["live"] = live_
+
+    for cam in cams:
+        cam.opener = threading.Thread(target=open_source, args=(cam,), name="har-live-open",
+                                      daemon=True)
+        cam.opener.start()
+    try:
+        recognizer = make_recognizer(args, max_latency_s=args.max_latency)
+    except BaseException:  # the model could not be loaded (exit 4), or Ctrl-C
+        stop_all()
+        _close_all(timer, overlay, None, old_term, jsonl_file, keep=False)
+        raise
+    load_s = time.monotonic() - t_start
+    interrupted = False
+    try:
+        with lock:
+            started = True
+            which = {"sources": [cam.name for cam in cams]} if many else \
+                {"source": cams[0].name}
+            emit("start", schema=writers.EVENTS_SCHEMA, model=recognizer.model_name,
+                 **which, settings={"stride": args.stride, "tail": args.tail,
+                                    "backend": recognizer.backend.name,
+                                    "precision": recognizer.backend.precision},
+                 model_load_s=round(load_s, 3))
+            for type_, fields in held:
+                emit(type_, **fields)
+            held.clear()
+        for cam in cams:
+            cam.segmenter = LiveSegmenter(recognizer.labels, timeline_options(args))
+        for cam in cams:
+            while cam.opener.is_alive() and not stop.is_set():
+                cam.opener.join(0.2)
+        deadline = time.monotonic() + 1.0  # stopped while FFmpeg is still opening
+        for cam in cams:
+            cam.opener.join(max(0.0, deadline - time.monotonic()))
+            with lock:
+                cam.abandoned = cam.opener.is_alive()
+            if cam.abandoned:  # it ends at its open timeout, and closes what it opened
+                cam.error = HarError(f"{cam.shown}: stopped before the stream could be "
+                                     "opened")
+            elif "error" in cam.opened:
+                if not isinstance(cam.opened["error"], HarError):
+                    raise cam.opened["error"]
+                cam.error = cam.opened["error"]
+            else:
+                cam.live = cam.opened["live"]
+        ready = [cam for cam in cams if cam.live is not None]
+        if ready and any(cam.src.live for cam in ready) and load_s > 1.0 and not args.quiet:
+            print(f"har live: the model took {load_s:.1f} s to load; the stream was "
+                  "opened meanwhile: what it buffered is read now (clips the model "
+                  "cannot catch up with are skipped, frames the sender dropped are a "
+                  "gap event)", file=sys.stderr)
+        if ready:
+            if many:
+                stream = LiveMany(recognizer, [cam.live for cam in ready])
+                clips = ((ready[j], clip) for j, clip in stream)
+            else:
+                stream = recognizer.stream(ready[0].live, live=True, keep_clips=False)
+                clips = ((ready[0], clip) for clip in stream)
             if stop.is_set():
-                break
+                stream.stop()
+            try:
+                for cam, clip in clips:
+                    _clip_out(args, cam, clip, emit, stream, ready, overlay, output_failed)
+                    if stop.is_set():
+                        break
+            except HarError as exc:  # the one source ended in error
+                ready[0].error = exc
+            if many:
+                for cam, err in zip(ready, stream.errors):
+                    if err is not None:
+                        cam.error = HarError(err)
+        for cam in cams:
+            if cam.segmenter is not None:
+                for type_, fields in cam.segmenter.flush():
+                    emit(type_, path=cam.name, **fields)
     except KeyboardInterrupt:
         interrupted = True
-    except HarError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        stop_all()
     finally:
-        if timer is not None:
-            timer.cancel()
-        if stream is not None:
-            stream.stop()
-            stream.close()
-        elif live is not None:
-            live.close()
-        signal.signal(signal.SIGTERM, old_term)
-        if overlay is not None:
-            overlay.close()
-            for msg in overlay.errors:
-                print(f"error: {msg}", file=sys.stderr)
-    for type_, fields in segmenter.flush():
-        emit(type_, path=src.text, **fields)
-    skipped = stream.skipped if stream is not None else 0
-    reconnects = live.stats.reconnects if live is not None else 0
-    p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
-    summary = {"clips": scored, "skipped": skipped, "reconnects": reconnects,
-               "latency_p50_s": None if p50 is None else round(p50, 4),
-               "latency_p95_s": None if p95 is None else round(p95, 4),
-               "latency_max_s": round(max(latencies), 4) if latencies else None,
-               "seconds": round(time.monotonic() - t_start, 3),
-               "interrupted": interrupted}
+        _close_all(timer, overlay, stream, old_term, None, keep=True)
+        for cam in cams:
+            if cam.live is None and "live" in cam.opened:
+                cam.opened["live"].close()
+    for cam in cams:
+        if cam.error is not None and not output_errors:  # else the output stopped it
+            print(f"error: {printable(cam.error)}", file=sys.stderr)
+    if overlay is not None:
+        for msg in overlay.take_errors():
+            output_failed(msg)
+    for cam in cams:
+        if cam.ended:
+            emit("state", state="ended", **cam.ended[0])
+            say(cam, f"ended {printable(cam.ended[0].get('reason', ''))}")
+
+    def summary_of(cam: _Cam, skipped: int) -> dict:
+        stats = cam.live.stats if cam.live is not None else None
+        lat = cam.latencies
+        p50, p95 = percentile(lat, 50), percentile(lat, 95)
+        fields = {"clips": cam.scored, "skipped": skipped,
+                  "reconnects": stats.reconnects if stats else 0,
+                  "stalls": stats.stalls if stats else 0,
+                  "gaps": stats.gaps if stats else 0,
+                  "latency_p50_s": None if p50 is None else round(p50, 4),
+                  "latency_p95_s": None if p95 is None else round(p95, 4),
+                  "latency_max_s": round(max(lat), 4) if lat else None}
+        if cam.error is not None and cam.scored == 0:
+            fields["error"] = str(cam.error)
+        return fields
+
+    ready = [cam for cam in cams if cam.live is not None]
+    skipped_of = {id(cam): 0 for cam in cams}
+    if stream is not None:
+        if many:
+            for cam, n in zip(ready, stream.skipped):
+                skipped_of[id(cam)] = n
+        else:
+            skipped_of[id(ready[0])] = stream.skipped
+    per = [summary_of(cam, skipped_of[id(cam)]) for cam in cams]
+    if many:
+        all_lat = [x for cam in cams for x in cam.latencies]
+        p50, p95 = percentile(all_lat, 50), percentile(all_lat, 95)
+        summary = {"clips": sum(f["clips"] for f in per),
+                   "skipped": sum(f["skipped"] for f in per),
+                   "reconnects": sum(f["reconnects"] for f in per),
+                   "stalls": sum(f["stalls"] for f in per),
+                   "gaps": sum(f["gaps"] for f in per),
+                   "latency_p50_s": None if p50 is None else round(p50, 4),
+                   "latency_p95_s": None if p95 is None else round(p95, 4),
+                   "latency_max_s": round(max(all_lat), 4) if all_lat else None,
+                   "sources": [{"source": cam.name, **f} for cam, f in zip(cams, per)]}
+    else:
+        summary = per[0]
+    summary.update(seconds=round(time.monotonic() - t_start, 3), interrupted=interrupted)
     emit("summary", **summary)
-    if out is not None and out is not sys.stdout:
-        out.close()
+    if jsonl_file is not None:
+        # An existing file is replaced only by a complete stream of events.
+        jsonl_ok = not any(m.startswith("--jsonl ") for m in output_errors)
+        try:
+            _close_jsonl(jsonl_file, keep=jsonl_ok)
+        except OSError as exc:
+            output_failed(f"--jsonl {printable(display_path(args.jsonl))}: cannot be "
+                          f"written ({exc.strerror or exc})")
+    p50, p95 = summary["latency_p50_s"], summary["latency_p95_s"]
     lat = "n/a" if p50 is None else f"p50 {p50:.3f} s, p95 {p95:.3f} s"
-    print(f"har live: {scored} clips scored, {skipped} skipped, {reconnects} reconnects, "
-          f"latency {lat}", file=sys.stderr)
+    print(f"har live: {summary['clips']} clips scored, {summary['skipped']} skipped, "
+          f"{summary['reconnects']} reconnects, latency {lat}", file=sys.stderr)
     if interrupted:
         return ExitCode.INTERRUPTED
-    if scored == 0:
+    if output_errors or any(cam.scored == 0 or cam.error is not None and many
+                            for cam in cams):
         return ExitCode.INPUT_FAILED
     return ExitCode.OK
+
+
+def _clip_out(args, cam: _Cam, clip, emit, stream, ready, overlay, output_failed) -> None:
+    """One scored clip: its latency, events, segments and stderr line."""
+    now = time.monotonic()
+    # latency from the arrival of the clip's last frame
+    arrival = cam.live.arrival(clip.end_frame - 1)
+    if arrival is None:
+        arrival = clip.ready_at
+    latency = now - arrival if arrival is not None else None
+    if latency is not None:
+        cam.latencies.append(latency)
+    cam.scored += 1
+    if overlay is not None:
+        overlay.update(clip)
+        for msg in overlay.take_errors():
+            output_failed(msg)
+    skipped = stream.skipped[ready.index(cam)] if isinstance(stream.skipped, list) \
+        else stream.skipped
+    fields = clip.to_dict()
+    if args.jsonl_features and clip.features is not None:
+        fields["features"] = [round(float(v), 6) for v in clip.features]
+    emit("clip", path=cam.name, **fields,
+         latency_s=None if latency is None else round(latency, 4), skipped=skipped)
+    for type_, seg in cam.segmenter.add(clip):
+        emit(type_, path=cam.name, **seg)
+    if not args.quiet:
+        top = clip.top[0]
+        who = f"{cam.shown}  " if len(ready) > 1 else ""
+        print(f"{who}{clip.start_s:9.2f}s  {printable(top.label)} ({top.score:.0%})",
+              file=sys.stderr)
+
+
+def _close_all(timer, overlay, stream, old_term, jsonl_file, keep: bool) -> None:
+    """Stop the timer and the stream, restore SIGTERM, close the overlay (its MP4 is
+    renamed into place) and, when given, the --jsonl file."""
+    if timer is not None:
+        timer.cancel()
+    if stream is not None:
+        stream.stop()
+        stream.close()
+    signal.signal(signal.SIGTERM, old_term)
+    if overlay is not None:
+        overlay.close()
+    if jsonl_file is not None:
+        try:
+            _close_jsonl(jsonl_file, keep=keep)
+        except OSError:
+            pass
+
+
+def _close_jsonl(jsonl_file, keep: bool) -> None:
+    """Close --jsonl; when that fails (a full disk at the last flush), the temporary
+    file beside an existing one is removed, and the existing file stays as it was."""
+    import contextlib
+    import os
+
+    try:
+        jsonl_file.close(keep=keep)
+    except OSError:
+        if jsonl_file.tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(jsonl_file.tmp)
+        raise
