@@ -105,7 +105,7 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc)
 
 
-def inspect(path: str | Path, *, lock_wait_s: float = LOCK_WAIT_S) -> str:
+def identify(path: str | Path, *, lock_wait_s: float = LOCK_WAIT_S) -> str:
     """What ``path`` is, found without writing anything (no table, no journal switch,
     no side file next to a database that is not in WAL mode already):
 
@@ -187,12 +187,12 @@ def connect(path: str | Path, *, readonly: bool = False, timeout_s: float = 30.0
             ) -> sqlite3.Connection:
     """Open (and for writers create) the archive. Readers never block the writer.
 
-    Whether the file is a har archive is checked first, read-only (:func:`inspect`):
+    Whether the file is a har archive is checked first, read-only (:func:`identify`):
     another program's database, or any other file, is refused (:class:`NotAnArchive`)
     and left byte for byte as it was. A reader gets ``FileNotFoundError`` for a
     missing file."""
     path = str(path)
-    kind = inspect(path)
+    kind = identify(path)
     if readonly:
         if kind == "missing":
             raise FileNotFoundError(path)
