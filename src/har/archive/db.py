@@ -100,7 +100,7 @@ class ArchiveLocked(ArchiveError):
     """Another process holds an exclusive lock on the database."""
 
 
-def _is_busy(exc: sqlite3.Error) -> bool:
+def is_busy(exc: sqlite3.Error) -> bool:
     name = getattr(exc, "sqlite_errorname", "") or ""
     return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc)
 
@@ -164,7 +164,7 @@ def identify(path: str | Path, *, lock_wait_s: float = LOCK_WAIT_S) -> str:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = row[0] if row else None
     except sqlite3.Error as exc:
-        if _is_busy(exc):
+        if is_busy(exc):
             raise ArchiveLocked(f"{shown}: is locked by another process; try again when "
                                 "it has finished") from None
         raise NotAnArchive(f"{shown}: is not a readable SQLite database ({exc}); it was "
@@ -220,7 +220,7 @@ def connect(path: str | Path, *, readonly: bool = False, timeout_s: float = 30.0
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             conn.close()
-            if _is_busy(exc):
+            if is_busy(exc):
                 from ..text import printable
 
                 raise ArchiveLocked(f"{printable(path)}: is locked by another process; "

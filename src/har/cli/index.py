@@ -199,7 +199,12 @@ def _cmd_index(args: argparse.Namespace) -> int:
         return _index_into(args, conn, sources, input_errors)
     except indexer.ModelMismatch as exc:
         raise UsageError(str(exc)) from None
-    except sqlite3.Error as exc:  # e.g. locked by another process for longer than 30 s
+    except sqlite3.Error as exc:  # locked by another process for 30 s, a full disk, ...
+        if db.is_busy(exc):
+            print(f"har index: error: --db {_show(display_path(args.db))}: is locked by "
+                  "another process (waited 30 s); the videos finished before are kept; "
+                  "run again when it has finished", file=sys.stderr)
+            return ExitCode.USAGE
         print(f"har index: error: --db {_show(display_path(args.db))}: {exc}; the videos "
               "finished before are kept", file=sys.stderr)
         return ExitCode.INPUT_FAILED
