@@ -109,6 +109,10 @@ def register(sub) -> None:
     add_clip_arguments(m, sampler=False)
     # No --model: a video that is not in the archive is scored with the archive's model.
     m.set_defaults(func=cmd_similar, model=None)
+    for action in m._actions:
+        if action.dest == "model":
+            action.help = ("model for a video that is not in the archive (default: the "
+                           "archive's own; another one is refused)")
 
     e = add_command(sub, "export-index", help="export an archive (ActivityNet, CSV, Parquet)",
                     description="Write the archive as ActivityNet detection JSON (segments), "
@@ -133,8 +137,8 @@ def _open_archive(path: str):
     try:
         return db.connect(path, readonly=True)
     except FileNotFoundError:
-        raise UsageError(f"--db {display_path(path)}: no such archive; create it with "
-                         f"har index VIDEOS --db {display_path(path)}") from None
+        raise UsageError(f"--db {_show(display_path(path))}: no such archive; create it with "
+                         f"har index VIDEOS --db {_show(display_path(path))}") from None
     except db.ArchiveError as exc:
         raise _db_error(exc) from None
 
@@ -149,10 +153,12 @@ def _check_db_target(path: str, inputs: list[str]) -> None:
 
     parent = Path(path).resolve().parent
     if not parent.is_dir():
-        raise UsageError(f"--db {display_path(path)}: directory {display_path(parent)} "
-                         "does not exist; create it or choose another path")
+        raise UsageError(f"--db {_show(display_path(path))}: directory "
+                         f"{_show(display_path(parent))} does not exist; create it or "
+                         "choose another path")
     if os.path.isdir(path):
-        raise UsageError(f"--db {display_path(path)}: is a directory; give a file name")
+        raise UsageError(f"--db {_show(display_path(path))}: is a directory; give a file "
+                         "name")
     for item in inputs:
         if same_file(path, item):
             raise UsageError(f"--db {_show(display_path(path))}: that is one of the inputs; "
@@ -527,7 +533,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         if args.format == "parquet":
             n = export.write_parquet(conn, args.output)
-            print(f"har export-index: {n} clips -> {display_path(args.output)}", file=sys.stderr)
+            print(f"har export-index: {n} clips -> {_show(display_path(args.output))}",
+                  file=sys.stderr)
             return ExitCode.OK
 
         def write(fh) -> None:
