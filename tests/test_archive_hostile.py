@@ -138,6 +138,16 @@ def test_index_refuses_a_database_that_is_not_an_archive_and_leaves_it(videos, w
         assert [r[0] for r in c.execute("SELECT name FROM sqlite_master")] == ["photos"]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_db_that_is_a_fifo_or_a_device_is_refused_without_blocking(videos, tmp_path, capsys):
+    fifo = tmp_path / "pipe.db"
+    os.mkfifo(fifo)  # opening it to read would block forever
+    for path in (fifo, Path(os.devnull)):
+        for argv in (["index", str(videos[0])], ["search", "x"]):
+            code, _, err = _run([*argv, "--db", str(path)], capsys)
+            assert code == 2 and "not a regular file" in _one_line_error(err)
+
+
 def test_db_that_is_an_input_video_is_refused(videos, weights, tmp_path, capsys):
     folder = videos[0].parent
     before = _sha(videos[0])
