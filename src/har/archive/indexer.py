@@ -39,7 +39,10 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class IndexedWith:
+    """What a video was indexed with (its row's model, weights_sha256 and settings);
+    not to be confused with :class:`har.models.info.ModelInfo`, a model's provenance."""
+
     model: str
     weights_sha256: str | None
     settings: dict
@@ -123,7 +126,7 @@ def centred_logits(probs: np.ndarray) -> np.ndarray:
 
 
 def write_result(conn: sqlite3.Connection, key: FileKey, result: VideoResult,
-                 info: ModelInfo) -> int:
+                 info: IndexedWith) -> int:
     """Store one video (replacing any older row for its path) in one transaction.
     Returns the video's id."""
     from ..writers import video_status
@@ -189,13 +192,13 @@ def _write_clips(conn: sqlite3.Connection, vid: int, result: VideoResult) -> Non
         conn.execute("INSERT INTO embeddings VALUES (?, ?)", (cur.lastrowid, db.pack_vector(vec)))
 
 
-def write_failed_input(conn: sqlite3.Connection, text: str, error: str, info: ModelInfo) -> None:
+def write_failed_input(conn: sqlite3.Connection, text: str, error: str, info: IndexedWith) -> None:
     """An input that could not even be resolved (missing file, bad glob)."""
     key = file_key(text)
     write_result(conn, key, VideoResult(path=text, error=error), info)
 
 
-def index_local(recognizer, conn: sqlite3.Connection, todo: list, info: ModelInfo, *,
+def index_local(recognizer, conn: sqlite3.Connection, todo: list, info: IndexedWith, *,
                 workers: int = 1, on_result: Callable[[VideoResult], None] | None = None
                 ) -> list[VideoResult]:
     """Run the recognizer over ``todo`` ([(source, key)]) and store each video as it
@@ -224,14 +227,14 @@ def index_local(recognizer, conn: sqlite3.Connection, todo: list, info: ModelInf
     return done
 
 
-def model_info(recognizer, settings: dict, weights: str | None) -> ModelInfo:
+def model_info(recognizer, settings: dict, weights: str | None) -> IndexedWith:
     """What an archive records about the model of a run: its name, its weights' sha256,
     and ``settings`` (the clip and timeline options) with the clip length, runtime and
     precision in use."""
     backend = recognizer.backend
     full = {**settings, "clip_len": recognizer.preset.clip_len, "backend": backend.name,
             "precision": getattr(backend, "precision", None)}
-    return ModelInfo(recognizer.model_name, weights_sha256(weights, recognizer), full)
+    return IndexedWith(recognizer.model_name, weights_sha256(weights, recognizer), full)
 
 
 class ModelMismatch(HarError):
@@ -266,7 +269,7 @@ def describe_model(model: str, sha: str | None) -> str:
     return f"{printable(model)} ({_short(sha)})"
 
 
-def claim_model(conn: sqlite3.Connection, info: ModelInfo, db_name: str) -> None:
+def claim_model(conn: sqlite3.Connection, info: IndexedWith, db_name: str) -> None:
     """Record the run's model as the archive's, or raise :class:`ModelMismatch` when the
     archive was indexed with another one (another model or other weights: a different
     feature space, whose vectors and labels must not be mixed with these)."""

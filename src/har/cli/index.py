@@ -245,7 +245,7 @@ def _index_into(args: argparse.Namespace, conn, sources, input_errors) -> int:
             failed += 1
 
     if not work.todo:
-        write_bad_inputs(indexer.ModelInfo(args.model, None, {}))
+        write_bad_inputs(indexer.IndexedWith(args.model, None, {}))
         return ExitCode.INPUT_FAILED if failed else ExitCode.OK
 
     sizes = {i: key.size or 0 for i, (_, key) in enumerate(work.todo)}
@@ -278,7 +278,7 @@ def _index_into(args: argparse.Namespace, conn, sources, input_errors) -> int:
             out = ray_engine.index_ray(conn, work.todo, spec=spec, clips=clips,
                                        options=options, settings=index_settings(args),
                                        db_name=display_path(args.db), on_result=on_result)
-            write_bad_inputs(indexer.ModelInfo(args.model, None, {}))
+            write_bad_inputs(indexer.IndexedWith(args.model, None, {}))
             if out is None:  # --parquet: the rows are in the files
                 print(f"har index: clip rows written as Parquet under "
                       f"{_show(display_path(args.parquet))}", file=sys.stderr)
@@ -289,7 +289,7 @@ def _index_into(args: argparse.Namespace, conn, sources, input_errors) -> int:
         info = indexer.model_info(recognizer, index_settings(args), args.weights)
         # Refused before anything is written: another model's vectors and labels.
         indexer.claim_model(conn, info, display_path(args.db))
-        write_bad_inputs(indexer.ModelInfo(info.model, None, {}))
+        write_bad_inputs(indexer.IndexedWith(info.model, None, {}))
         bar = _progress(args, sizes)
         indexer.index_local(recognizer, conn, work.todo, info, workers=args.workers,
                             on_result=on_result)
