@@ -339,3 +339,36 @@ def test_ray_engine_keeps_a_fine_tuned_checkpoints_labels(videos, weights, tmp_p
     code, _, err = _run(["index", str(videos[1]), "--db", str(ray_db), "--engine", "ray",
                          *_opts(weights["a"])], capsys)
     assert code == 2 and "was indexed with" in err and "Traceback" not in err, err
+
+
+def test_a_runtime_without_features_is_refused_not_silently_dropped(tmp_path):
+    """Same model, but a runtime that gives no pooled features (a plain ONNX file): its
+    clips would have no vectors for har similar. The video is refused and rolled back."""
+    from har.archive import db as adb
+    from har.archive import indexer
+    from har.results import ClipResult, Prediction, VideoResult
+
+    rng = np.random.default_rng(0)
+
+    def video(name: str, features: bool) -> VideoResult:
+        clips = []
+        for i in range(3):
+            probs = rng.dirichlet(np.ones(5)).astype(np.float32)
+            clips.append(ClipResult(i, 16 * i, 16 * i + 16, 0.64 * i, 0.64 * i + 0.64,
+                                    [Prediction("a", float(probs[0]))], probs=probs,
+                                    features=rng.standard_normal(8).astype(np.float32)
+                                    if features else None))
+        return VideoResult(path=name, frames=48, duration_s=1.92, clips=clips,
+                           top=[Prediction("a", 0.5)])
+
+    conn = adb.connect(tmp_path / "a.db")
+    info = indexer.IndexedWith("r3d10-k400", None, {})
+    indexer.write_result(conn, indexer.FileKey("/v/one.mp4", 1, 1.0), video("one", True), info)
+    assert adb.get_meta(conn, "embedding_kind") == "features"
+    with pytest.raises(indexer.ModelMismatch, match="'features' .* gives 'logits'"):
+        indexer.write_result(conn, indexer.FileKey("/v/two.mp4", 1, 1.0), video("two", False),
+                             info)
+    assert [r[0] for r in conn.execute("SELECT path FROM videos")] == ["/v/one.mp4"]
+    assert conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] == 3
+    assert not conn.in_transaction
+    conn.close()

@@ -188,7 +188,13 @@ def _write_clips(conn: sqlite3.Connection, vid: int, result: VideoResult) -> Non
             db.set_meta(conn, "embedding_kind", kind)
             db.set_meta(conn, "embedding_dim", dim)
         if k != kind or vec.shape[0] != int(dim):
-            continue  # another model's vectors cannot be compared with these
+            # Same model (claim_model checked it), but a runtime without pooled features
+            # (a plain ONNX file): its clips would silently lack vectors.
+            raise ModelMismatch(
+                f"the archive holds clip vectors of kind '{kind}' ({dim} values) but this "
+                f"run's runtime gives '{k}' ({vec.shape[0]} values); index with a runtime "
+                "that gives the same (the one the archive was made with), or into another "
+                "--db")
         conn.execute("INSERT INTO embeddings VALUES (?, ?)", (cur.lastrowid, db.pack_vector(vec)))
 
 
