@@ -359,9 +359,13 @@ class Recognizer:
         if max_latency is None and live:
             max_latency = LIVE_MAX_LATENCY_S
         stop = threading.Event()
+        began = threading.Event()  # set by the decode thread first thing
         preset = self.preset
 
         def produce() -> None:
+            began.set()
+            if stop.is_set():  # stopped before it ran: never touch the video
+                return
             try:
                 for spec, clip in clips:
                     if stop.is_set():
@@ -373,10 +377,15 @@ class Recognizer:
                 channel.put(exc, stop)
 
         worker = threading.Thread(target=produce, name="har-decode", daemon=True)
-        worker.start()
         done_frames = 0
         ended = False
+        launched = False
         try:
+            # Inside the try: a signal that lands while start() waits for the new thread
+            # (a Ctrl-C/SIGTERM raises there) must still reach the join below, or the
+            # video would be closed under a thread that is about to read it.
+            launched = True
+            worker.start()
             while not ended:
                 first = channel.get(timeout=0.5)
                 if counter.halted:
@@ -421,11 +430,14 @@ class Recognizer:
                 yield items, logits, feats
         finally:
             stop.set()
-            channel.drain()
             try:  # a second Ctrl-C may land in join(): still record whether it ended
-                worker.join(timeout=0.5 if counter.halted else 5.0)
+                channel.drain()
+                if launched:  # start() interrupted: the thread runs soon, sees stop, ends
+                    began.wait(timeout=5.0)
+                    if began.is_set():
+                        worker.join(timeout=0.5 if counter.halted else 5.0)
             finally:
-                counter.reader_alive = worker.is_alive()
+                counter.reader_alive = worker.is_alive() or (launched and not began.is_set())
                 counter.skipped = channel.dropped
 
 

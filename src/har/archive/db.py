@@ -8,11 +8,14 @@ A killed indexer loses at most the video it was writing.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..errors import HarError
 
 SCHEMA_VERSION = 1
 
@@ -77,39 +80,155 @@ CREATE TABLE IF NOT EXISTS embeddings (
 """
 
 
+# The columns of a har archive's videos table that the readers rely on: a SQLite file
+# whose own ``videos`` table lacks them is someone else's database.
+ARCHIVE_COLUMNS = {"path", "size", "mtime", "status", "error", "model", "weights_sha256",
+                   "top_label", "top_score", "settings"}
+SQLITE_MAGIC = b"SQLite format 3\x00"
+LOCK_WAIT_S = 2.0  # how long the identity check waits for another process's lock
+
+
+class ArchiveError(HarError):
+    """The ``--db`` file cannot be used as an archive; ``str()`` is one line."""
+
+
+class NotAnArchive(ArchiveError):
+    """The file exists but is not a har archive database (it is never changed)."""
+
+
+class ArchiveLocked(ArchiveError):
+    """Another process holds an exclusive lock on the database."""
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc)
+
+
+def identify(path: str | Path, *, lock_wait_s: float = LOCK_WAIT_S) -> str:
+    """What ``path`` is, found without writing anything (no table, no journal switch,
+    no side file next to a database that is not in WAL mode already):
+
+    * ``"missing"``: nothing there (a writer creates a new archive);
+    * ``"new"``: an empty file or a SQLite database without any table (a writer that
+      created it a moment ago may still be writing its schema);
+    * ``"archive"``: a har archive.
+
+    Raises :class:`NotAnArchive` for anything else (another program's database, a
+    file that is not SQLite, a directory or a device) and :class:`ArchiveLocked` when
+    another process holds an exclusive lock on it."""
+    import stat as stat_mod
+    from ..text import printable
+
+    shown = printable(os.fspath(path))
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        raise NotAnArchive(f"{shown}: cannot be read ({exc.strerror}); choose another "
+                           "file") from None
+    if not stat_mod.S_ISREG(st.st_mode):
+        raise NotAnArchive(f"{shown}: is not a regular file, so not a har archive; "
+                           "give the archive's file name")
+    if st.st_size == 0:
+        return "new"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        raise NotAnArchive(f"{shown}: cannot be read ({exc.strerror}); choose another "
+                           "file") from None
+    if not head.startswith(SQLITE_MAGIC):
+        raise NotAnArchive(f"{shown}: is not a har archive (not a SQLite database); it "
+                           "was left as it is; give another --db file name")
+    # A WAL database with no -wal file has no open connection and nothing uncommitted:
+    # read it as immutable, so that no -wal/-shm file is left beside it.
+    wal = len(head) > 19 and head[18] == 2 and head[19] == 2
+    quiet = wal and not os.path.exists(os.fspath(path) + "-wal")
+    uri = Path(os.path.abspath(path)).as_uri() + "?mode=ro" + ("&immutable=1" if quiet else "")
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=lock_wait_s, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise NotAnArchive(f"{shown}: cannot be opened as SQLite ({exc}); choose another "
+                           "file") from None
+    try:
+        tables = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables:
+            return "new"
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(videos)")}
+        version = None
+        if "meta" in tables and {"key", "value"} <= {r[1] for r in
+                                                     conn.execute("PRAGMA table_info(meta)")}:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = row[0] if row else None
+    except sqlite3.Error as exc:
+        if is_busy(exc):
+            raise ArchiveLocked(f"{shown}: is locked by another process; try again when "
+                                "it has finished") from None
+        raise NotAnArchive(f"{shown}: is not a readable SQLite database ({exc}); it was "
+                           "left as it is; give another --db file name") from None
+    finally:
+        conn.close()
+    if version is None or not ARCHIVE_COLUMNS <= cols or \
+            not {"clips", "segments", "embeddings"} <= tables:
+        what = "its own 'videos' table" if "videos" in tables else "other tables"
+        raise NotAnArchive(f"{shown}: is a SQLite database with {what}, not a har archive; "
+                           "it was left as it is; give another --db file name")
+    if str(version) != str(SCHEMA_VERSION):
+        raise NotAnArchive(f"{shown}: is a har archive of schema version {printable(version)}"
+                           f", which this har (schema {SCHEMA_VERSION}) does not read; use "
+                           "the har that made it, or another --db file")
+    return "archive"
+
+
 def connect(path: str | Path, *, readonly: bool = False, timeout_s: float = 30.0
             ) -> sqlite3.Connection:
-    """Open (and for writers create) the archive. Readers never block the writer."""
+    """Open (and for writers create) the archive. Readers never block the writer.
+
+    Whether the file is a har archive is checked first, read-only (:func:`identify`):
+    another program's database, or any other file, is refused (:class:`NotAnArchive`)
+    and left byte for byte as it was. A reader gets ``FileNotFoundError`` for a
+    missing file."""
     path = str(path)
+    kind = identify(path)
     if readonly:
-        if not Path(path).is_file():
+        if kind == "missing":
             raise FileNotFoundError(path)
+        if kind != "archive":
+            from ..text import printable
+
+            raise NotAnArchive(f"{printable(path)}: is an empty database, not a har "
+                               "archive yet; index videos into it first")
         # A plain connection that only reads: a "mode=ro" one cannot open a WAL database
         # whose -shm file is missing, and readers never block the writer anyway.
         conn = sqlite3.connect(path, timeout=timeout_s, check_same_thread=False)
-        try:
-            ok = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND "
-                              "name='videos'").fetchone()
-        except sqlite3.DatabaseError:
-            ok = None
-        if not ok:
-            conn.close()
-            raise NotAnArchive(path)
     else:
         conn = sqlite3.connect(path, timeout=timeout_s, check_same_thread=False,
                                isolation_level=None)  # explicit BEGIN/COMMIT
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, never corrupt
-        conn.executescript(SCHEMA)
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                     (str(SCHEMA_VERSION),))
+        try:
+            if kind != "archive":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints
+            # The schema in one transaction: a second indexer starting at the same time
+            # sees either no table (a new archive) or all of them.
+            conn.executescript("BEGIN IMMEDIATE;" + SCHEMA +
+                               "INSERT OR IGNORE INTO meta VALUES ('schema_version', "
+                               f"'{SCHEMA_VERSION}');COMMIT;")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+            if is_busy(exc):
+                from ..text import printable
+
+                raise ArchiveLocked(f"{printable(path)}: is locked by another process; "
+                                    "try again when it has finished") from None
+            raise
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
     return conn
-
-
-class NotAnArchive(Exception):
-    """The file exists but is not a har archive database."""
 
 
 def get_meta(conn: sqlite3.Connection, key: str) -> str | None:

@@ -12,11 +12,11 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from ..errors import HarError
 from ..results import VideoResult
 from . import db
 
@@ -39,7 +39,10 @@ class Plan:
 
 
 @dataclass(frozen=True)
-class ModelInfo:
+class IndexedWith:
+    """What a video was indexed with (its row's model, weights_sha256 and settings);
+    not to be confused with :class:`har.models.info.ModelInfo`, a model's provenance."""
+
     model: str
     weights_sha256: str | None
     settings: dict
@@ -123,7 +126,7 @@ def centred_logits(probs: np.ndarray) -> np.ndarray:
 
 
 def write_result(conn: sqlite3.Connection, key: FileKey, result: VideoResult,
-                 info: ModelInfo) -> int:
+                 info: IndexedWith) -> int:
     """Store one video (replacing any older row for its path) in one transaction.
     Returns the video's id."""
     from ..writers import video_status
@@ -158,7 +161,10 @@ def write_result(conn: sqlite3.Connection, key: FileKey, result: VideoResult,
                   float(s.peak_score), s.start_clip, s.end_clip) for s in result.segments])
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # in_transaction: a signal that lands just after COMMIT must not turn into a
+        # "no transaction is active" error that hides it.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
     return vid
 
@@ -182,17 +188,23 @@ def _write_clips(conn: sqlite3.Connection, vid: int, result: VideoResult) -> Non
             db.set_meta(conn, "embedding_kind", kind)
             db.set_meta(conn, "embedding_dim", dim)
         if k != kind or vec.shape[0] != int(dim):
-            continue  # another model's vectors cannot be compared with these
+            # Same model (claim_model checked it), but a runtime without pooled features
+            # (a plain ONNX file): its clips would silently lack vectors.
+            raise ModelMismatch(
+                f"the archive holds clip vectors of kind '{kind}' ({dim} values) but this "
+                f"run's runtime gives '{k}' ({vec.shape[0]} values); index with a runtime "
+                "that gives the same (the one the archive was made with), or into another "
+                "--db")
         conn.execute("INSERT INTO embeddings VALUES (?, ?)", (cur.lastrowid, db.pack_vector(vec)))
 
 
-def write_failed_input(conn: sqlite3.Connection, text: str, error: str, info: ModelInfo) -> None:
+def write_failed_input(conn: sqlite3.Connection, text: str, error: str, info: IndexedWith) -> None:
     """An input that could not even be resolved (missing file, bad glob)."""
     key = file_key(text)
     write_result(conn, key, VideoResult(path=text, error=error), info)
 
 
-def index_local(recognizer, conn: sqlite3.Connection, todo: list, info: ModelInfo, *,
+def index_local(recognizer, conn: sqlite3.Connection, todo: list, info: IndexedWith, *,
                 workers: int = 1, on_result: Callable[[VideoResult], None] | None = None
                 ) -> list[VideoResult]:
     """Run the recognizer over ``todo`` ([(source, key)]) and store each video as it
@@ -201,21 +213,89 @@ def index_local(recognizer, conn: sqlite3.Connection, todo: list, info: ModelInf
 
     keys = [key for _, key in todo]
     done: list[VideoResult] = []
-    for ev in recognizer.run_many([s for s, _ in todo], workers=workers, keep_clips=True):
-        if isinstance(ev, ClipEvent):
-            continue
-        write_result(conn, keys[ev.input_index], ev, info)
-        ev.probs = None
-        ev.clips = []
-        done.append(ev)
-        if on_result is not None:
-            on_result(ev)
+    events = recognizer.run_many([s for s, _ in todo], workers=workers, keep_clips=True)
+    try:
+        for ev in events:
+            if isinstance(ev, ClipEvent):
+                continue
+            write_result(conn, keys[ev.input_index], ev, info)
+            ev.probs = None
+            ev.clips = []
+            done.append(ev)
+            if on_result is not None:
+                on_result(ev)
+    finally:
+        # An interrupt (Ctrl-C, SIGTERM) while a result is written must stop the video
+        # in flight here, where its decode thread is stopped and joined before its
+        # container is closed, not later when the garbage collector (or interpreter
+        # exit) happens to finalize the generator under a thread that is still reading.
+        events.close()
     return done
 
 
-def db_path_default() -> str:
-    return "har-index.db"
+def model_info(recognizer, settings: dict, weights: str | None) -> IndexedWith:
+    """What an archive records about the model of a run: its name, its weights' sha256,
+    and ``settings`` (the clip and timeline options) with the clip length, runtime and
+    precision in use."""
+    backend = recognizer.backend
+    full = {**settings, "clip_len": recognizer.preset.clip_len, "backend": backend.name,
+            "precision": getattr(backend, "precision", None)}
+    return IndexedWith(recognizer.model_name, weights_sha256(weights, recognizer), full)
 
 
-def resolve_db(path: str) -> Path:
-    return Path(path)
+class ModelMismatch(HarError):
+    """The archive was indexed with another model: its vectors are not comparable."""
+
+
+def _short(sha: str | None) -> str:
+    return f"weights sha256 {sha[:12]}" if sha else "weights of unknown sha256"
+
+
+def archive_model(conn: sqlite3.Connection) -> tuple[str, str | None] | None:
+    """(model, weights sha256) the archive's vectors come from, or None when it holds
+    none yet. Archives written before this was recorded: from their indexed videos."""
+    name = db.get_meta(conn, "model")
+    if name is not None:
+        return name, db.get_meta(conn, "weights_sha256") or None
+    row = conn.execute("SELECT model, weights_sha256 FROM videos WHERE status != 'failed' "
+                       "AND model IS NOT NULL ORDER BY id LIMIT 1").fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def same_model(stored: tuple[str, str | None], model: str, sha: str | None) -> bool:
+    """Whether ``model``/``sha`` give vectors comparable with ``stored``'s (the weights
+    are compared when both digests are known)."""
+    name, stored_sha = stored
+    return name == model and (stored_sha is None or sha is None or stored_sha == sha)
+
+
+def describe_model(model: str, sha: str | None) -> str:
+    from ..text import printable
+
+    return f"{printable(model)} ({_short(sha)})"
+
+
+def claim_model(conn: sqlite3.Connection, info: IndexedWith, db_name: str) -> None:
+    """Record the run's model as the archive's, or raise :class:`ModelMismatch` when the
+    archive was indexed with another one (another model or other weights: a different
+    feature space, whose vectors and labels must not be mixed with these)."""
+    from ..text import printable
+
+    conn.execute("BEGIN IMMEDIATE")  # two runs starting at once: one claims, one compares
+    try:
+        stored = archive_model(conn)
+        if stored is not None and not same_model(stored, info.model, info.weights_sha256):
+            raise ModelMismatch(
+                f"--db {printable(db_name)} was indexed with {describe_model(*stored)}, "
+                f"but this run uses {describe_model(info.model, info.weights_sha256)}; "
+                "their clip vectors and labels cannot be mixed: give the archive's model "
+                "(--model/--weights), or index into another --db")
+        if db.get_meta(conn, "model") is None:
+            db.set_meta(conn, "model", (stored or (info.model,))[0])
+            sha = (stored[1] if stored is not None else None) or info.weights_sha256
+            db.set_meta(conn, "weights_sha256", sha or "")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

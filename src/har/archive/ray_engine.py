@@ -17,74 +17,99 @@ system); see docs/archive.md.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import pickle
-import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+
+from ..errors import HarError
+from ..runtimes.base import RuntimeBase
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What an actor needs to load the runtime (picklable)."""
+    """What an actor needs to load the runtime (picklable): the same arguments as
+    :func:`har.runtimes.load_runtime`, which the local engine's Recognizer uses too."""
 
     model: str
-    weights: str | None
-    sha256: str | None
-    backend: str
-    device: str
-    precision: str
-    batch_size: int | None
+    weights: str | None = None
+    sha256: str | None = None
+    backend: str = "auto"
+    device: str = "cpu"  # on a cluster with GPUs, "cpu" means: the actors take "cuda"
+    precision: str = "auto"
+    batch_size: int | None = None
 
 
 @dataclass(frozen=True)
 class ClipSpecs:
     """The recognizer's clip and timeline settings (picklable)."""
 
-    stride: int
-    topk: int
-    sampler: str
-    num_clips: int
-    tail: str
-    aggregate: str
-    aggregate_k: int
-    timeline: Any  # har.timeline.TimelineOptions
+    stride: int = 16
+    topk: int = 5
+    sampler: str = "sliding"
+    num_clips: int = 10
+    tail: str = "pad"
+    aggregate: str = "mean"
+    aggregate_k: int = 3
+    timeline: Any = None  # har.timeline.TimelineOptions (None: its defaults)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how the Ray job runs."""
+
+    address: str | None = None  # a cluster (ray://head:10001, auto); None: a local instance
+    actors: int = 1  # model actors (one GPU each on a cluster with GPUs)
+    parquet: str | None = None  # write the clip rows as Parquet under this folder instead
+    progress: bool = False  # Ray Data's progress bars on stderr
+    num_cpus: int | None = None  # a local instance's CPUs (default: $HAR_RAY_NUM_CPUS or all)
+
+
+class RayMissing(HarError):
+    """Ray (with Ray Data) is not installed."""
 
 
 def _ray():
     try:
         import ray
     except ImportError:
-        from ..cli import UsageError
         from ..defaults import pip_hint
 
-        raise UsageError(f"--engine ray needs Ray, which is not installed; install it "
+        raise RayMissing(f"--engine ray needs Ray, which is not installed; install it "
                          f"with: {pip_hint('ray')}") from None
     return ray
 
 
 class ModelActor:
-    """Holds one loaded runtime and scores batches ((N, 3, T, H, W) float32)."""
+    """Holds one loaded runtime and scores batches ((N, 3, T, H, W) float32). The
+    runtime is loaded as the local engine loads it (:func:`har.runtimes.load_runtime`),
+    so a fine-tuned checkpoint or an exported file brings its labels, preset and head."""
 
     def __init__(self, spec: ModelSpec) -> None:
-        from ..backends import make_backend
-        from ..models.zoo import get_entry, load_model
+        from ..runtimes import load_runtime
 
-        entry = get_entry(spec.model)
-        module = load_model(spec.model, weights=spec.weights, device="cpu", sha256=spec.sha256)
-        p = entry.preset
-        self.backend = make_backend(spec.backend, module, spec.device,
-                                    batch_size=spec.batch_size, precision=spec.precision,
-                                    input_shape=(p.clip_len, p.crop, p.crop))
+        self.error = None
+        try:
+            self.backend = load_runtime(spec.model, spec.weights, backend=spec.backend,
+                                        device=spec.device, precision=spec.precision,
+                                        batch_size=spec.batch_size, sha256=spec.sha256)
+        except HarError as exc:  # told to the driver by info(): one line, not an actor death
+            self.error = str(exc)
 
     def info(self) -> dict:
+        if self.error is not None:
+            return {"error": self.error}
         b = self.backend
         return {"name": b.name, "batch_size": b.batch_size,
-                "precision": getattr(b, "precision", None), "device": getattr(b, "device", "cpu")}
+                "precision": getattr(b, "precision", None), "device": getattr(b, "device", "cpu"),
+                "model_info": getattr(b, "info", None),  # har.models.info.ModelInfo
+                "model_name": getattr(b, "model_name", ""),
+                "weights_sha256": getattr(b, "weights_sha256", None)}
 
     def infer(self, batch: np.ndarray):
         from ..recognizer import _infer
@@ -92,9 +117,9 @@ class ModelActor:
         return _infer(self.backend, batch)
 
 
-class ActorRuntime:
-    """A runtime (the :class:`har.backends.Backend` interface) whose batches are scored
-    by the Ray actors, round robin."""
+class ActorRuntime(RuntimeBase):
+    """A runtime whose batches are scored by the Ray actors, round robin. It carries
+    the actors' provenance (labels, preset, model name, weights digest, video head)."""
 
     def __init__(self, actors: list, info: dict) -> None:
         self.actors = actors
@@ -102,6 +127,11 @@ class ActorRuntime:
         self.batch_size = info["batch_size"]
         self.precision = info["precision"]
         self.device = info["device"]
+        if info.get("model_info") is not None:
+            self.set_info(info["model_info"])
+        else:  # a runtime without a ModelInfo: what it says of itself
+            self.model_name = info.get("model_name") or ""
+            self.weights_sha256 = info.get("weights_sha256")
         self._next = itertools.cycle(range(len(actors)))
         self._lock = threading.Lock()
 
@@ -113,18 +143,19 @@ class ActorRuntime:
         x = batch.numpy() if hasattr(batch, "numpy") else np.asarray(batch)
         return ray.get(actor.infer.remote(x))
 
-    def __call__(self, batch):
-        return self.infer(batch)[0]
+
+def _recognizer(model: str, clips: ClipSpecs, runtime: ActorRuntime):
+    from ..recognizer import Recognizer
+
+    return Recognizer(model, backend=runtime, stride=clips.stride, topk=clips.topk,
+                      sampler=clips.sampler, num_clips=clips.num_clips, tail=clips.tail,
+                      aggregate=clips.aggregate, aggregate_k=clips.aggregate_k,
+                      timeline=clips.timeline)
 
 
 def _index_one(row: dict, *, model: str, clips: ClipSpecs, actors: list, info: dict) -> dict:
     """A Ray Data task: one video through Recognizer.stream, its result pickled."""
-    from ..recognizer import Recognizer
-
-    rec = Recognizer(model, backend=ActorRuntime(actors, info), stride=clips.stride,
-                     topk=clips.topk, sampler=clips.sampler, num_clips=clips.num_clips,
-                     tail=clips.tail, aggregate=clips.aggregate,
-                     aggregate_k=clips.aggregate_k, timeline=clips.timeline)
+    rec = _recognizer(model, clips, ActorRuntime(actors, info))
     result = rec.predict(row["source"])
     result.probs = None  # the clips keep theirs (for the embeddings)
     return {"pos": row["pos"], "result": pickle.dumps(result)}
@@ -169,68 +200,58 @@ def _clip_table(batch: dict):
     return pa.Table.from_pylist(rows, schema=_parquet_schema(pa))
 
 
-def index_ray(args, conn, todo: list) -> list | None:
-    """Run ``todo`` ([(source, FileKey)]) on Ray; write each video as it comes back
-    (the results, lightened), or with ``args.parquet`` the Parquet files (None)."""
-    from ..cli.common import timeline_options
-    from .indexer import ModelInfo, weights_sha256, write_result
+def index_ray(conn, todo: list, *, spec: ModelSpec, clips: ClipSpecs,
+              options: RayOptions = RayOptions(), settings: dict | None = None,
+              db_name: str = "", on_result: Callable[[Any], None] | None = None
+              ) -> list | None:
+    """Run ``todo`` ([(source, FileKey)]) on Ray; write each video into ``conn`` as it
+    comes back and return the results (lightened), or with ``options.parquet`` have the
+    workers write the Parquet files (None). ``settings``: the clip and timeline options
+    recorded with each video. Raises :class:`~har.archive.indexer.ModelMismatch` before
+    any work when the archive was indexed with another model."""
+    from .indexer import claim_model, model_info, write_result
 
     ray = _ray()
     init = {"include_dashboard": False, "ignore_reinit_error": True, "log_to_driver": False}
-    if args.address:
-        ray.init(address=args.address, **init)
+    if options.address:
+        ray.init(address=options.address, **init)
     else:
-        ray.init(num_cpus=int(os.environ.get("HAR_RAY_NUM_CPUS", os.cpu_count() or 1)), **init)
+        cpus = options.num_cpus or int(os.environ.get("HAR_RAY_NUM_CPUS", os.cpu_count() or 1))
+        ray.init(num_cpus=cpus, **init)
     try:
         import ray.data
 
         ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = bool(sys.stderr.isatty() and not args.no_progress)
+        ctx.enable_progress_bars = options.progress
         gpus = ray.cluster_resources().get("GPU", 0)
-        device = args.device
-        if gpus and device == "cpu":
-            device = "cuda"  # the cluster's GPUs hold the model
-        spec = ModelSpec(args.model, args.weights, args.sha256, args.backend, device,
-                         args.precision, args.batch_size)
+        if gpus and spec.device == "cpu":
+            spec = dataclasses.replace(spec, device="cuda")  # the cluster's GPUs hold it
         remote = ray.remote(num_gpus=1 if gpus else 0, num_cpus=1)(ModelActor)
-        actors = [remote.remote(spec) for _ in range(args.ray_actors)]
+        actors = [remote.remote(spec) for _ in range(options.actors)]
         info = ray.get(actors[0].info.remote())
-        clips = ClipSpecs(args.stride, args.topk, args.sampler, args.num_clips, args.tail,
-                          args.aggregate, args.aggregate_k, timeline_options(args))
+        if "error" in info:
+            raise HarError(info["error"])  # the model could not be loaded: its one line
         items = [{"pos": i, "source": getattr(src, "url", str(src))}
                  for i, (src, _) in enumerate(todo)]
         ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-        ds = ds.map(_index_one, num_cpus=1, fn_kwargs={"model": args.model, "clips": clips,
+        ds = ds.map(_index_one, num_cpus=1, fn_kwargs={"model": spec.model, "clips": clips,
                                                        "actors": actors, "info": info})
-        if args.parquet:
+        if options.parquet:
             ds.map_batches(_clip_table, batch_size=1, batch_format="numpy",
-                           num_cpus=0.5).write_parquet(args.parquet)
-            print(f"har index: clip rows written as Parquet under {args.parquet}",
-                  file=sys.stderr)
+                           num_cpus=0.5).write_parquet(options.parquet)
             return None
-        from ..fsutil import clean_text
-        from ..models.zoo import get_entry
-
-        entry = get_entry(args.model)
-
-        class _Rec:  # what model_info needs
-            backend = ActorRuntime(actors, info)
-            preset = entry.preset
-            model_name = entry.name
-
-        from ..cli.index import model_info
-
-        minfo = model_info(args, _Rec())
-        if minfo.weights_sha256 is None:
-            minfo = ModelInfo(minfo.model, weights_sha256(args.weights, _Rec()), minfo.settings)
+        # The archive's record of the run: what the local engine records.
+        minfo = model_info(_recognizer(spec.model, clips, ActorRuntime(actors, info)),
+                           settings or {}, spec.weights)
+        claim_model(conn, minfo, db_name)
         results = []
         for row in ds.iter_rows():
             r = pickle.loads(row["result"])
             write_result(conn, todo[row["pos"]][1], r, minfo)
-            if r.error:
-                print(f"error: {clean_text(r.error)}", file=sys.stderr)
             r.clips = []
             results.append(r)
+            if on_result is not None:
+                on_result(r)
         return results
     finally:
         ray.shutdown()

@@ -31,11 +31,19 @@ def known_labels(conn: sqlite3.Connection) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
+def normalize(text: str) -> str:
+    """A label or query as compared: lower case, ``_`` as a space, spaces collapsed."""
+    return " ".join(text.lower().replace("_", " ").split())
+
+
 def match_labels(query: str, labels: list[str]) -> tuple[list[str], str]:
     """Labels the query names: exact (any case), else by prefix, else close matches.
-    Returns (labels, how): how is "exact", "prefix", "close" or "none"."""
-    q = " ".join(query.lower().replace("_", " ").split())
-    norm = {label: " ".join(label.lower().replace("_", " ").split()) for label in labels}
+    Returns (labels, how): how is "exact", "prefix", "close" or "none". A query with
+    nothing but spaces and ``_`` names no label (it would be a prefix of every one)."""
+    q = normalize(query)
+    if not q:
+        return [], "none"
+    norm = {label: normalize(label) for label in labels}
     exact = [lb for lb, n in norm.items() if n == q]
     if exact:
         return exact, "exact"

@@ -140,18 +140,22 @@ def load_index(conn: sqlite3.Connection, db_path: str | Path):
     except (OSError, ValueError):
         old = None
     index = None
-    if old is not None and idx_path.is_file():
+    dim = int(stamp["dim"])
+    if isinstance(old, dict) and idx_path.is_file():
         try:
             if old == stamp:
                 index = faiss.read_index(str(idx_path), faiss.IO_FLAG_MMAP)
-                if hasattr(index, "nprobe"):
-                    index.nprobe = NPROBE
-                return index
-            if (old.get("kind"), old.get("dim")) == (stamp["kind"], stamp["dim"]):
+                if _fits(index, dim):
+                    if hasattr(index, "nprobe"):
+                        index.nprobe = NPROBE
+                    return index
+                index = None  # another index under our name (another dimension): rebuilt
+            elif (old.get("kind"), old.get("dim")) == (stamp["kind"], stamp["dim"]):
                 index = faiss.read_index(str(idx_path))
-        except RuntimeError:
+                if not _fits(index, dim):
+                    index = None
+        except (RuntimeError, ValueError, TypeError):
             index = None
-    dim = int(stamp["dim"])
     if index is not None:
         have = index_ids(index)
         want = np.array([r[0] for r in conn.execute("SELECT clip_id FROM embeddings")],
@@ -172,7 +176,7 @@ def load_index(conn: sqlite3.Connection, db_path: str | Path):
         index = build_index(vecs, ids)
     if hasattr(index, "nprobe"):
         index.nprobe = NPROBE
-    if os.access(idx_path.parent, os.W_OK):
+    if os.access(idx_path.parent, os.W_OK) and not foreign_index(db_path):
         from ..fsutil import atomic_path
 
         try:
@@ -185,16 +189,55 @@ def load_index(conn: sqlite3.Connection, db_path: str | Path):
     return index
 
 
-def stored_query(conn: sqlite3.Connection, path: str, start_s: float | None,
-                 end_s: float | None) -> np.ndarray | None:
-    """The mean (normalized) vector of an indexed video's clips that overlap the span,
-    or None when the video is not in the archive (as it is now on disk)."""
+def _fits(index, dim: int) -> bool:
+    """Whether a read index is one har writes for vectors of ``dim`` values: an id-mapped
+    exact index or an IVF one, inner product, of that dimension."""
+    faiss = _faiss()
+    if getattr(index, "d", None) != dim or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        return False
+    if hasattr(index, "id_map"):
+        return True
+    try:
+        faiss.extract_index_ivf(index)
+        return True
+    except RuntimeError:
+        return False
+
+
+def foreign_index(db_path: str | Path) -> bool:
+    """True when ``<db>.faiss`` or ``<db>.faiss.json`` exists but har did not write them
+    (no stamp of har's): they are then neither read nor replaced, and the index is
+    built in memory."""
+    idx_path, stamp_path = Path(str(db_path) + ".faiss"), Path(str(db_path) + ".faiss.json")
+    if not (os.path.lexists(idx_path) or os.path.lexists(stamp_path)):
+        return False
+    try:
+        old = json.loads(stamp_path.read_text())
+    except (OSError, ValueError):
+        return True
+    return not (isinstance(old, dict) and {"version", "kind", "dim"} <= set(old))
+
+
+def indexed_video(conn: sqlite3.Connection, path: str) -> tuple[int, float | None] | None:
+    """(id, duration in seconds) of ``path`` in the archive, or None when it is not
+    there as it is now on disk (same size and mtime), or failed."""
     from .indexer import file_key
 
     key = file_key(path)
-    row = conn.execute("SELECT id, size, mtime FROM videos WHERE path = ? AND status != 'failed'",
-                       (key.path,)).fetchone()
+    row = conn.execute("SELECT id, size, mtime, duration_s FROM videos WHERE path = ? AND "
+                       "status != 'failed'", (key.path,)).fetchone()
     if row is None or (row[1], row[2]) != (key.size, key.mtime):
+        return None
+    return row[0], row[3]
+
+
+def stored_query(conn: sqlite3.Connection, path: str, start_s: float | None,
+                 end_s: float | None) -> np.ndarray | None:
+    """The mean (normalized) vector of an indexed video's clips that overlap the span,
+    or None when the video is not in the archive (as it is now on disk) or has no
+    clip in the span."""
+    row = indexed_video(conn, path)
+    if row is None:
         return None
     dim = int(db.get_meta(conn, "embedding_dim") or 0)
     lo = -1e18 if start_s is None else start_s
