@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ..defaults import AGGREGATES, BACKENDS, DEFAULT_MODEL, PRECISIONS, SMOOTHING
-from ..fsutil import display_path, same_file
+from ..fsutil import display_path, is_special, same_file
 from . import UsageError
 
 # Defaults of har.timeline.TimelineOptions, restated so the parser needs no numpy;
@@ -217,6 +217,29 @@ def check_not_input(opt: str, value: str, inputs: list[str]) -> None:
             raise UsageError(f"{opt} {display_path(value)}: that is one of the inputs "
                              f"({display_path(path)}); choose another file name "
                              "(har never overwrites an input)")
+
+
+def same_output(a: str, b: str) -> bool:
+    """Whether two output paths write one file: the same path after resolving links,
+    or two names of one existing file (a hard link). Special files (/dev/null) can be
+    shared: nothing is replaced there."""
+    if is_special(a) or is_special(b):
+        return False
+    return os.path.realpath(a) == os.path.realpath(b) or same_file(a, b)
+
+
+def check_distinct_outputs(outputs: list[tuple[str, str]]) -> None:
+    """A usage error when two options of one run name the same file (one would lose
+    the other's content). ``outputs``: (option, path); '-' and None are skipped."""
+    seen: list[tuple[str, str]] = []
+    for opt, path in outputs:
+        if not path or path == "-":
+            continue
+        for other_opt, other in seen:
+            if same_output(path, other):
+                raise UsageError(f"{opt} and {other_opt} both write {display_path(path)}; "
+                                 "give them different files")
+        seen.append((opt, path))
 
 
 def make_recognizer(args: argparse.Namespace, **overrides):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
-                     check_not_input, check_output_path, check_runtime_options,
+                     check_distinct_outputs, check_not_input, check_output_path,
+                     check_runtime_options,
                      make_recognizer, progress_bar)
 
 EPILOG = """\
@@ -68,6 +69,11 @@ def _beside(json_path: str, suffix: str) -> str:
 
 
 def _check_outputs(args, inputs: list[str]) -> None:
+    """Every output can be written, is none of the inputs (DATA's CSV or split files,
+    --segments, --weights, a video), and no two options name one file."""
+    inputs = list(inputs) + [f for f in (args.segments, args.weights)
+                             if f and os.path.isfile(f)]
+    named = []
     for opt in ("json", "confusion_png", "confusion_csv"):
         value = getattr(args, opt)
         if value is None or value == "-":
@@ -75,6 +81,8 @@ def _check_outputs(args, inputs: list[str]) -> None:
         flag = "--" + opt.replace("_", "-")
         check_output_path(flag, value)
         check_not_input(flag, value, inputs)
+        named.append((flag, value))
+    check_distinct_outputs(named)
     if args.confusion_png and not args.confusion_png.lower().endswith(".png"):
         raise UsageError(f"--confusion-png {args.confusion_png}: name a .png file")
 
@@ -94,7 +102,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
                                subset="test", splits_dir=args.splits_dir)
     except DatasetError as exc:
         raise UsageError(str(exc)) from None
-    _check_outputs(args, [s.path for s in dataset.samples])
+    from .train import input_files
+
+    _check_outputs(args, input_files(args.data, [dataset], layout=args.layout,
+                                     splits_dir=args.splits_dir))
     rec = make_recognizer(args)
     from ..train.evaluate import evaluate
 
@@ -170,7 +181,8 @@ def _cmd_detection(args: argparse.Namespace) -> int:
     if not sources:
         raise UsageError("none of the videos is in the ground truth (video ids are file "
                          "names without extension and without a leading v_)")
-    _check_outputs(args, [s.url for s in sources if s.local])
+    _check_outputs(args, [s.url for s in sources if s.local] +
+                   [d for d in args.data if os.path.isfile(d)])
     rec = make_recognizer(args)
     results = list(rec.predict_many(sources))
     failed = [r for r in results if r.error]

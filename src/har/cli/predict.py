@@ -23,7 +23,7 @@ from ..fsutil import atomic_open, clean_text, display_path
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_runtime_options, make_recognizer, positive_int, progress_bar,
-                     check_not_input, check_output_path, signals_interrupt,
+                     check_not_input, check_output_path, same_output, signals_interrupt,
                      timeline_settings)
 
 # Per-video outputs: option, what one output is, its file name in directory mode
@@ -120,14 +120,16 @@ def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
     """Check every output before the work and plan the per-video files:
     ``{option: {input: output path}}`` for --annotate/--srt/--vtt/--plot."""
     inputs = [s.url for s in sources if s.local]
+    if args.weights and "://" not in args.weights and os.path.isfile(args.weights):
+        inputs.append(args.weights)
     claimed: dict[str, str] = {}  # output path -> option, to catch one file named twice
 
     def claim(opt: str, path: str) -> None:
-        key = os.path.abspath(path)
-        if key in claimed and claimed[key] != opt:
-            raise UsageError(f"{opt} and {claimed[key]} both write {display_path(path)}; "
-                             "give them different files")
-        claimed[key] = opt
+        for key, other in claimed.items():
+            if same_output(path, key):
+                raise UsageError(f"{opt} and {other} both write {display_path(path)}; "
+                                 "give them different files")
+        claimed[os.path.abspath(path)] = opt
 
     for name, stdout_ok in _RUN_OUTPUTS:
         value = getattr(args, name, None)

@@ -108,6 +108,38 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def input_files(specs, datasets, *, layout: str = "auto", splits_dir: str | None = None,
+                weights: str | None = None) -> list[str]:
+    """Every file a run reads: the DATA/--val files themselves (CSV, split list), the
+    official split files, the videos, and a local --weights file. No output may be one
+    of them (har never overwrites an input)."""
+    import os
+    from pathlib import Path
+
+    from ..train.data import _find_splits
+
+    files: list[str] = []
+    for spec in specs:
+        if not spec:
+            continue
+        spec = os.fspath(spec)
+        if os.path.isfile(spec):
+            files.append(spec)
+        elif os.path.isdir(spec):
+            for kind in ("ucf101", "hmdb51") if layout in ("auto", "ucf101", "hmdb51") else ():
+                where = _find_splits(Path(spec), kind, splits_dir)
+                if where is not None:
+                    files += [str(p) for p in where.iterdir() if p.is_file()]
+    if splits_dir and os.path.isdir(splits_dir):
+        files += [str(p) for p in Path(splits_dir).iterdir() if p.is_file()]
+    for ds in datasets:
+        if ds is not None:
+            files += [s.path for s in ds.samples]
+    if weights and "://" not in str(weights) and os.path.isfile(weights):
+        files.append(weights)
+    return files
+
+
 def load_train_data(args):
     """The training and validation datasets named on the command line."""
     from ..train.data import load_dataset
@@ -143,6 +175,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if len(train_set.labels) < 2:
         raise UsageError(f"{display_path(args.data)}: training needs at least 2 classes "
                          f"(found {len(train_set.labels)}: {', '.join(train_set.labels)})")
+    _check_out(args, input_files([args.data, args.val], [train_set, val_set],
+                                 layout=args.layout, splits_dir=args.splits_dir,
+                                 weights=args.weights))
     try:
         prepare_out(args.out, args.resume)
     except HarError as exc:
@@ -180,3 +215,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         line += f": val video acc {final['val_video_acc']:.1%}"
     print(line)
     return int(ExitCode.OK)
+
+
+def _check_out(args, inputs: list[str]) -> None:
+    """--out must not hold an input, and must not lie inside a DATA/--val folder (the
+    run's files would become part of the data the next time the folder is read)."""
+    import os
+    from pathlib import Path
+
+    from ..fsutil import display_path
+    from ..train.trainer import RUN_FILES
+    from .common import check_not_input
+
+    out = os.path.realpath(args.out)
+    for spec in (args.data, args.val):
+        if spec and os.path.isdir(spec):
+            root = os.path.realpath(spec)
+            if out == root or out.startswith(root.rstrip(os.sep) + os.sep):
+                raise UsageError(f"--out {display_path(args.out)}: is inside the data folder "
+                                 f"{display_path(spec)}; the run's files would mix with the "
+                                 "videos; choose a folder outside it")
+    for path in inputs:
+        if os.path.realpath(path) == out:
+            raise UsageError(f"--out {display_path(args.out)}: that is one of the inputs; "
+                             "choose another folder (har never overwrites an input)")
+    for name in RUN_FILES:
+        check_not_input("--out", str(Path(args.out) / name), inputs)
