@@ -134,3 +134,149 @@ def test_predict_outputs_that_are_one_file_are_refused(tmp_path, r10_weights, ca
     assert main([*base, "--json", r10_weights]) == 2
     assert "one of the inputs" in _one_error(capsys)
     assert out.read_text() == "mine"
+
+
+# -- item 9: a cache sidecar edited by hand does not override the weights' labels ---------
+def test_edited_export_sidecar_is_rebuilt_not_trusted(r10_weights):
+    from har.runtimes import load_runtime
+    from har.runtimes.metadata import metadata_sidecar, write_sidecar
+    from har.weights import cache_dir
+
+    good = load_runtime("r3d10-k400", r10_weights, backend="openvino")  # exports once
+    assert good.labels[0] == "abseiling" and len(good.labels) == 400
+    onnx = next((cache_dir() / "exports").glob("*.onnx"))
+    side = metadata_sidecar(onnx)
+    original = json.loads(side.read_text())
+
+    def poisoned(labels, *, recheck=False):
+        meta = {k: v for k, v in original.items() if k != "sidecar_sha256"}
+        meta["labels"] = json.dumps(labels)
+        if recheck:  # a forger who also recomputes the sidecar's own digest
+            write_sidecar(onnx, meta)
+        else:
+            side.write_text(json.dumps({**meta, "sidecar_sha256":
+                                        original["sidecar_sha256"]}))
+
+    cases = [lambda: poisoned(["\x1b[31mPWNED"] + list(good.labels[1:])),
+             lambda: poisoned(list(good.labels[:3])),
+             lambda: poisoned(list(good.labels[:3]), recheck=True),
+             lambda: side.write_text("not json {"),
+             lambda: side.write_bytes(b"\xff\xfe\x00garbage")]
+    for make in cases:
+        make()
+        for backend in ("openvino", "onnxruntime"):
+            rt = load_runtime("r3d10-k400", r10_weights, backend=backend)
+            assert rt.labels == good.labels, backend
+        # the sidecar was rebuilt from the export's own metadata
+        assert json.loads(side.read_text())["labels"] == original["labels"]
+
+
+# -- item 12: model files that cannot be loaded, and a cache that cannot be written --------
+@pytest.fixture(scope="module")
+def exported(r10_weights, tmp_path_factory):
+    from har.models.zoo import load_model
+    from har.runtimes.export import export_onnx, export_openvino
+
+    folder = tmp_path_factory.mktemp("exp")
+    model = load_model("r3d10-k400", weights=r10_weights)
+    onnx = export_onnx(model, folder / "m.onnx")
+    xml = export_openvino(model, folder / "m.xml")
+    return onnx, xml
+
+
+def _damaged_models(exported, tmp_path):
+    import onnx as onnx_lib
+
+    onnx, xml = exported
+    out = []
+    trunc = tmp_path / "trunc.onnx"
+    trunc.write_bytes(onnx.read_bytes()[:1_000_000])
+    out.append(trunc)
+    for name, xml_bytes, bin_bytes in (
+            ("short-bin", xml.read_bytes(), xml.with_suffix(".bin").read_bytes()[:100_000]),
+            ("no-bin", xml.read_bytes(), None),
+            ("half-xml", xml.read_bytes()[:3000], xml.with_suffix(".bin").read_bytes())):
+        (tmp_path / f"{name}.xml").write_bytes(xml_bytes)
+        if bin_bytes is not None:
+            (tmp_path / f"{name}.bin").write_bytes(bin_bytes)
+        out.append(tmp_path / f"{name}.xml")
+    # ONNX whose external data points outside its folder
+    (tmp_path / "ext").mkdir()
+    proto = onnx_lib.load(str(onnx))
+    onnx_lib.save(proto, str(tmp_path / "ext" / "x.onnx"), save_as_external_data=True,
+                  all_tensors_to_one_file=True, location="x.data")
+    proto = onnx_lib.load(str(tmp_path / "ext" / "x.onnx"), load_external_data=False)
+    for t in proto.graph.initializer:
+        for kv in t.external_data:
+            if kv.key == "location":
+                kv.value = "../../../../../../etc/passwd"
+    onnx_lib.save(proto, str(tmp_path / "ext" / "evil.onnx"))
+    out.append(tmp_path / "ext" / "evil.onnx")
+    return out
+
+
+def test_damaged_model_files_are_one_line_exit_4(exported, tmp_path, capsys):
+    video = _video(tmp_path / "v.mp4", frames=16)
+    for model in _damaged_models(exported, tmp_path):
+        for backend in ("auto", "openvino", "onnxruntime"):
+            if model.suffix == ".xml" and backend == "onnxruntime":
+                continue
+            rc = main(["predict", str(video), "--weights", str(model), "--model",
+                       "r3d10-k400", "--backend", backend, "--no-progress"])
+            line = _one_error(capsys)
+            assert rc == 4, (model, backend, line)
+            assert line.startswith(f"error: {model}: ") and "export it again" in line
+
+
+def test_labels_edited_in_an_exported_file_are_refused(exported, tmp_path, capsys):
+    import onnx as onnx_lib
+
+    onnx, _ = exported
+    proto = onnx_lib.load(str(onnx))
+    for p in proto.metadata_props:
+        if p.key == "labels":
+            p.value = json.dumps(["a", "b", "c"])
+    onnx_lib.save(proto, str(tmp_path / "short.onnx"))
+    proto = onnx_lib.load(str(onnx))
+    for p in proto.metadata_props:
+        if p.key == "labels":
+            p.value = "not json ["
+    onnx_lib.save(proto, str(tmp_path / "broken.onnx"))
+    video = _video(tmp_path / "v.mp4", frames=16)
+    for name in ("short.onnx", "broken.onnx"):
+        for backend in ("openvino", "onnxruntime"):
+            rc = main(["predict", str(video), "--weights", str(tmp_path / name), "--model",
+                       "r3d10-k400", "--backend", backend, "--no-progress"])
+            line = _one_error(capsys)
+            assert rc == 4 and name in line and "export the model again" in line, line
+
+
+def test_har_home_that_is_a_file_runs_uncached_with_one_warning(r10_weights, tmp_path,
+                                                                monkeypatch, capsys):
+    import har.runtimes as runtimes
+
+    home = tmp_path / "home-file"
+    home.write_text("the user's file")
+    monkeypatch.setenv("HAR_HOME", str(home))
+    monkeypatch.setattr(runtimes, "_warned_uncached", False)
+    video = _video(tmp_path / "v.mp4", frames=16)
+    out = tmp_path / "p.json"
+    rc = main(["predict", str(video), "--weights", r10_weights, "--model", "r3d10-k400",
+               "--backend", "openvino", "--json", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 0 and len(err) == 1 and err[0].startswith("warning: the cache ")
+    assert "HAR_HOME" in err[0]
+    assert json.loads(out.read_text())["videos"][0]["top"][0]["label"]
+    assert home.read_text() == "the user's file"
+    import tempfile
+
+    assert not [p for p in Path(tempfile.gettempdir()).glob(".har-tmp-export-*")
+                if p.stat().st_mtime > out.stat().st_mtime - 120]  # the export was removed
+    # weights cannot be downloaded into the cache either: one line (before any connection)
+    from har.errors import WeightsError
+    from har.weights import download, weights_dir
+
+    with pytest.raises(WeightsError) as info:
+        download(["http://127.0.0.1:9/w.pth"], weights_dir() / "w.pth")
+    assert "HAR_HOME" in str(info.value) and "--weights FILE" in str(info.value)
+    assert home.read_text() == "the user's file"

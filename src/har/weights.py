@@ -203,7 +203,13 @@ def download(urls: Sequence[str], dest: str | os.PathLike, *, sha256: str | None
     has passed its checks.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # HAR_HOME read-only, or a file
+        raise WeightsError(f"cannot create the folder {_shown(dest.parent)} for the download "
+                           f"({exc.strerror or exc}); set HAR_HOME to a writable folder, or "
+                           "download the file yourself and pass it with --weights FILE"
+                           ) from None
     expected = _normalise_sha(sha256, "expected checksum")
     if progress is None:
         progress = sys.stderr.isatty()
@@ -224,9 +230,14 @@ def _locked(dest: Path):
     # Lock files live apart from the weights, so the weights folder only ever holds
     # verified files and resumable .part files.
     locks = cache_dir() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(str(dest.resolve()).encode()).hexdigest()[:16]
-    with open(locks / f"{dest.name}.{key}.lock", "w") as fh:
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+        fh = open(locks / f"{dest.name}.{key}.lock", "w")
+    except OSError:  # no lock folder: download unlocked rather than not at all
+        yield
+        return
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -293,6 +304,12 @@ def _download_locked(urls: Sequence[str], dest: Path, expected: str | None, size
 
 
 _download = download  # resolve_weights has a parameter called download
+
+
+def _shown(path) -> str:
+    from .fsutil import display_path
+
+    return display_path(path)
 
 
 def _write_sidecar(dest: Path, digest: str) -> None:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .base import need
-from .metadata import metadata_sidecar, set_ov_metadata, write_sidecar
+from .metadata import set_ov_metadata, write_sidecar
 
 
 class _TwoOutputs(nn.Module):
@@ -144,7 +144,9 @@ def export_onnx_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
     path = cache_dir() / "exports" / f"{_state_key(model)}-{t}x{h}x{w}.onnx"
     if not path.is_file():
         export_onnx(model, path, input_shape)
-    sidecar = metadata_sidecar(path)
-    if not sidecar.is_file():
-        write_sidecar(path, model_metadata(model))
+    from .metadata import read_sidecar
+
+    meta = model_metadata(model)
+    if read_sidecar(path) != meta:  # missing, damaged or edited: the model's own metadata
+        write_sidecar(path, meta)
     return path
