@@ -280,3 +280,60 @@ def test_har_home_that_is_a_file_runs_uncached_with_one_warning(r10_weights, tmp
         download(["http://127.0.0.1:9/w.pth"], weights_dir() / "w.pth")
     assert "HAR_HOME" in str(info.value) and "--weights FILE" in str(info.value)
     assert home.read_text() == "the user's file"
+
+
+# -- items 14 and 15: training that diverges; --resume with changed settings ---------------
+TRAIN_FAST = ["--model", "r3d10-k400", "--scratch", "--no-progress", "--clips-per-epoch",
+              "8", "--batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    from har.train.synthetic import make_motion_dataset
+
+    return make_motion_dataset(tmp_path_factory.mktemp("mini") / "d", 2, frames=16, size=64)
+
+
+def test_diverging_training_stops_with_one_line_and_saves_no_weights(mini, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["train", str(mini), "--out", str(out), "--lr", "9.9", "--epochs", "3",
+               *TRAIN_FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1, err
+    assert err[-1].startswith("error: training diverged at epoch 1")
+    assert "lower --lr (this one used 9.9)" in err[-1] and "Traceback" not in "".join(err)
+    left = sorted(p.name for p in out.iterdir())
+    assert left == [], left  # no model.pth, no checkpoint of bad weights, no temp files
+
+
+def test_non_finite_batchnorm_statistics_are_seen():
+    import torch
+
+    from har.models.zoo import get_entry
+    from har.train.trainer import _finite_state
+
+    model = get_entry("r3d10-k400").build()
+    assert _finite_state(model)
+    model.bn1.running_var[0] = float("inf")
+    assert not _finite_state(model)
+
+
+def test_resume_refuses_changed_settings(mini, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(mini), "--out", str(out), "--epochs", "1", *TRAIN_FAST]) == 0
+    capsys.readouterr()
+    before = (out / "checkpoint.pth").read_bytes()
+    for extra, named in ((["--lr", "0.5"], "--lr 0.5 (the run has 0.01)"),
+                         (["--model", "r3d18-k400"], "--model r3d18-k400 (the run has "
+                                                     "r3d10-k400)"),
+                         (["--seed", "3"], "--seed 3 (the run has 0)"),
+                         (["--flip", "on"], "--flip on (the run has auto)")):
+        args = [a for a in TRAIN_FAST if a not in ("--model", "r3d10-k400")] + extra
+        rc = main(["train", str(mini), "--out", str(out), "--resume", "--epochs", "2", *args])
+        line = _one_error(capsys)
+        assert rc == 2 and named in line and "--resume" in line, line
+    assert (out / "checkpoint.pth").read_bytes() == before
+    # the same settings (given again explicitly), a longer run and other workers: accepted
+    assert main(["train", str(mini), "--out", str(out), "--resume", "--epochs", "2",
+                 "--workers", "1", *TRAIN_FAST]) == 0
+    assert "resuming after epoch 1 of 2" in capsys.readouterr().err
