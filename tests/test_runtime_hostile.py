@@ -337,3 +337,52 @@ def test_resume_refuses_changed_settings(mini, tmp_path, capsys):
     assert main(["train", str(mini), "--out", str(out), "--resume", "--epochs", "2",
                  "--workers", "1", *TRAIN_FAST]) == 0
     assert "resuming after epoch 1 of 2" in capsys.readouterr().err
+
+
+# -- item 8: labels and file names never reach the terminal raw ----------------------------
+def test_labels_and_names_with_escapes_are_printed_escaped(r10_weights, tmp_path, capsys):
+    import torch
+
+    ckpt = torch.load(r10_weights, weights_only=True)
+    ckpt["labels"] = [f"\x1b[31mred{i}\nFAKE LINE" for i in range(400)]
+    weights = tmp_path / "evil.pth"
+    torch.save(ckpt, weights)
+    video = _video(tmp_path / "v\x1b[2J\x07.mp4", frames=16)
+    out = tmp_path / "p.json"
+    capsys.readouterr()
+    rc = main(["predict", str(video), "--weights", str(weights), "--model", "r3d10-k400",
+               "--backend", "torch", "--no-progress", "--json", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    for text in (captured.out, captured.err):
+        assert "\x1b" not in text and "\x07" not in text
+        assert "FAKE LINE" not in "".join(line[:9] for line in text.splitlines())
+    assert "\\x1b[31mred" in captured.out and "v\\x1b[2J\\x07.mp4" in captured.out
+    doc = json.loads(out.read_text())  # JSON keeps the exact text (it escapes by itself)
+    assert doc["videos"][0]["top"][0]["label"].startswith("\x1b[31mred")
+
+
+# -- item 15: URLs that cannot be URLs fail at once, the other inputs keep their results ---
+def test_urls_with_control_characters_fail_at_once(r10_weights, tmp_path, capsys):
+    video = _video(tmp_path / "v.mp4", frames=16)
+    out = tmp_path / "p.json"
+    bad = ["http://127.0.0.1:9/a\nb.mp4", "https://127.0.0.1:9/\x1b[31mx.mp4",
+           "rtsp://127.0.0.1:9/a b", "http://127.0.0.1:99999/x.mp4", "http:///x.mp4"]
+    rc = main(["predict", *bad, str(video), "--weights", r10_weights, "--model",
+               "r3d10-k400", "--backend", "torch", "--no-progress", "--json", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    errors = [e for e in err if e.startswith("error: ")]
+    assert len(errors) == len(bad), err
+    assert all("internal error" not in e and "\x1b" not in e for e in err)
+    assert "a\\nb.mp4: the URL contains control characters" in errors[0]
+    assert "contains a space" in errors[2] and "Port out of range" in errors[3]
+    assert "names no host" in errors[4]
+    doc = json.loads(out.read_text())
+    assert [v["error"] is None for v in doc["videos"]].count(True) == 1
+    from har.errors import WeightsError
+    from har.models.zoo import get_entry
+    from har.weights import resolve_weights
+
+    with pytest.raises(WeightsError, match="contains control characters"):
+        resolve_weights(get_entry("r3d10-k400"), "http://127.0.0.1:9/w\r\n.pth")

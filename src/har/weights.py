@@ -101,7 +101,7 @@ def check_digest(path: Path, digest: str, expected: str, source: str) -> None:
     """``expected`` is a full sha256 or a prefix of one (torchvision publishes 8 digits)."""
     if not digest.startswith(expected):
         kind = "sha256" if len(expected) == 64 else f"sha256 prefix ({len(expected)} digits)"
-        raise WeightsError(f"{source}: checksum mismatch: expected {kind} {expected}, got "
+        raise WeightsError(f"{_shown(source)}: checksum mismatch: expected {kind} {expected}, got "
                            f"{digest[:len(expected)]}; the file is corrupt or not the "
                            "published one, so it was not kept")
 
@@ -307,9 +307,12 @@ _download = download  # resolve_weights has a parameter called download
 
 
 def _shown(path) -> str:
+    """Outside text (a path, a URL, a server's reason) in a message: control characters
+    escaped (har.text.printable)."""
     from .fsutil import display_path
+    from .text import printable
 
-    return display_path(path)
+    return printable(display_path(str(path)))
 
 
 def _write_sidecar(dest: Path, digest: str) -> None:
@@ -328,7 +331,8 @@ def unreachable_message(urls: Sequence[str], dest: Path, size: int | None,
     url = urls[0] if urls else "(no URL)"
     more = f" (and {len(urls) - 1} mirror(s))" if len(urls) > 1 else ""
     offline = " (offline?)" if attempts and all(a.offline for a in attempts) else ""
-    return (f"could not download {dest.name}{sz} from {url}{more}: {why}{offline}; "
+    return (f"could not download {_shown(dest.name)}{sz} from {_shown(url)}{more}: "
+            f"{_shown(why)}{offline}; "
             f"download it on another machine and pass it with --weights FILE, "
             f"or copy it to {dest}")
 
@@ -379,6 +383,11 @@ def resolve_weights(entry, weights: str | os.PathLike | None = None, *,
     if weights is not None:
         text = os.fspath(weights)
         if is_url(text):
+            from .sources import url_problem
+
+            problem = url_problem(text)
+            if problem:
+                raise WeightsError(f"--weights {problem}")
             dest = url_cache_path(text, pinned)
             if dest.is_file():
                 if pinned:  # the cache can be changed behind our back: re-check the pin
@@ -388,11 +397,12 @@ def resolve_weights(entry, weights: str | os.PathLike | None = None, *,
                         raise discard_cached(dest, exc) from None
                 return dest
             if not download:
-                raise WeightsError(f"{text} is not in the cache ({dest}) and downloads are off")
+                raise WeightsError(f"{_shown(text)} is not in the cache ({_shown(dest)}) and "
+                                   "downloads are off")
             return _download([text], dest, sha256=pinned, progress=progress, label=dest.name)
         path = Path(text).expanduser()
         if not path.is_file():
-            raise WeightsError(f"{weights}: no such weights file; check the --weights path "
+            raise WeightsError(f"{_shown(weights)}: no such weights file; check the --weights path "
                                "(or pass an http(s) URL)")
         if pinned:
             check_digest(path, sha256_file(path), pinned, str(path))

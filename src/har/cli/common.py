@@ -167,6 +167,13 @@ def timeline_settings(args: argparse.Namespace) -> dict:
 
 
 # -- checks and construction -------------------------------------------------------
+def _shown(path) -> str:
+    """A path in a message: UTF-8, control characters escaped (har.text.printable)."""
+    from ..text import printable
+
+    return printable(display_path(path))
+
+
 def check_device(device: str) -> None:
     """Usage error (exit 2) for a device that is malformed or not on this machine."""
     if not (device == "cpu" or device == "cuda" or
@@ -198,24 +205,24 @@ def check_output_path(opt: str, value: str) -> None:
         os.stat(value)
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
-            raise UsageError(f"{opt} {display_path(value)}: the name is longer than this "
+            raise UsageError(f"{opt} {_shown(value)}: the name is longer than this "
                              "system allows; choose a shorter one") from None
         if exc.errno == errno.ELOOP:
-            raise UsageError(f"{opt} {display_path(value)}: is a symbolic link loop; "
+            raise UsageError(f"{opt} {_shown(value)}: is a symbolic link loop; "
                              "choose another path") from None
     parent = Path(value).parent
     if not parent.is_dir():
-        raise UsageError(f"{opt} {display_path(value)}: directory {display_path(parent)} "
+        raise UsageError(f"{opt} {_shown(value)}: directory {_shown(parent)} "
                          "does not exist; create it or choose another path")
     if os.path.isdir(value):
-        raise UsageError(f"{opt} {display_path(value)}: is a directory; give a file name")
+        raise UsageError(f"{opt} {_shown(value)}: is a directory; give a file name")
 
 
 def check_not_input(opt: str, value: str, inputs: list[str]) -> None:
     for path in inputs:
         if same_file(value, path):
-            raise UsageError(f"{opt} {display_path(value)}: that is one of the inputs "
-                             f"({display_path(path)}); choose another file name "
+            raise UsageError(f"{opt} {_shown(value)}: that is one of the inputs "
+                             f"({_shown(path)}); choose another file name "
                              "(har never overwrites an input)")
 
 
@@ -237,7 +244,7 @@ def check_distinct_outputs(outputs: list[tuple[str, str]]) -> None:
             continue
         for other_opt, other in seen:
             if same_output(path, other):
-                raise UsageError(f"{opt} and {other_opt} both write {display_path(path)}; "
+                raise UsageError(f"{opt} and {other_opt} both write {_shown(path)}; "
                                  "give them different files")
         seen.append((opt, path))
 

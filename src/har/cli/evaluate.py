@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..fsutil import display_path
+from ..text import printable
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_distinct_outputs, check_not_input, check_output_path,
@@ -84,7 +86,8 @@ def _check_outputs(args, inputs: list[str]) -> None:
         named.append((flag, value))
     check_distinct_outputs(named)
     if args.confusion_png and not args.confusion_png.lower().endswith(".png"):
-        raise UsageError(f"--confusion-png {args.confusion_png}: name a .png file")
+        raise UsageError(f"--confusion-png {printable(display_path(args.confusion_png))}: "
+                         "name a .png file")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -101,7 +104,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         dataset = load_dataset(args.data[0], layout=args.layout, split=args.split,
                                subset="test", splits_dir=args.splits_dir)
     except DatasetError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(printable(exc)) from None
     from .train import input_files
 
     _check_outputs(args, input_files(args.data, [dataset], layout=args.layout,
@@ -117,7 +120,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         close()
     report = run.report
     for f in report["failed"]:
-        print(f"error: {f['error']}", file=sys.stderr)
+        print(f"error: {printable(f['error'])}", file=sys.stderr)
     png, csv_path = args.confusion_png, args.confusion_csv
     if args.json and args.json != "-":
         png = png or _beside(args.json, ".png")
@@ -153,15 +156,16 @@ def _pct(x) -> str:
 
 
 def _print_report(r: dict) -> None:
-    print(f"{r['model']} on {r['data']}: {r['videos']} videos, {r['clips']} clips "
+    print(f"{printable(r['model'])} on {printable(r['data'])}: {r['videos']} videos, "
+          f"{r['clips']} clips "
           f"(video score: {r['video_score']})")
     print(f"  clip   top-1 {_pct(r['clip']['top1'])}   top-5 {_pct(r['clip']['top5'])}")
     print(f"  video  top-1 {_pct(r['video']['top1'])}   top-5 {_pct(r['video']['top5'])}   "
           f"mean class accuracy {_pct(r['video']['mean_class_accuracy'])}")
-    width = max([len(c["label"]) for c in r["per_class"]] + [5])
+    width = max([len(printable(c["label"])) for c in r["per_class"]] + [5])
     print(f"  {'class':<{width}}  videos  correct  accuracy")
     for c in r["per_class"]:
-        print(f"  {c['label']:<{width}}  {c['support']:6d}  {c['correct']:7d}  "
+        print(f"  {printable(c['label']):<{width}}  {c['support']:6d}  {c['correct']:7d}  "
               f"{_pct(c['accuracy'])}")
 
 
@@ -173,10 +177,11 @@ def _cmd_detection(args: argparse.Namespace) -> int:
     try:
         gt, _ = load_activitynet_ground_truth(args.segments, subset=args.subset)
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--segments {args.segments}: {exc}") from None
+        raise UsageError(f"--segments {printable(display_path(args.segments))}: "
+                         f"{printable(exc)}") from None
     sources, errors = resolve_inputs(args.data)
     for _, msg in errors:
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {printable(msg)}", file=sys.stderr)
     sources = [s for s in sources if video_id_for(s.text) in gt]
     if not sources:
         raise UsageError("none of the videos is in the ground truth (video ids are file "
@@ -187,14 +192,15 @@ def _cmd_detection(args: argparse.Namespace) -> int:
     results = list(rec.predict_many(sources))
     failed = [r for r in results if r.error]
     for r in failed:
-        print(f"error: {r.error}", file=sys.stderr)
+        print(f"error: {printable(r.error)}", file=sys.stderr)
     preds = activitynet_doc(results)["results"]
     scored = {vid: gt[vid] for vid in preds}
     m = activitynet_map(scored, preds)
     report = {"schema": "har.eval/1", "model": rec.model_name, "ground_truth": args.segments,
               "subset": args.subset, "videos": len(preds), "failed": len(failed),
               "detection": m}
-    print(f"{rec.model_name}: {len(preds)} videos; average mAP {m['average_map']:.4f} over "
+    print(f"{printable(rec.model_name)}: {len(preds)} videos; average mAP "
+          f"{m['average_map']:.4f} over "
           f"tIoU {m['thresholds'][0]:.2f}:{m['thresholds'][-1]:.2f}")
     for t, v in zip(m["thresholds"], m["map"]):
         print(f"  mAP@{t:.2f} {v:.4f}")
@@ -223,6 +229,6 @@ def _write(flag: str, path: str, write) -> bool:
         write()
         return True
     except OSError as exc:
-        print(f"error: {flag} {display_path(path)}: cannot be written "
+        print(f"error: {flag} {printable(display_path(path))}: cannot be written "
               f"({exc.strerror or exc}); check the path and the free space", file=sys.stderr)
         return False

@@ -19,7 +19,8 @@ from typing import Any, Callable, TextIO
 
 from ..defaults import pip_hint
 from ..errors import HarError
-from ..fsutil import atomic_open, clean_text, display_path
+from ..fsutil import atomic_open, display_path
+from ..text import printable
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_runtime_options, make_recognizer, positive_int, progress_bar,
@@ -110,6 +111,11 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def _shown(path) -> str:
+    """A file name or URL as a person sees it: UTF-8, control characters escaped."""
+    return printable(display_path(path))
+
+
 # -- checking the command line before any work ---------------------------------------
 def _opt(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -127,7 +133,7 @@ def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
     def claim(opt: str, path: str) -> None:
         for key, other in claimed.items():
             if same_output(path, key):
-                raise UsageError(f"{opt} and {other} both write {display_path(path)}; "
+                raise UsageError(f"{opt} and {other} both write {_shown(path)}; "
                                  "give them different files")
         claimed[os.path.abspath(path)] = opt
 
@@ -143,7 +149,7 @@ def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
         check_not_input(_opt(name), value, inputs)
         claim(_opt(name), value)
     if args.features and not args.features.lower().endswith(".npz"):
-        raise UsageError(f"--features {display_path(args.features)}: writes a NumPy .npz "
+        raise UsageError(f"--features {_shown(args.features)}: writes a NumPy .npz "
                          "archive; give a name ending in .npz")
     if args.jsonl_features and not args.jsonl:
         raise UsageError("--jsonl-features adds to --jsonl; give --jsonl FILE as well")
@@ -165,13 +171,13 @@ def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
         as_dir = target.is_dir() or value.endswith(("/", os.sep))
         if not as_dir and many:
             if target.suffix:
-                raise UsageError(f"{flag} {display_path(value)}: with several inputs this "
+                raise UsageError(f"{flag} {_shown(value)}: with several inputs this "
                                  f"must be a directory (one {what} per input, named "
                                  f"<video>{suffix}); e.g. {flag} {target.with_suffix('')}/")
             as_dir = True
         if not as_dir:
             if extensions and target.suffix.lower() not in extensions:
-                raise UsageError(f"{flag} {display_path(value)}: writes {what}s as "
+                raise UsageError(f"{flag} {_shown(value)}: writes {what}s as "
                                  f"{', '.join(extensions)}; give a name with one of those")
             check_output_path(flag, value)
             check_not_input(flag, value, inputs)
@@ -179,12 +185,12 @@ def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
             plan[opt] = {s.text: target for s in sources}
             continue
         if target.exists() and not target.is_dir():
-            raise UsageError(f"{flag} {display_path(value)}: is a file; with several inputs "
+            raise UsageError(f"{flag} {_shown(value)}: is a file; with several inputs "
                              "this must be a directory")
         try:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"{flag} {display_path(value)}: cannot create the directory "
+            raise UsageError(f"{flag} {_shown(value)}: cannot create the directory "
                              f"({exc.strerror or exc}); choose another path") from None
         plan[opt] = _directory_names(target, sources, suffix, claimed, flag)
     return plan
@@ -208,8 +214,8 @@ def _directory_names(folder: Path, sources, suffix: str, claimed: dict, flag: st
                 break
             n += 1
         if n > 1:
-            print(f"note: {display_path(folder / (stem + suffix))} exists; {flag} for "
-                  f"{display_path(src.text)} writes {display_path(path)}", file=sys.stderr)
+            print(f"note: {_shown(folder / (stem + suffix))} exists; {flag} for "
+                  f"{_shown(src.text)} writes {_shown(path)}", file=sys.stderr)
         claimed[key] = flag
         per[src.text] = path
     return per
@@ -322,7 +328,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         and not plan
     failed_inputs: list[VideoResult] = []
     for item, msg in input_errors:
-        print(f"error: {clean_text(msg)}", file=sys.stderr)
+        print(f"error: {printable(msg)}", file=sys.stderr)
         failed_inputs.append(VideoResult(path=display_path(item), error=msg))
     finished: list[VideoResult] = []
     output_errors: list[str] = []
@@ -336,7 +342,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         try:
             jsonl_file = _JsonlFile(args.jsonl)
         except OSError as exc:
-            raise UsageError(f"--jsonl {display_path(args.jsonl)}: cannot be written "
+            raise UsageError(f"--jsonl {_shown(args.jsonl)}: cannot be written "
                              f"({exc.strerror or exc}); check the path") from None
         events = writers.EventWriter(jsonl_file.fh, features=args.jsonl_features)
 
@@ -349,9 +355,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             try:
                 fn()
             except OSError as exc:
-                output_errors.append(f"--jsonl {display_path(args.jsonl)}: cannot be "
+                output_errors.append(f"--jsonl {_shown(args.jsonl)}: cannot be "
                                      f"written ({exc.strerror or exc})")
-                print(f"error: {output_errors[-1]}", file=sys.stderr)
+                print(f"error: {printable(output_errors[-1])}", file=sys.stderr)
                 _disable(events)
 
     settings = {"stride": args.stride, "tail": args.tail, "sampler": args.sampler,
@@ -371,7 +377,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not show_progress or args.workers > 1:
             return None
         state: dict = {}
-        label = f"[{len(finished) + 1}/{len(sources)}] {Path(name).name}"
+        label = f"[{len(finished) + 1}/{len(sources)}] {_shown(Path(name).name)}"
 
         def update(n: int, info) -> None:
             if "bar" not in state:
@@ -405,7 +411,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                                                         max_clips=args.clips))
                 for msg in _write_video_outputs(result, plan, recognizer.labels, args):
                     output_errors.append(msg)
-                    print(f"error: {clean_text(msg)}", file=sys.stderr)
+                    print(f"error: {printable(msg)}", file=sys.stderr)
                 emit(lambda r=result: events.video(r))
                 if args.features:
                     features.extend((result.input_index or 0, c) for c in result.clips)
@@ -427,7 +433,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             try:
                 jsonl_file.close()
             except OSError as exc:
-                output_errors.append(f"--jsonl {display_path(args.jsonl)}: cannot be "
+                output_errors.append(f"--jsonl {_shown(args.jsonl)}: cannot be "
                                      f"written ({exc.strerror or exc})")
         extra: dict[str, Any] = {"settings": settings}
         if interrupted:
@@ -454,9 +460,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 with atomic_open(target, "w", newline="") as fh:
                     write(fh)
             except OSError as exc:  # e.g. the disk filled up while working
-                output_errors.append(f"{_opt(name)} {display_path(target)}: cannot be "
+                output_errors.append(f"{_opt(name)} {_shown(target)}: cannot be "
                                      f"written ({exc.strerror or exc}); check the path")
-                print(f"error: {output_errors[-1]}", file=sys.stderr)
+                print(f"error: {printable(output_errors[-1])}", file=sys.stderr)
         if args.report:
             try:
                 from ..fsutil import clean
@@ -464,14 +470,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
                 write_report(clean(doc), args.report)
             except OSError as exc:
-                output_errors.append(f"--report {display_path(args.report)}: cannot be "
+                output_errors.append(f"--report {_shown(args.report)}: cannot be "
                                      f"written ({exc.strerror or exc}); check the path")
-                print(f"error: {output_errors[-1]}", file=sys.stderr)
+                print(f"error: {printable(output_errors[-1])}", file=sys.stderr)
         if args.features:
             msg = _write_features(args.features, features, results)
             if msg:
                 output_errors.append(msg)
-                print(f"error: {clean_text(msg)}", file=sys.stderr)
+                print(f"error: {printable(msg)}", file=sys.stderr)
     if out.error:
         output_errors.append(out.error)
 
@@ -497,9 +503,9 @@ def _disable(events) -> None:
 
 def _report(result) -> None:
     if result.error:
-        print(f"error: {clean_text(result.error)}", file=sys.stderr)
+        print(f"error: {printable(result.error)}", file=sys.stderr)
     for w in result.warnings:
-        print(f"warning: {display_path(result.path)}: {clean_text(w)}; results cover what decoded",
+        print(f"warning: {_shown(result.path)}: {printable(w)}; results cover what decoded",
               file=sys.stderr)
 
 
@@ -517,7 +523,7 @@ def _write_features(target: str, clips: list, results) -> str | None:
     import numpy as np
 
     if clips and any(c.features is None for _, c in clips):
-        return (f"--features {display_path(target)}: this runtime gives no features; "
+        return (f"--features {_shown(target)}: this runtime gives no features; "
                 "use --backend torch or a runtime that exports them")
     by_pos = {r.input_index: r.path for r in results if r.input_index is not None}
     dim = clips[0][1].features.shape[0] if clips else 0
@@ -535,7 +541,7 @@ def _write_features(target: str, clips: list, results) -> str | None:
         with atomic_open(target, "wb") as fh:
             np.savez(fh, **arrays)
     except OSError as exc:
-        return f"--features {display_path(target)}: cannot be written ({exc.strerror or exc})"
+        return f"--features {_shown(target)}: cannot be written ({exc.strerror or exc})"
     return None
 
 
@@ -556,7 +562,7 @@ def _write_video_outputs(result, plan: dict[str, dict[str, Path]], labels, args)
 
                 stats = annotate_video(result, path)
                 for note in stats.notes:
-                    print(f"note: {path}: {note}", file=sys.stderr)
+                    print(f"note: {_shown(path)}: {printable(note)}", file=sys.stderr)
             elif opt == "plot":
                 from ..render import plot_timeline
 

@@ -172,7 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         train_set, val_set = load_train_data(args)
     except DatasetError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(printable(exc)) from None
     if len(train_set.labels) < 2:
         raise UsageError(f"{display_path(args.data)}: training needs at least 2 classes "
                          f"(found {len(train_set.labels)}: "
@@ -183,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         prepare_out(args.out, args.resume)
     except HarError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(printable(exc)) from None
     counts = train_set.counts()
     first = ", ".join(f"{n} {c}" for n, c in zip(train_set.labels[:4], counts[:4]))
     # Printed with the run's first message, so a run refused at once (--resume with
@@ -217,7 +217,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               "its last finished epoch", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     except ResumeMismatch as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(printable(exc)) from None
     except (RunWriteError, TrainingDiverged) as exc:  # the run failed; not the model
         print(f"error: {printable(exc)}", file=sys.stderr)
         return int(ExitCode.INPUT_FAILED)
@@ -240,6 +240,7 @@ def _check_out(args, inputs: list[str]) -> None:
     from pathlib import Path
 
     from ..fsutil import display_path
+    from ..text import printable
     from ..train.trainer import RUN_FILES
     from .common import check_not_input
 
@@ -248,12 +249,12 @@ def _check_out(args, inputs: list[str]) -> None:
         if spec and os.path.isdir(spec):
             root = os.path.realpath(spec)
             if out == root or out.startswith(root.rstrip(os.sep) + os.sep):
-                raise UsageError(f"--out {display_path(args.out)}: is inside the data folder "
-                                 f"{display_path(spec)}; the run's files would mix with the "
+                raise UsageError(f"--out {printable(display_path(args.out))}: is inside the data folder "
+                                 f"{printable(display_path(spec))}; the run's files would mix with the "
                                  "videos; choose a folder outside it")
     for path in inputs:
         if os.path.realpath(path) == out:
-            raise UsageError(f"--out {display_path(args.out)}: that is one of the inputs; "
+            raise UsageError(f"--out {printable(display_path(args.out))}: that is one of the inputs; "
                              "choose another folder (har never overwrites an input)")
     for name in RUN_FILES:
         check_not_input("--out", str(Path(args.out) / name), inputs)

@@ -56,6 +56,14 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(f".{where}", __name__), name)
 
 
+def _shown(path) -> str:
+    """A file name in a message: UTF-8, control characters escaped."""
+    from ..fsutil import display_path
+    from ..text import printable
+
+    return printable(display_path(path))
+
+
 def check_precision(backend: str, precision: str, device: str = "cpu") -> None:
     """ValueError (a usage error) when ``backend`` cannot run ``precision`` on ``device``:
     a precision is never replaced silently by another."""
@@ -140,7 +148,7 @@ def make_backend(name: str, model, device: str = "cpu", *,
             from ..weights import cache_dir
 
             raise HarError(f"--precision int8 keeps its quantized model in the cache "
-                           f"{display_path(cache_dir())}, which cannot be written "
+                           f"{_shown(cache_dir())}, which cannot be written "
                            f"({exc.strerror or exc}); set HAR_HOME to a writable folder "
                            "or use --precision fp32") from None
         rt = _file_runtime(ir, name, device, batch_size, "auto")
@@ -179,7 +187,7 @@ def _uncached_runtime(model, input_shape, name: str, device: str, batch_size, pr
     global _warned_uncached
     if not _warned_uncached:
         _warned_uncached = True
-        print(f"warning: the cache {display_path(cache_dir())} cannot be written "
+        print(f"warning: the cache {_shown(cache_dir())} cannot be written "
               f"({exc.strerror or exc}); running without it (slower starts); set HAR_HOME "
               "to a writable folder", file=sys.stderr)
     folder = tempfile.mkdtemp(prefix=".har-tmp-export-")
@@ -205,7 +213,7 @@ def load_failure(path, exc: BaseException, what: str) -> str:
         reason = reason[:157] + "..."
     hint = ("an IR .xml needs its complete .bin beside it; " if str(path).lower().endswith(".xml")
             else "")
-    return (f"{display_path(path)}: {what} cannot load this model ({reason}); the file is "
+    return (f"{_shown(path)}: {what} cannot load this model ({reason}); the file is "
             f"damaged, incomplete or refers to data outside its folder; {hint}export it "
             "again or pass the .pth it came from")
 
@@ -246,7 +254,7 @@ def _open_file_runtime(path: Path, name: str, device: str, batch_size, precision
         from .opencv_runtime import OpenCVBackend
 
         return OpenCVBackend(path, batch_size=batch_size)
-    raise HarError(f"{path}: --backend {name} cannot run an exported file; use "
+    raise HarError(f"{_shown(path)}: --backend {name} cannot run an exported file; use "
                    "--backend openvino or onnxruntime")
 
 
@@ -289,7 +297,7 @@ def info_from_metadata(meta: dict, path) -> "ModelInfo | None":
     except (ValueError, KeyError, TypeError, AttributeError):
         ok = False
     if not ok:
-        raise WeightsError(f"{display_path(path)}: its har metadata is damaged (labels or "
+        raise WeightsError(f"{_shown(path)}: its har metadata is damaged (labels or "
                            "preset unreadable); export the model again from its .pth")
     return info
 
@@ -426,12 +434,13 @@ def load_runtime(model: str, weights=None, *, backend: str = "auto", device: str
     if module is None and suffix in (".onnx", ".xml"):
         path = Path(text).expanduser()
         if not path.is_file():
-            raise HarError(f"{weights}: no such weights file; check the --weights path")
+            raise HarError(f"{_shown(weights)}: no such weights file; check the --weights path")
         if suffix == ".xml" and backend != "openvino":
             if backend == "torch" and precision == "auto" and _installed("openvino"):
                 backend = "openvino"
             elif backend != "openvino":
-                raise HarError(f"{weights}: an OpenVINO IR runs on --backend openvino only")
+                raise HarError(f"{_shown(weights)}: an OpenVINO IR runs on --backend openvino "
+                               "only")
         info = exported_info(path)
         if info is not None and backend in ("openvino", "onnxruntime"):
             if sha256:
@@ -458,7 +467,7 @@ def load_runtime(model: str, weights=None, *, backend: str = "auto", device: str
             if rt is not None:
                 return rt
         if suffix == ".xml":
-            raise HarError(f"{weights}: an OpenVINO IR without har metadata; export it with "
+            raise HarError(f"{_shown(weights)}: an OpenVINO IR without har metadata; export it with "
                            "`har export openvino` (or pass the .pth/.onnx it came from)")
     get_entry(model)
     if module is None and backend in ("openvino", "onnxruntime") and precision != "int8":
