@@ -386,3 +386,43 @@ def test_urls_with_control_characters_fail_at_once(r10_weights, tmp_path, capsys
 
     with pytest.raises(WeightsError, match="contains control characters"):
         resolve_weights(get_entry("r3d10-k400"), "http://127.0.0.1:9/w\r\n.pth")
+
+
+# -- item 13: temporary files a SIGKILL left behind are removed by the next run -----------
+def test_temp_files_of_a_killed_har_are_removed_at_start(r10_weights, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    spool = tmp_path / "systmp"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    src = Path(__file__).resolve().parents[1] / "src"
+    # A process that is half-way through writing an output and a URL spool, then killed.
+    code = ("import os, signal, tempfile\n"
+            f"tempfile.tempdir = {str(spool)!r}\n"
+            "from har.fsutil import atomic_path\n"
+            "from har.sources import _TempVideo\n"
+            f"p = atomic_path({str(outdir / 'clip.annotated.mp4')!r}).__enter__()\n"
+            "p.write_bytes(b'half a video')\n"
+            "_TempVideo('.mp4')\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n")
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, timeout=120)
+    assert proc.returncode == -9
+    left = sorted(p.name for p in [*outdir.iterdir(), *spool.iterdir()])
+    assert len(left) == 2 and all(n.startswith(".har-tmp-") for n in left), left
+    # what is not har's, or belongs to a live process, stays
+    (outdir / "notes.txt").write_text("mine")
+    (outdir / ".har-tmp-mine").write_text("no owner recorded: kept (younger than a day)")
+    live = outdir / f".har-tmp-x.pid{os.getpid()}.abc.json"
+    live.write_text("a live run's file")
+    video = _video(tmp_path / "v.mp4", frames=16)
+    assert main(["predict", str(video), "--weights", r10_weights, "--model", "r3d10-k400",
+                 "--backend", "torch", "--no-progress", "--json",
+                 str(outdir / "p.json")]) == 0
+    assert sorted(p.name for p in outdir.iterdir()) == sorted(
+        [".har-tmp-mine", live.name, "notes.txt", "p.json"])
+    assert list(spool.iterdir()) == []

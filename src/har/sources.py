@@ -247,7 +247,9 @@ class _TempVideo:
     when the video is closed. It is har's own file, in the system's temporary folder."""
 
     def __init__(self, suffix: str) -> None:
-        fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix)
+        from .fsutil import temp_prefix
+
+        fd, name = tempfile.mkstemp(prefix=temp_prefix("video"), suffix=suffix)
         os.close(fd)
         self.path = name
 

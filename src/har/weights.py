@@ -78,10 +78,10 @@ def file_sha256(path: str | os.PathLike) -> str:
     known = {k: v for k, v in known.items() if Path(k.split("|")[0]).exists()}
     known[key] = digest
     try:
+        from .fsutil import write_text_atomic
+
         memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f"digests.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known, indent=0))
-        os.replace(tmp, memo)
+        write_text_atomic(memo, json.dumps(known, indent=0))
     except OSError:
         pass
     return digest

@@ -249,6 +249,21 @@ def check_distinct_outputs(outputs: list[tuple[str, str]]) -> None:
         seen.append((opt, path))
 
 
+def clean_stale_temps(outputs) -> None:
+    """At start-up: remove the temporary files a killed har left (its process is gone)
+    in the system's temporary folder and beside each of this run's ``outputs``."""
+    import tempfile
+
+    from ..fsutil import remove_stale_temps
+
+    folders = {tempfile.gettempdir()}
+    for out in outputs:
+        if out and out != "-" and not is_special(out):
+            folders.add(out if os.path.isdir(out) else os.path.dirname(out) or ".")
+    for folder in folders:
+        remove_stale_temps(folder)
+
+
 def make_recognizer(args: argparse.Namespace, **overrides):
     """A Recognizer from the model, clip and timeline options (HarError if the model
     or its weights cannot be loaded)."""

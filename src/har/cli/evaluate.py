@@ -13,6 +13,7 @@ from ..text import printable
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_distinct_outputs, check_not_input, check_output_path,
+                     clean_stale_temps,
                      check_runtime_options,
                      make_recognizer, progress_bar)
 
@@ -85,6 +86,7 @@ def _check_outputs(args, inputs: list[str]) -> None:
         check_not_input(flag, value, inputs)
         named.append((flag, value))
     check_distinct_outputs(named)
+    clean_stale_temps([v for _, v in named])
     if args.confusion_png and not args.confusion_png.lower().endswith(".png"):
         raise UsageError(f"--confusion-png {printable(display_path(args.confusion_png))}: "
                          "name a .png file")

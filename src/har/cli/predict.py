@@ -24,7 +24,8 @@ from ..text import printable
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_runtime_options, make_recognizer, positive_int, progress_bar,
-                     check_not_input, check_output_path, same_output, signals_interrupt,
+                     check_not_input, check_output_path, clean_stale_temps, same_output,
+                     signals_interrupt,
                      timeline_settings)
 
 # Per-video outputs: option, what one output is, its file name in directory mode
@@ -279,16 +280,14 @@ class _JsonlFile:
     def __init__(self, target: str) -> None:
         import tempfile
 
-        from ..fsutil import TEMP_PREFIX
-
-        from ..fsutil import is_special
+        from ..fsutil import is_special, temp_prefix
 
         self.target = target
         self.tmp: str | None = None
         if is_special(target):  # /dev/stdout, a FIFO: written as it is
             self.fh = open(target, "w", encoding="utf-8")
         elif os.path.lexists(target):
-            fd, self.tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + Path(target).name[:40] + ".",
+            fd, self.tmp = tempfile.mkstemp(prefix=temp_prefix(Path(target).name),
                                             suffix=".jsonl",
                                             dir=str(Path(target).parent) or ".")
             self.fh = os.fdopen(fd, "w", encoding="utf-8")
@@ -319,6 +318,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          "stdout; send all but one of them to a file")
     sources, input_errors = resolve_inputs(args.inputs)
     plan = _plan_outputs(args, sources, len(sources) + len(input_errors))
+    clean_stale_temps([getattr(args, n, None) for n, _ in _RUN_OUTPUTS] +
+                      [str(p) for per in plan.values() for p in per.values()])
     recognizer = make_recognizer(args)
     recognizer.keep_features = bool(args.features or args.jsonl_features)
 

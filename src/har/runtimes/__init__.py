@@ -190,7 +190,9 @@ def _uncached_runtime(model, input_shape, name: str, device: str, batch_size, pr
         print(f"warning: the cache {_shown(cache_dir())} cannot be written "
               f"({exc.strerror or exc}); running without it (slower starts); set HAR_HOME "
               "to a writable folder", file=sys.stderr)
-    folder = tempfile.mkdtemp(prefix=".har-tmp-export-")
+    from ..fsutil import temp_prefix
+
+    folder = tempfile.mkdtemp(prefix=temp_prefix("export"))
     try:
         path = export_onnx(model, Path(folder) / "model.onnx", input_shape)
         return _file_runtime(path, name, device, batch_size, precision)

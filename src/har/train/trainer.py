@@ -38,7 +38,7 @@ from torch import nn
 
 from ..defaults import DEFAULT_MODEL, FREEZE_POINTS, HEADS
 from ..errors import HarError
-from ..fsutil import atomic_open, atomic_path, display_path
+from ..fsutil import atomic_open, atomic_path, display_path, remove_stale_temps
 from .augment import eval_clips, train_clip
 from .data import Dataset
 from .frames import FRAMES_PREFIX, FrameStore
@@ -305,6 +305,8 @@ def prepare_out(out: str | os.PathLike, resume: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise HarError(f"{display_path(out)}: exists and is not a folder; choose another --out")
     ckpt = out / "checkpoint.pth"
+    if out.is_dir():
+        remove_stale_temps(out)  # what a killed run left half-written
     if resume:
         if not ckpt.is_file():
             raise HarError(f"{display_path(out)}: no checkpoint.pth to resume from; start "
