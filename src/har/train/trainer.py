@@ -530,7 +530,12 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
     log(f"model {base.entry.name} ({'random init' if o.scratch else 'from ' + _short(base)}), "
         f"{len(labels)} classes, frozen: {', '.join(frozen) or 'nothing'}; flip {flip_why}")
 
-    stores = _decode(train_set, val_set, preset, o, progress, log, out)
+    try:
+        stores = _decode(train_set, val_set, preset, o, progress, log, out)
+    except OSError as exc:  # the frames folder could not be made in --out
+        raise RunWriteError(f"{display_path(out)}: cannot keep decoded frames there "
+                            f"({exc.strerror or exc}); free some space, or give an --out on "
+                            "a larger disk") from None
     train_store, val_store = stores
     try:
         device = o.device
