@@ -426,3 +426,20 @@ def test_temp_files_of_a_killed_har_are_removed_at_start(r10_weights, tmp_path, 
     assert sorted(p.name for p in outdir.iterdir()) == sorted(
         [".har-tmp-mine", live.name, "notes.txt", "p.json"])
     assert list(spool.iterdir()) == []
+
+
+def test_eval_default_outputs_do_not_take_a_named_one(tmp_path, r10_weights, capsys):
+    _video(tmp_path / "a.mp4", frames=16)
+    _video(tmp_path / "b.mp4", frames=16, value=60)
+    data = tmp_path / "data.csv"
+    data.write_text("path,label\na.mp4,abseiling\nb.mp4,air drumming\n")
+    report = tmp_path / "e.json"
+    rc = main(["eval", str(data), "--json", str(report), "--confusion-csv",
+               str(tmp_path / "e.confusion.png"), "--weights", r10_weights, "--model",
+               "r3d10-k400", "--backend", "torch", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    doc = json.loads(report.read_text())
+    assert doc["confusion_csv"].endswith("e.confusion.png")
+    assert doc["confusion_png"].endswith("e.confusion-2.png")
+    assert (tmp_path / "e.confusion.png").read_text().startswith("true\\predicted")
+    assert (tmp_path / "e.confusion-2.png").read_bytes()[:4] == b"\x89PNG"

@@ -60,13 +60,14 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def _beside(json_path: str, suffix: str) -> str:
-    """``eval.json`` -> ``eval.confusion.png``; an existing file is never replaced:
-    ``eval.confusion-2.png`` and so on."""
+def _beside(json_path: str, suffix: str, taken=()) -> str:
+    """``eval.json`` -> ``eval.confusion.png``; an existing file, or one another output
+    of the run names (``taken``), is never replaced: ``eval.confusion-2.png`` and so on."""
     base = json_path[:-5] if json_path.lower().endswith(".json") else json_path
     stem, ext = f"{base}.confusion", suffix
     candidate, n = f"{stem}{ext}", 2
-    while os.path.lexists(candidate):
+    while os.path.lexists(candidate) or any(
+            t and os.path.abspath(t) == os.path.abspath(candidate) for t in taken):
         candidate, n = f"{stem}-{n}{ext}", n + 1
     return candidate
 
@@ -125,8 +126,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"error: {printable(f['error'])}", file=sys.stderr)
     png, csv_path = args.confusion_png, args.confusion_csv
     if args.json and args.json != "-":
-        png = png or _beside(args.json, ".png")
-        csv_path = csv_path or _beside(args.json, ".csv")
+        png = png or _beside(args.json, ".png", taken=(args.json, csv_path))
+        csv_path = csv_path or _beside(args.json, ".csv", taken=(args.json, png))
     written = True
     if png:
         from ..plots import confusion_png

@@ -70,7 +70,8 @@ def register(sub) -> None:
     w = m.add_mutually_exclusive_group()
     w.add_argument("--weights", help="starting weights (.pth, .onnx or URL; a har model.pth "
                    "too); default: the model's published Kinetics-400 weights")
-    w.add_argument("--scratch", action="store_true", default=None, help="random initialisation, no weights")
+    w.add_argument("--scratch", action="store_true", default=None,
+                   help="random initialisation, no weights")
     m.add_argument("--sha256", help="expected sha256 of --weights")
     m.add_argument("--freeze-through", choices=FREEZE_POINTS, default=None,
                    help="freeze the stem and stages up to this one (the authors' fine-tuning "
@@ -245,16 +246,17 @@ def _check_out(args, inputs: list[str]) -> None:
     from .common import check_not_input
 
     out = os.path.realpath(args.out)
+    shown = printable(display_path(args.out))
     for spec in (args.data, args.val):
         if spec and os.path.isdir(spec):
             root = os.path.realpath(spec)
             if out == root or out.startswith(root.rstrip(os.sep) + os.sep):
-                raise UsageError(f"--out {printable(display_path(args.out))}: is inside the data folder "
-                                 f"{printable(display_path(spec))}; the run's files would mix with the "
-                                 "videos; choose a folder outside it")
+                raise UsageError(f"--out {shown}: is inside the data folder "
+                                 f"{printable(display_path(spec))}; the run's files would mix "
+                                 "with the videos; choose a folder outside it")
     for path in inputs:
         if os.path.realpath(path) == out:
-            raise UsageError(f"--out {printable(display_path(args.out))}: that is one of the inputs; "
-                             "choose another folder (har never overwrites an input)")
+            raise UsageError(f"--out {shown}: that is one of the inputs; choose another "
+                             "folder (har never overwrites an input)")
     for name in RUN_FILES:
         check_not_input("--out", str(Path(args.out) / name), inputs)

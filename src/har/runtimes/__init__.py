@@ -144,7 +144,6 @@ def make_backend(name: str, model, device: str = "cpu", *,
         try:
             ir = int8_ir_cached(model, input_shape)
         except OSError as exc:
-            from ..fsutil import display_path
             from ..weights import cache_dir
 
             raise HarError(f"--precision int8 keeps its quantized model in the cache "
@@ -180,7 +179,6 @@ def _uncached_runtime(model, input_shape, name: str, device: str, batch_size, pr
     import sys
     import tempfile
 
-    from ..fsutil import display_path
     from ..weights import cache_dir
     from .export import export_onnx
 
@@ -203,7 +201,6 @@ def _uncached_runtime(model, input_shape, name: str, device: str, batch_size, pr
 def load_failure(path, exc: BaseException, what: str) -> str:
     """One line for a model file a runtime could not load (truncated, missing its .bin,
     half an .xml, external data outside its folder)."""
-    from ..fsutil import display_path
     from ..text import printable
 
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -213,8 +210,8 @@ def load_failure(path, exc: BaseException, what: str) -> str:
     reason = printable(reason)
     if len(reason) > 160:
         reason = reason[:157] + "..."
-    hint = ("an IR .xml needs its complete .bin beside it; " if str(path).lower().endswith(".xml")
-            else "")
+    xml = str(path).lower().endswith(".xml")
+    hint = "an IR .xml needs its complete .bin beside it; " if xml else ""
     return (f"{_shown(path)}: {what} cannot load this model ({reason}); the file is "
             f"damaged, incomplete or refers to data outside its folder; {hint}export it "
             "again or pass the .pth it came from")
@@ -289,7 +286,6 @@ def info_from_metadata(meta: dict, path) -> "ModelInfo | None":
     """:meth:`ModelInfo.from_metadata`, with damaged metadata (labels that are not a
     list of names, a preset that is not JSON) as one WeightsError line naming ``path``."""
     from ..errors import WeightsError
-    from ..fsutil import display_path
     from ..models.info import ModelInfo
 
     try:
@@ -367,7 +363,6 @@ def _cached_export_runtime(model: str, weights, backend: str, device: str, batch
     import dataclasses
 
     from ..errors import WeightsError
-    from ..models.info import ModelInfo
     from ..models.zoo import get_entry
     from ..weights import cache_dir, file_sha256, resolve_weights
 
@@ -469,8 +464,8 @@ def load_runtime(model: str, weights=None, *, backend: str = "auto", device: str
             if rt is not None:
                 return rt
         if suffix == ".xml":
-            raise HarError(f"{_shown(weights)}: an OpenVINO IR without har metadata; export it with "
-                           "`har export openvino` (or pass the .pth/.onnx it came from)")
+            raise HarError(f"{_shown(weights)}: an OpenVINO IR without har metadata; export it "
+                           "with `har export openvino` (or pass the .pth/.onnx it came from)")
     get_entry(model)
     if module is None and backend in ("openvino", "onnxruntime") and precision != "int8":
         rt = _cached_export_runtime(model, weights, backend, device, batch_size, precision,
