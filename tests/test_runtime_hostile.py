@@ -417,14 +417,18 @@ def test_temp_files_of_a_killed_har_are_removed_at_start(r10_weights, tmp_path, 
     # what is not har's, or belongs to a live process, stays
     (outdir / "notes.txt").write_text("mine")
     (outdir / ".har-tmp-mine").write_text("no owner recorded: kept (younger than a day)")
-    live = outdir / f".har-tmp-x.pid{os.getpid()}.abc.json"
+    from har.fsutil import temp_prefix
+
+    live = outdir / (temp_prefix("x.json") + "abc.json")
     live.write_text("a live run's file")
+    other_host = outdir / ".har-tmp-y.json.pid999999-000000.abc.json"
+    other_host.write_text("another machine's run: its pid means nothing here")
     video = _video(tmp_path / "v.mp4", frames=16)
     assert main(["predict", str(video), "--weights", r10_weights, "--model", "r3d10-k400",
                  "--backend", "torch", "--no-progress", "--json",
                  str(outdir / "p.json")]) == 0
     assert sorted(p.name for p in outdir.iterdir()) == sorted(
-        [".har-tmp-mine", live.name, "notes.txt", "p.json"])
+        [".har-tmp-mine", live.name, other_host.name, "notes.txt", "p.json"])
     assert list(spool.iterdir()) == []
 
 

@@ -22,22 +22,31 @@ TEMP_PREFIX = ".har-tmp-"
 # A temporary file left by a process that is gone (SIGKILL cannot clean up) is removed
 # by the next run; one whose process cannot be told (an older name) after this long.
 STALE_TEMP_S = 24 * 3600
-_OWNER = re.compile(r"\.pid(\d+)\.")
+_OWNER = re.compile(r"\.pid(\d+)-([0-9a-f]{6})\.")
+
+
+def _host() -> str:
+    """A short id of this machine: a pid means something only on the machine (and in
+    the container) that wrote it, so another one's temporary files wait for the age bound."""
+    import hashlib
+    import socket
+
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
 
 
 def temp_prefix(name: str = "") -> str:
-    """The start of a temporary name for ``name``: har's prefix, the name (shortened)
-    and this process's id, so that :func:`remove_stale_temps` knows when its owner is
-    gone. E.g. ``.har-tmp-out.json.pid4242.``"""
-    return f"{TEMP_PREFIX}{name[:40]}.pid{os.getpid()}."
+    """The start of a temporary name for ``name``: har's prefix, the name (shortened),
+    this process's id and the machine's, so that :func:`remove_stale_temps` knows when
+    its owner is gone. E.g. ``.har-tmp-out.json.pid4242-3fa9c1.``"""
+    return f"{TEMP_PREFIX}{name[:40]}.pid{os.getpid()}-{_host()}."
 
 
 def _owner_gone(name: str) -> bool:
     found = _OWNER.findall(name)
     if not found:
         return False
-    pid = int(found[-1])
-    if pid == os.getpid():
+    pid, host = int(found[-1][0]), found[-1][1]
+    if pid == os.getpid() or host != _host():
         return False
     try:
         os.kill(pid, 0)
