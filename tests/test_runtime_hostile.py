@@ -447,3 +447,22 @@ def test_eval_default_outputs_do_not_take_a_named_one(tmp_path, r10_weights, cap
     assert doc["confusion_png"].endswith("e.confusion-2.png")
     assert (tmp_path / "e.confusion.png").read_text().startswith("true\\predicted")
     assert (tmp_path / "e.confusion-2.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_read_only_har_home_runs_uncached(r10_weights, tmp_path, monkeypatch, capsys):
+    import har.runtimes as runtimes
+
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("needs /proc: a folder nobody can write to, not even root")
+    monkeypatch.setenv("HAR_HOME", "/proc")
+    monkeypatch.setattr(runtimes, "_warned_uncached", False)
+    video = _video(tmp_path / "v.mp4", frames=16)
+    rc = main(["predict", str(video), "--weights", r10_weights, "--model", "r3d10-k400",
+               "--backend", "onnxruntime", "--json", str(tmp_path / "p.json"),
+               "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 0 and len(err) == 1 and err[0].startswith("warning: the cache /proc ")
+    rc = main(["predict", str(video), "--weights", r10_weights, "--model", "r3d10-k400",
+               "--backend", "openvino", "--precision", "int8", "--no-progress"])
+    line = _one_error(capsys)
+    assert rc == 4 and "HAR_HOME" in line and "--precision fp32" in line
