@@ -337,6 +337,31 @@ def test_resume_refuses_changed_settings(mini, tmp_path, capsys):
     assert main(["train", str(mini), "--out", str(out), "--resume", "--epochs", "2",
                  "--workers", "1", *TRAIN_FAST]) == 0
     assert "resuming after epoch 1 of 2" in capsys.readouterr().err
+    # A run whose learning rate is far too high (set in its checkpoint, as if started
+    # with --lr 9.9) diverges in epoch 3 or 4: the checkpoint of the last good epoch
+    # stays, and no model.pth of bad weights replaces the good one.
+    import re
+
+    import torch
+
+    state = torch.load(out / "checkpoint.pth", weights_only=False)
+    state["options"]["lr"] = 9.9
+    for group in state["optimizer"]["param_groups"]:
+        group["lr"] = group["initial_lr"] = 9.9
+    torch.save(state, out / "checkpoint.pth")
+    good_model = (out / "model.pth").read_bytes()
+    rc = main(["train", str(mini), "--out", str(out), "--resume", "--epochs", "4",
+               *TRAIN_FAST])
+    err = capsys.readouterr().err.strip().splitlines()
+    m = re.match(r"error: training diverged at epoch (\d+)", err[-1])
+    assert rc == 1 and m and int(m.group(1)) >= 3, err
+    n = int(m.group(1))
+    assert f"checkpoint.pth keeps epoch {n - 1} (the last good one)" in err[-1]
+    kept = torch.load(out / "checkpoint.pth", weights_only=False)
+    assert kept["epoch"] == n - 1 and all(
+        bool(torch.isfinite(t).all()) for t in kept["model"].values() if t.is_floating_point())
+    assert (out / "model.pth").read_bytes() == good_model
+    assert not [p for p in out.iterdir() if p.name.startswith((".har-tmp-", ".har-frames-"))]
 
 
 # -- item 8: labels and file names never reach the terminal raw ----------------------------
