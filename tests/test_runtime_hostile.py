@@ -491,3 +491,23 @@ def test_read_only_har_home_runs_uncached(r10_weights, tmp_path, monkeypatch, ca
                "--backend", "openvino", "--precision", "int8", "--no-progress"])
     line = _one_error(capsys)
     assert rc == 4 and "HAR_HOME" in line and "--precision fp32" in line
+
+
+def test_eval_report_escapes_class_names(tmp_path, r10_weights, capsys):
+    _video(tmp_path / "a.mp4", frames=16)
+    _video(tmp_path / "b.mp4", frames=16, value=60)
+    data = tmp_path / "data.csv"
+    data.write_text('path,label\na.mp4,"\x1b]0;owned\x07walk"\nb.mp4,run\n')
+    import torch
+
+    ckpt = torch.load(r10_weights, weights_only=True)
+    ckpt["labels"] = ["\x1b]0;owned\x07walk", "run"] + [f"c{i}" for i in range(398)]
+    weights = tmp_path / "w.pth"
+    torch.save(ckpt, weights)
+    report = tmp_path / "e.json"
+    main(["eval", str(data), "--json", str(report), "--weights", str(weights), "--model",
+          "r3d10-k400", "--backend", "torch", "--no-progress"])
+    captured = capsys.readouterr()
+    assert "\\x1b]0;owned\\x07walk" in captured.out
+    assert "\x1b" not in captured.out + captured.err and "\x07" not in captured.out
+    assert "\x1b]0;owned\x07walk" in json.loads(report.read_text())["confusion_labels"]
