@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -18,6 +19,72 @@ from typing import IO, Iterator
 # A prefix every temporary file har writes starts with (`har cache clean` and the
 # directory scans of `har predict` skip these).
 TEMP_PREFIX = ".har-tmp-"
+# A temporary file left by a process that is gone (SIGKILL cannot clean up) is removed
+# by the next run; one whose process cannot be told (an older name) after this long.
+STALE_TEMP_S = 24 * 3600
+_OWNER = re.compile(r"\.pid(\d+)-([0-9a-f]{6})\.")
+
+
+def _host() -> str:
+    """A short id of this machine: a pid means something only on the machine (and in
+    the container) that wrote it, so another one's temporary files wait for the age bound."""
+    import hashlib
+    import socket
+
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def temp_prefix(name: str = "") -> str:
+    """The start of a temporary name for ``name``: har's prefix, the name (shortened),
+    this process's id and the machine's, so that :func:`remove_stale_temps` knows when
+    its owner is gone. E.g. ``.har-tmp-out.json.pid4242-3fa9c1.``"""
+    return f"{TEMP_PREFIX}{name[:40]}.pid{os.getpid()}-{_host()}."
+
+
+def _owner_gone(name: str) -> bool:
+    found = _OWNER.findall(name)
+    if not found:
+        return False
+    pid, host = int(found[-1][0]), found[-1][1]
+    if pid == os.getpid() or host != _host():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Remove har's temporary files (and folders) in ``folder`` whose process is gone,
+    or that are older than :data:`STALE_TEMP_S`; only names that start with
+    :data:`TEMP_PREFIX`, never anything else. Returns how many were removed."""
+    import shutil
+    import time
+
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    now = time.time()
+    for e in entries:
+        if not e.name.startswith(TEMP_PREFIX):
+            continue
+        try:
+            st = e.stat(follow_symlinks=False)
+            if not (_owner_gone(e.name) or now - st.st_mtime > STALE_TEMP_S):
+                continue
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path)
+            else:
+                os.unlink(e.path)
+            removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def display_path(path: str | os.PathLike) -> str:
@@ -109,7 +176,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield dest
         return
     folder = dest.parent if str(dest.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + dest.name[:40] + ".",
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(dest.name),
                                suffix=suffix if suffix is not None else dest.suffix,
                                dir=folder)
     os.close(fd)

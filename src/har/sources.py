@@ -72,6 +72,31 @@ def is_url(text: str | os.PathLike, schemes: tuple[str, ...] | None = None) -> b
     return bool(sep) and scheme.lower() in allowed
 
 
+# Characters no URL may hold as they are (http.client refuses them; a terminal would run
+# them): C0 controls, space, DEL and C1 controls.
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
+
+
+def url_problem(text: str) -> str | None:
+    """Why ``text`` cannot be opened as a URL (one line naming it), or None. Checked
+    before any connection, so a pasted newline or escape sequence fails at once."""
+    from .text import printable
+
+    bad = _URL_FORBIDDEN.search(text)
+    if bad:
+        what = "a space" if bad.group() == " " else "control characters"
+        return (f"{printable(text)}: the URL contains {what}; percent-encode them (a space "
+                "is %20) or check what was pasted")
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        return f"{printable(text)}: not a valid URL ({printable(exc)}); check the address"
+    if parts.scheme.lower() in HTTP_SCHEMES and not parts.hostname:  # udp://@:1234 listens
+        return f"{printable(text)}: the URL names no host; check the address"
+    return None
+
+
 @dataclass(frozen=True)
 class Source:
     """One input, decided once.
@@ -207,7 +232,12 @@ def resolve_inputs(inputs: list[str], *, rtsp_transport: str = "tcp"
             for m in matches:
                 add(Source(m, "file", url=m))
             continue
-        add(parse_source(item, rtsp_transport=rtsp_transport))
+        src = parse_source(item, rtsp_transport=rtsp_transport)
+        problem = url_problem(item) if src.kind in ("url", "stream") else None
+        if problem:
+            errors.append((item, problem))
+            continue
+        add(src)
     return sources, errors
 
 
@@ -217,7 +247,9 @@ class _TempVideo:
     when the video is closed. It is har's own file, in the system's temporary folder."""
 
     def __init__(self, suffix: str) -> None:
-        fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=suffix)
+        from .fsutil import temp_prefix
+
+        fd, name = tempfile.mkstemp(prefix=temp_prefix("video"), suffix=suffix)
         os.close(fd)
         self.path = name
 

@@ -127,10 +127,10 @@ def file_sha256(path: str | os.PathLike) -> str:
     known = {k: v for k, v in known.items() if Path(k.split("|")[0]).exists()}
     known[key] = digest
     try:
+        from .fsutil import write_text_atomic
+
         memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f"digests.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known, indent=0))
-        os.replace(tmp, memo)
+        write_text_atomic(memo, json.dumps(known, indent=0))
     except OSError:
         pass
     return digest
@@ -150,7 +150,7 @@ def check_digest(path: Path, digest: str, expected: str, source: str) -> None:
     """``expected`` is a full sha256 or a prefix of one (torchvision publishes 8 digits)."""
     if not digest.startswith(expected):
         kind = "sha256" if len(expected) == 64 else f"sha256 prefix ({len(expected)} digits)"
-        raise WeightsError(f"{source}: checksum mismatch: expected {kind} {expected}, got "
+        raise WeightsError(f"{_shown(source)}: checksum mismatch: expected {kind} {expected}, got "
                            f"{digest[:len(expected)]}; the file is corrupt or not the "
                            "published one, so it was not kept")
 
@@ -254,7 +254,13 @@ def download(urls: Sequence[str], dest: str | os.PathLike, *, sha256: str | None
     has passed its checks.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # HAR_HOME read-only, or a file
+        raise WeightsError(f"cannot create the folder {_shown(dest.parent)} for the download "
+                           f"({exc.strerror or exc}); set HAR_HOME to a writable folder, or "
+                           "download the file yourself and pass it with --weights FILE"
+                           ) from None
     expected = _normalise_sha(sha256, "expected checksum")
     if progress is None:
         progress = sys.stderr.isatty()
@@ -275,9 +281,14 @@ def _locked(dest: Path):
     # Lock files live apart from the weights, so the weights folder only ever holds
     # verified files and resumable .part files.
     locks = cache_dir() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(str(dest.resolve()).encode()).hexdigest()[:16]
-    with open(locks / f"{dest.name}.{key}.lock", "w") as fh:
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+        fh = open(locks / f"{dest.name}.{key}.lock", "w")
+    except OSError:  # no lock folder: download unlocked rather than not at all
+        yield
+        return
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
@@ -352,6 +363,15 @@ def _download_locked(urls: Sequence[str], dest: Path, expected: str | None, size
 _download = download  # resolve_weights has a parameter called download
 
 
+def _shown(path) -> str:
+    """Outside text (a path, a URL, a server's reason) in a message: control characters
+    escaped (har.text.printable)."""
+    from .fsutil import display_path
+    from .text import printable
+
+    return printable(display_path(str(path)))
+
+
 def _write_sidecar(dest: Path, digest: str) -> None:
     """Record the verified digest, so `har weights verify` can re-check URL downloads."""
     try:
@@ -368,7 +388,8 @@ def unreachable_message(urls: Sequence[str], dest: Path, size: int | None,
     url = urls[0] if urls else "(no URL)"
     more = f" (and {len(urls) - 1} mirror(s))" if len(urls) > 1 else ""
     offline = " (offline?)" if attempts and all(a.offline for a in attempts) else ""
-    return (f"could not download {dest.name}{sz} from {url}{more}: {why}{offline}; "
+    return (f"could not download {_shown(dest.name)}{sz} from {_shown(url)}{more}: "
+            f"{_shown(why)}{offline}; "
             f"download it on another machine and pass it with --weights FILE, "
             f"or copy it to {dest}")
 
@@ -426,6 +447,11 @@ def resolve_weights(entry, weights: str | os.PathLike | None = None, *,
     if weights is not None:
         text = os.fspath(weights)
         if is_url(text):
+            from .sources import url_problem
+
+            problem = url_problem(text)
+            if problem:
+                raise WeightsError(f"--weights {problem}")
             dest = url_cache_path(text, pinned)
             if dest.is_file():
                 if pinned:  # the cache can be changed behind our back: re-check the pin
@@ -435,11 +461,12 @@ def resolve_weights(entry, weights: str | os.PathLike | None = None, *,
                         raise discard_cached(dest, exc) from None
                 return dest
             if not download:
-                raise WeightsError(f"{text} is not in the cache ({dest}) and downloads are off")
+                raise WeightsError(f"{_shown(text)} is not in the cache ({_shown(dest)}) and "
+                                   "downloads are off")
             return _download([text], dest, sha256=pinned, progress=progress, label=dest.name)
         path = Path(text).expanduser()
         if not path.is_file():
-            raise WeightsError(f"{weights}: no such weights file; check the --weights path "
+            raise WeightsError(f"{_shown(weights)}: no such weights file; check the --weights path "
                                "(or pass an http(s) URL)")
         if pinned:
             check_digest(path, sha256_file(path), pinned, str(path))

@@ -20,6 +20,7 @@ from typing import Any, Iterable, TextIO
 
 from .fsutil import clean, clean_text, display_path
 from .results import SCHEMA, VideoResult
+from .text import printable
 
 EVENTS_SCHEMA = "har.events/1"
 
@@ -55,16 +56,17 @@ def dump(doc: Any, out: TextIO) -> None:
 
 # -- table -------------------------------------------------------------------------
 def write_table(result: VideoResult, out: TextIO, max_clips: int = 30) -> None:
-    """A readable summary of one video."""
+    """A readable summary of one video. File names and labels (from a checkpoint or an
+    exported file's metadata: outside text) are shown with control characters escaped."""
     fps = f"{result.fps:.2f} fps" if result.fps else "? fps"
-    out.write(f"\n{display_path(result.path)}\n  {result.width}x{result.height}, {fps}, "
-              f"{result.frames} frames, {fmt_time(result.duration_s)}, {result.codec}, "
-              f"{len(result.clips)} clips\n")
+    out.write(f"\n{printable(display_path(result.path))}\n  {result.width}x{result.height}, "
+              f"{fps}, {result.frames} frames, {fmt_time(result.duration_s)}, "
+              f"{printable(result.codec)}, {len(result.clips)} clips\n")
     if result.top:
-        width = max(len(p.label) for p in result.top)
+        width = max(len(printable(p.label)) for p in result.top)
         for rank, p in enumerate(result.top, 1):
             bar = "#" * int(round(p.score * 20))
-            out.write(f"  {rank}. {p.label:<{width}}  {p.score:6.1%}  {bar}\n")
+            out.write(f"  {rank}. {printable(p.label):<{width}}  {p.score:6.1%}  {bar}\n")
     if max_clips > 0 and result.clips:
         out.write("  clip  frames          time                top-1\n")
         shown = result.clips if len(result.clips) <= max_clips else result.clips[:max_clips]
@@ -72,7 +74,7 @@ def write_table(result: VideoResult, out: TextIO, max_clips: int = 30) -> None:
             t = c.top[0]
             out.write(f"  {c.index:>4}  {c.start_frame:>6}-{c.end_frame:<7} "
                       f"{fmt_time(c.start_s):>8}-{fmt_time(c.end_s):<9}  "
-                      f"{t.label} ({t.score:.1%})\n")
+                      f"{printable(t.label)} ({t.score:.1%})\n")
         if len(result.clips) > len(shown):
             out.write(f"  ... {len(result.clips) - len(shown)} more clips (--clips N, or --json)\n")
     write_segment_table(result, out)
@@ -81,16 +83,17 @@ def write_table(result: VideoResult, out: TextIO, max_clips: int = 30) -> None:
 def write_segment_table(result: VideoResult, out: TextIO) -> None:
     """The evidence behind the video's top label, and the action segments."""
     if result.evidence and result.top:
-        out.write(f"  evidence for {result.top[0].label}: clip(s) "
+        out.write(f"  evidence for {printable(result.top[0].label)}: clip(s) "
                   f"{', '.join(str(i) for i in result.evidence)}\n")
     if not result.segments:
         out.write("  segments: none above the threshold (try --threshold)\n")
         return
-    width = max(len(s.label) for s in result.segments)
+    width = max(len(printable(s.label)) for s in result.segments)
     out.write(f"  {'segment':<{width}}  {'time':^19}  {'length':>7}  {'mean':>6}  "
               f"{'peak':>6}  clips\n")
     for s in result.segments:
-        out.write(f"  {s.label:<{width}}  {fmt_time(s.start_s):>8}-{fmt_time(s.end_s):<10} "
+        out.write(f"  {printable(s.label):<{width}}  {fmt_time(s.start_s):>8}-"
+                  f"{fmt_time(s.end_s):<10} "
                   f"{s.duration_s:6.1f}s  {s.mean_score:6.1%}  {s.peak_score:6.1%}  "
                   f"{s.start_clip}-{s.end_clip}\n")
 

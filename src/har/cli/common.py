@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ..defaults import AGGREGATES, BACKENDS, DEFAULT_MODEL, PRECISIONS, SMOOTHING
-from ..fsutil import display_path, same_file
+from ..fsutil import display_path, is_special, same_file
 from . import UsageError
 
 # Defaults of har.timeline.TimelineOptions, restated so the parser needs no numpy;
@@ -171,6 +171,13 @@ def timeline_settings(args: argparse.Namespace) -> dict:
 
 
 # -- checks and construction -------------------------------------------------------
+def _shown(path) -> str:
+    """A path in a message: UTF-8, control characters escaped (har.text.printable)."""
+    from ..text import printable
+
+    return printable(display_path(path))
+
+
 def check_device(device: str) -> None:
     """Usage error (exit 2) for a device that is malformed or not on this machine."""
     if not (device == "cpu" or device == "cuda" or
@@ -202,25 +209,63 @@ def check_output_path(opt: str, value: str) -> None:
         os.stat(value)
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
-            raise UsageError(f"{opt} {display_path(value)}: the name is longer than this "
+            raise UsageError(f"{opt} {_shown(value)}: the name is longer than this "
                              "system allows; choose a shorter one") from None
         if exc.errno == errno.ELOOP:
-            raise UsageError(f"{opt} {display_path(value)}: is a symbolic link loop; "
+            raise UsageError(f"{opt} {_shown(value)}: is a symbolic link loop; "
                              "choose another path") from None
     parent = Path(value).parent
     if not parent.is_dir():
-        raise UsageError(f"{opt} {display_path(value)}: directory {display_path(parent)} "
+        raise UsageError(f"{opt} {_shown(value)}: directory {_shown(parent)} "
                          "does not exist; create it or choose another path")
     if os.path.isdir(value):
-        raise UsageError(f"{opt} {display_path(value)}: is a directory; give a file name")
+        raise UsageError(f"{opt} {_shown(value)}: is a directory; give a file name")
 
 
 def check_not_input(opt: str, value: str, inputs: list[str]) -> None:
     for path in inputs:
         if same_file(value, path):
-            raise UsageError(f"{opt} {display_path(value)}: that is one of the inputs "
-                             f"({display_path(path)}); choose another file name "
+            raise UsageError(f"{opt} {_shown(value)}: that is one of the inputs "
+                             f"({_shown(path)}); choose another file name "
                              "(har never overwrites an input)")
+
+
+def same_output(a: str, b: str) -> bool:
+    """Whether two output paths write one file: the same path after resolving links,
+    or two names of one existing file (a hard link). Special files (/dev/null) can be
+    shared: nothing is replaced there."""
+    if is_special(a) or is_special(b):
+        return False
+    return os.path.realpath(a) == os.path.realpath(b) or same_file(a, b)
+
+
+def check_distinct_outputs(outputs: list[tuple[str, str]]) -> None:
+    """A usage error when two options of one run name the same file (one would lose
+    the other's content). ``outputs``: (option, path); '-' and None are skipped."""
+    seen: list[tuple[str, str]] = []
+    for opt, path in outputs:
+        if not path or path == "-":
+            continue
+        for other_opt, other in seen:
+            if same_output(path, other):
+                raise UsageError(f"{opt} and {other_opt} both write {_shown(path)}; "
+                                 "give them different files")
+        seen.append((opt, path))
+
+
+def clean_stale_temps(outputs) -> None:
+    """At start-up: remove the temporary files a killed har left (its process is gone)
+    in the system's temporary folder and beside each of this run's ``outputs``."""
+    import tempfile
+
+    from ..fsutil import remove_stale_temps
+
+    folders = {tempfile.gettempdir()}
+    for out in outputs:
+        if out and out != "-" and not is_special(out):
+            folders.add(out if os.path.isdir(out) else os.path.dirname(out) or ".")
+    for folder in folders:
+        remove_stale_temps(folder)
 
 
 def make_recognizer(args: argparse.Namespace, **overrides):

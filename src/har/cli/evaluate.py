@@ -8,9 +8,13 @@ import os
 import sys
 from pathlib import Path
 
+from ..fsutil import display_path
+from ..text import printable
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
-                     check_not_input, check_output_path, check_runtime_options,
+                     check_distinct_outputs, check_not_input, check_output_path,
+                     clean_stale_temps,
+                     check_runtime_options,
                      make_recognizer, progress_bar)
 
 EPILOG = """\
@@ -56,18 +60,24 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def _beside(json_path: str, suffix: str) -> str:
-    """``eval.json`` -> ``eval.confusion.png``; an existing file is never replaced:
-    ``eval.confusion-2.png`` and so on."""
+def _beside(json_path: str, suffix: str, taken=()) -> str:
+    """``eval.json`` -> ``eval.confusion.png``; an existing file, or one another output
+    of the run names (``taken``), is never replaced: ``eval.confusion-2.png`` and so on."""
     base = json_path[:-5] if json_path.lower().endswith(".json") else json_path
     stem, ext = f"{base}.confusion", suffix
     candidate, n = f"{stem}{ext}", 2
-    while os.path.lexists(candidate):
+    while os.path.lexists(candidate) or any(
+            t and os.path.abspath(t) == os.path.abspath(candidate) for t in taken):
         candidate, n = f"{stem}-{n}{ext}", n + 1
     return candidate
 
 
 def _check_outputs(args, inputs: list[str]) -> None:
+    """Every output can be written, is none of the inputs (DATA's CSV or split files,
+    --segments, --weights, a video), and no two options name one file."""
+    inputs = list(inputs) + [f for f in (args.segments, args.weights)
+                             if f and os.path.isfile(f)]
+    named = []
     for opt in ("json", "confusion_png", "confusion_csv"):
         value = getattr(args, opt)
         if value is None or value == "-":
@@ -75,8 +85,12 @@ def _check_outputs(args, inputs: list[str]) -> None:
         flag = "--" + opt.replace("_", "-")
         check_output_path(flag, value)
         check_not_input(flag, value, inputs)
+        named.append((flag, value))
+    check_distinct_outputs(named)
+    clean_stale_temps([v for _, v in named])
     if args.confusion_png and not args.confusion_png.lower().endswith(".png"):
-        raise UsageError(f"--confusion-png {args.confusion_png}: name a .png file")
+        raise UsageError(f"--confusion-png {printable(display_path(args.confusion_png))}: "
+                         "name a .png file")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -93,8 +107,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         dataset = load_dataset(args.data[0], layout=args.layout, split=args.split,
                                subset="test", splits_dir=args.splits_dir)
     except DatasetError as exc:
-        raise UsageError(str(exc)) from None
-    _check_outputs(args, [s.path for s in dataset.samples])
+        raise UsageError(printable(exc)) from None
+    from .train import input_files
+
+    _check_outputs(args, input_files(args.data, [dataset], layout=args.layout,
+                                     splits_dir=args.splits_dir))
     rec = make_recognizer(args)
     from ..train.evaluate import evaluate
 
@@ -106,11 +123,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         close()
     report = run.report
     for f in report["failed"]:
-        print(f"error: {f['error']}", file=sys.stderr)
+        print(f"error: {printable(f['error'])}", file=sys.stderr)
     png, csv_path = args.confusion_png, args.confusion_csv
     if args.json and args.json != "-":
-        png = png or _beside(args.json, ".png")
-        csv_path = csv_path or _beside(args.json, ".csv")
+        png = png or _beside(args.json, ".png", taken=(args.json, csv_path))
+        csv_path = csv_path or _beside(args.json, ".csv", taken=(args.json, png))
     written = True
     if png:
         from ..plots import confusion_png
@@ -142,15 +159,16 @@ def _pct(x) -> str:
 
 
 def _print_report(r: dict) -> None:
-    print(f"{r['model']} on {r['data']}: {r['videos']} videos, {r['clips']} clips "
+    print(f"{printable(r['model'])} on {printable(r['data'])}: {r['videos']} videos, "
+          f"{r['clips']} clips "
           f"(video score: {r['video_score']})")
     print(f"  clip   top-1 {_pct(r['clip']['top1'])}   top-5 {_pct(r['clip']['top5'])}")
     print(f"  video  top-1 {_pct(r['video']['top1'])}   top-5 {_pct(r['video']['top5'])}   "
           f"mean class accuracy {_pct(r['video']['mean_class_accuracy'])}")
-    width = max([len(c["label"]) for c in r["per_class"]] + [5])
+    width = max([len(printable(c["label"])) for c in r["per_class"]] + [5])
     print(f"  {'class':<{width}}  videos  correct  accuracy")
     for c in r["per_class"]:
-        print(f"  {c['label']:<{width}}  {c['support']:6d}  {c['correct']:7d}  "
+        print(f"  {printable(c['label']):<{width}}  {c['support']:6d}  {c['correct']:7d}  "
               f"{_pct(c['accuracy'])}")
 
 
@@ -162,27 +180,30 @@ def _cmd_detection(args: argparse.Namespace) -> int:
     try:
         gt, _ = load_activitynet_ground_truth(args.segments, subset=args.subset)
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--segments {args.segments}: {exc}") from None
+        raise UsageError(f"--segments {printable(display_path(args.segments))}: "
+                         f"{printable(exc)}") from None
     sources, errors = resolve_inputs(args.data)
     for _, msg in errors:
-        print(f"error: {msg}", file=sys.stderr)
+        print(f"error: {printable(msg)}", file=sys.stderr)
     sources = [s for s in sources if video_id_for(s.text) in gt]
     if not sources:
         raise UsageError("none of the videos is in the ground truth (video ids are file "
                          "names without extension and without a leading v_)")
-    _check_outputs(args, [s.url for s in sources if s.local])
+    _check_outputs(args, [s.url for s in sources if s.local] +
+                   [d for d in args.data if os.path.isfile(d)])
     rec = make_recognizer(args)
     results = list(rec.predict_many(sources))
     failed = [r for r in results if r.error]
     for r in failed:
-        print(f"error: {r.error}", file=sys.stderr)
+        print(f"error: {printable(r.error)}", file=sys.stderr)
     preds = activitynet_doc(results)["results"]
     scored = {vid: gt[vid] for vid in preds}
     m = activitynet_map(scored, preds)
     report = {"schema": "har.eval/1", "model": rec.model_name, "ground_truth": args.segments,
               "subset": args.subset, "videos": len(preds), "failed": len(failed),
               "detection": m}
-    print(f"{rec.model_name}: {len(preds)} videos; average mAP {m['average_map']:.4f} over "
+    print(f"{printable(rec.model_name)}: {len(preds)} videos; average mAP "
+          f"{m['average_map']:.4f} over "
           f"tIoU {m['thresholds'][0]:.2f}:{m['thresholds'][-1]:.2f}")
     for t, v in zip(m["thresholds"], m["map"]):
         print(f"  mAP@{t:.2f} {v:.4f}")
@@ -211,6 +232,6 @@ def _write(flag: str, path: str, write) -> bool:
         write()
         return True
     except OSError as exc:
-        print(f"error: {flag} {display_path(path)}: cannot be written "
+        print(f"error: {flag} {printable(display_path(path))}: cannot be written "
               f"({exc.strerror or exc}); check the path and the free space", file=sys.stderr)
         return False

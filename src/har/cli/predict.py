@@ -19,11 +19,13 @@ from typing import Any, Callable, TextIO
 
 from ..defaults import pip_hint
 from ..errors import HarError
-from ..fsutil import atomic_open, clean_text, display_path
+from ..fsutil import atomic_open, display_path
+from ..text import printable
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_runtime_options, make_recognizer, positive_int, progress_bar,
-                     check_not_input, check_output_path, signals_interrupt,
+                     check_not_input, check_output_path, clean_stale_temps, same_output,
+                     signals_interrupt,
                      timeline_settings)
 
 # Per-video outputs: option, what one output is, its file name in directory mode
@@ -110,6 +112,11 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def _shown(path) -> str:
+    """A file name or URL as a person sees it: UTF-8, control characters escaped."""
+    return printable(display_path(path))
+
+
 # -- checking the command line before any work ---------------------------------------
 def _opt(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -120,14 +127,16 @@ def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
     """Check every output before the work and plan the per-video files:
     ``{option: {input: output path}}`` for --annotate/--srt/--vtt/--plot."""
     inputs = [s.url for s in sources if s.local]
+    if args.weights and "://" not in args.weights and os.path.isfile(args.weights):
+        inputs.append(args.weights)
     claimed: dict[str, str] = {}  # output path -> option, to catch one file named twice
 
     def claim(opt: str, path: str) -> None:
-        key = os.path.abspath(path)
-        if key in claimed and claimed[key] != opt:
-            raise UsageError(f"{opt} and {claimed[key]} both write {display_path(path)}; "
-                             "give them different files")
-        claimed[key] = opt
+        for key, other in claimed.items():
+            if same_output(path, key):
+                raise UsageError(f"{opt} and {other} both write {_shown(path)}; "
+                                 "give them different files")
+        claimed[os.path.abspath(path)] = opt
 
     for name, stdout_ok in _RUN_OUTPUTS:
         value = getattr(args, name, None)
@@ -141,7 +150,7 @@ def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
         check_not_input(_opt(name), value, inputs)
         claim(_opt(name), value)
     if args.features and not args.features.lower().endswith(".npz"):
-        raise UsageError(f"--features {display_path(args.features)}: writes a NumPy .npz "
+        raise UsageError(f"--features {_shown(args.features)}: writes a NumPy .npz "
                          "archive; give a name ending in .npz")
     if args.jsonl_features and not args.jsonl:
         raise UsageError("--jsonl-features adds to --jsonl; give --jsonl FILE as well")
@@ -163,13 +172,13 @@ def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
         as_dir = target.is_dir() or value.endswith(("/", os.sep))
         if not as_dir and many:
             if target.suffix:
-                raise UsageError(f"{flag} {display_path(value)}: with several inputs this "
+                raise UsageError(f"{flag} {_shown(value)}: with several inputs this "
                                  f"must be a directory (one {what} per input, named "
                                  f"<video>{suffix}); e.g. {flag} {target.with_suffix('')}/")
             as_dir = True
         if not as_dir:
             if extensions and target.suffix.lower() not in extensions:
-                raise UsageError(f"{flag} {display_path(value)}: writes {what}s as "
+                raise UsageError(f"{flag} {_shown(value)}: writes {what}s as "
                                  f"{', '.join(extensions)}; give a name with one of those")
             check_output_path(flag, value)
             check_not_input(flag, value, inputs)
@@ -177,12 +186,12 @@ def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
             plan[opt] = {s.text: target for s in sources}
             continue
         if target.exists() and not target.is_dir():
-            raise UsageError(f"{flag} {display_path(value)}: is a file; with several inputs "
+            raise UsageError(f"{flag} {_shown(value)}: is a file; with several inputs "
                              "this must be a directory")
         try:
             target.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"{flag} {display_path(value)}: cannot create the directory "
+            raise UsageError(f"{flag} {_shown(value)}: cannot create the directory "
                              f"({exc.strerror or exc}); choose another path") from None
         plan[opt] = _directory_names(target, sources, suffix, claimed, flag)
     return plan
@@ -206,8 +215,8 @@ def _directory_names(folder: Path, sources, suffix: str, claimed: dict, flag: st
                 break
             n += 1
         if n > 1:
-            print(f"note: {display_path(folder / (stem + suffix))} exists; {flag} for "
-                  f"{display_path(src.text)} writes {display_path(path)}", file=sys.stderr)
+            print(f"note: {_shown(folder / (stem + suffix))} exists; {flag} for "
+                  f"{_shown(src.text)} writes {_shown(path)}", file=sys.stderr)
         claimed[key] = flag
         per[src.text] = path
     return per
@@ -271,16 +280,14 @@ class _JsonlFile:
     def __init__(self, target: str) -> None:
         import tempfile
 
-        from ..fsutil import TEMP_PREFIX
-
-        from ..fsutil import is_special
+        from ..fsutil import is_special, temp_prefix
 
         self.target = target
         self.tmp: str | None = None
         if is_special(target):  # /dev/stdout, a FIFO: written as it is
             self.fh = open(target, "w", encoding="utf-8")
         elif os.path.lexists(target):
-            fd, self.tmp = tempfile.mkstemp(prefix=TEMP_PREFIX + Path(target).name[:40] + ".",
+            fd, self.tmp = tempfile.mkstemp(prefix=temp_prefix(Path(target).name),
                                             suffix=".jsonl",
                                             dir=str(Path(target).parent) or ".")
             self.fh = os.fdopen(fd, "w", encoding="utf-8")
@@ -311,6 +318,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          "stdout; send all but one of them to a file")
     sources, input_errors = resolve_inputs(args.inputs)
     plan = _plan_outputs(args, sources, len(sources) + len(input_errors))
+    clean_stale_temps([getattr(args, n, None) for n, _ in _RUN_OUTPUTS] +
+                      [str(p) for per in plan.values() for p in per.values()])
     recognizer = make_recognizer(args)
     recognizer.keep_features = bool(args.features or args.jsonl_features)
 
@@ -320,7 +329,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         and not plan
     failed_inputs: list[VideoResult] = []
     for item, msg in input_errors:
-        print(f"error: {clean_text(msg)}", file=sys.stderr)
+        print(f"error: {printable(msg)}", file=sys.stderr)
         failed_inputs.append(VideoResult(path=display_path(item), error=msg))
     finished: list[VideoResult] = []
     output_errors: list[str] = []
@@ -334,7 +343,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         try:
             jsonl_file = _JsonlFile(args.jsonl)
         except OSError as exc:
-            raise UsageError(f"--jsonl {display_path(args.jsonl)}: cannot be written "
+            raise UsageError(f"--jsonl {_shown(args.jsonl)}: cannot be written "
                              f"({exc.strerror or exc}); check the path") from None
         events = writers.EventWriter(jsonl_file.fh, features=args.jsonl_features)
 
@@ -347,9 +356,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             try:
                 fn()
             except OSError as exc:
-                output_errors.append(f"--jsonl {display_path(args.jsonl)}: cannot be "
+                output_errors.append(f"--jsonl {_shown(args.jsonl)}: cannot be "
                                      f"written ({exc.strerror or exc})")
-                print(f"error: {output_errors[-1]}", file=sys.stderr)
+                print(f"error: {printable(output_errors[-1])}", file=sys.stderr)
                 _disable(events)
 
     settings = {"stride": args.stride, "tail": args.tail, "sampler": args.sampler,
@@ -369,7 +378,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not show_progress or args.workers > 1:
             return None
         state: dict = {}
-        label = f"[{len(finished) + 1}/{len(sources)}] {Path(name).name}"
+        label = f"[{len(finished) + 1}/{len(sources)}] {_shown(Path(name).name)}"
 
         def update(n: int, info) -> None:
             if "bar" not in state:
@@ -403,7 +412,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                                                         max_clips=args.clips))
                 for msg in _write_video_outputs(result, plan, recognizer.labels, args):
                     output_errors.append(msg)
-                    print(f"error: {clean_text(msg)}", file=sys.stderr)
+                    print(f"error: {printable(msg)}", file=sys.stderr)
                 emit(lambda r=result: events.video(r))
                 if args.features:
                     features.extend((result.input_index or 0, c) for c in result.clips)
@@ -425,7 +434,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             try:
                 jsonl_file.close()
             except OSError as exc:
-                output_errors.append(f"--jsonl {display_path(args.jsonl)}: cannot be "
+                output_errors.append(f"--jsonl {_shown(args.jsonl)}: cannot be "
                                      f"written ({exc.strerror or exc})")
         extra: dict[str, Any] = {"settings": settings}
         if interrupted:
@@ -452,9 +461,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 with atomic_open(target, "w", newline="") as fh:
                     write(fh)
             except OSError as exc:  # e.g. the disk filled up while working
-                output_errors.append(f"{_opt(name)} {display_path(target)}: cannot be "
+                output_errors.append(f"{_opt(name)} {_shown(target)}: cannot be "
                                      f"written ({exc.strerror or exc}); check the path")
-                print(f"error: {output_errors[-1]}", file=sys.stderr)
+                print(f"error: {printable(output_errors[-1])}", file=sys.stderr)
         if args.report:
             try:
                 from ..fsutil import clean
@@ -462,14 +471,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
                 write_report(clean(doc), args.report)
             except OSError as exc:
-                output_errors.append(f"--report {display_path(args.report)}: cannot be "
+                output_errors.append(f"--report {_shown(args.report)}: cannot be "
                                      f"written ({exc.strerror or exc}); check the path")
-                print(f"error: {output_errors[-1]}", file=sys.stderr)
+                print(f"error: {printable(output_errors[-1])}", file=sys.stderr)
         if args.features:
             msg = _write_features(args.features, features, results)
             if msg:
                 output_errors.append(msg)
-                print(f"error: {clean_text(msg)}", file=sys.stderr)
+                print(f"error: {printable(msg)}", file=sys.stderr)
     if out.error:
         output_errors.append(out.error)
 
@@ -495,9 +504,9 @@ def _disable(events) -> None:
 
 def _report(result) -> None:
     if result.error:
-        print(f"error: {clean_text(result.error)}", file=sys.stderr)
+        print(f"error: {printable(result.error)}", file=sys.stderr)
     for w in result.warnings:
-        print(f"warning: {display_path(result.path)}: {clean_text(w)}; results cover what decoded",
+        print(f"warning: {_shown(result.path)}: {printable(w)}; results cover what decoded",
               file=sys.stderr)
 
 
@@ -515,7 +524,7 @@ def _write_features(target: str, clips: list, results) -> str | None:
     import numpy as np
 
     if clips and any(c.features is None for _, c in clips):
-        return (f"--features {display_path(target)}: this runtime gives no features; "
+        return (f"--features {_shown(target)}: this runtime gives no features; "
                 "use --backend torch or a runtime that exports them")
     by_pos = {r.input_index: r.path for r in results if r.input_index is not None}
     dim = clips[0][1].features.shape[0] if clips else 0
@@ -533,7 +542,7 @@ def _write_features(target: str, clips: list, results) -> str | None:
         with atomic_open(target, "wb") as fh:
             np.savez(fh, **arrays)
     except OSError as exc:
-        return f"--features {display_path(target)}: cannot be written ({exc.strerror or exc})"
+        return f"--features {_shown(target)}: cannot be written ({exc.strerror or exc})"
     return None
 
 
@@ -554,7 +563,7 @@ def _write_video_outputs(result, plan: dict[str, dict[str, Path]], labels, args)
 
                 stats = annotate_video(result, path)
                 for note in stats.notes:
-                    print(f"note: {path}: {note}", file=sys.stderr)
+                    print(f"note: {_shown(path)}: {printable(note)}", file=sys.stderr)
             elif opt == "plot":
                 from ..render import plot_timeline
 

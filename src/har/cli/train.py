@@ -65,18 +65,19 @@ def register(sub) -> None:
                    "the official test split")
     add_data_arguments(p)
     m = p.add_argument_group("model")
-    m.add_argument("--model", default=DEFAULT_MODEL,
+    m.add_argument("--model", default=None,
                    help=f"architecture from the zoo (default {DEFAULT_MODEL})")
     w = m.add_mutually_exclusive_group()
     w.add_argument("--weights", help="starting weights (.pth, .onnx or URL; a har model.pth "
                    "too); default: the model's published Kinetics-400 weights")
-    w.add_argument("--scratch", action="store_true", help="random initialisation, no weights")
+    w.add_argument("--scratch", action="store_true", default=None,
+                   help="random initialisation, no weights")
     m.add_argument("--sha256", help="expected sha256 of --weights")
     m.add_argument("--freeze-through", choices=FREEZE_POINTS, default=None,
                    help="freeze the stem and stages up to this one (the authors' fine-tuning "
                         "begin point; default layer3 from weights, none from scratch, "
                         "layer4 for --head temporal)")
-    m.add_argument("--head", choices=HEADS, default="linear",
+    m.add_argument("--head", choices=HEADS, default=None,
                    help="linear (default): fine-tune the clip classifier (and unfrozen "
                         "stages); temporal: freeze the backbone and learn a head over each "
                         "video's sequence of clips (for actions that only show over time)")
@@ -88,24 +89,56 @@ def register(sub) -> None:
     t.add_argument("--lr", type=_lr, default=None,
                    help="peak learning rate (default 0.01 scratch, 0.003 fine-tuning, "
                         "0.001 temporal head); warm-up then cosine decay")
-    t.add_argument("--clips-per-epoch", type=positive_int, default=96, metavar="N",
+    t.add_argument("--clips-per-epoch", type=positive_int, default=None, metavar="N",
                    help="random clips per epoch at least (default 96; at least one per video)")
-    t.add_argument("--flip", choices=("auto", "on", "off"), default="auto",
+    t.add_argument("--flip", choices=("auto", "on", "off"), default=None,
                    help="mirror clips at random (default auto: on when fine-tuning, off from "
                         "scratch or when class names say left/right)")
-    t.add_argument("--single-frame", action="store_true",
+    t.add_argument("--single-frame", action="store_true", default=None,
                    help="ablation: show the network one frame repeated (no motion)")
     t.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    t.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    t.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
                    help="mixed precision (default auto: bf16/fp16 where the device has it and "
                         "its gradients check out against fp32, else fp32)")
-    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    t.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     t.add_argument("--workers", type=positive_int, default=2,
                    help="videos decoded at once (default 2)")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last finished epoch")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_train)
+
+
+def input_files(specs, datasets, *, layout: str = "auto", splits_dir: str | None = None,
+                weights: str | None = None) -> list[str]:
+    """Every file a run reads: the DATA/--val files themselves (CSV, split list), the
+    official split files, the videos, and a local --weights file. No output may be one
+    of them (har never overwrites an input)."""
+    import os
+    from pathlib import Path
+
+    from ..train.data import _find_splits
+
+    files: list[str] = []
+    for spec in specs:
+        if not spec:
+            continue
+        spec = os.fspath(spec)
+        if os.path.isfile(spec):
+            files.append(spec)
+        elif os.path.isdir(spec):
+            for kind in ("ucf101", "hmdb51") if layout in ("auto", "ucf101", "hmdb51") else ():
+                where = _find_splits(Path(spec), kind, splits_dir)
+                if where is not None:
+                    files += [str(p) for p in where.iterdir() if p.is_file()]
+    if splits_dir and os.path.isdir(splits_dir):
+        files += [str(p) for p in Path(splits_dir).iterdir() if p.is_file()]
+    for ds in datasets:
+        if ds is not None:
+            files += [s.path for s in ds.samples]
+    if weights and "://" not in str(weights) and os.path.isfile(weights):
+        files.append(weights)
+    return files
 
 
 def load_train_data(args):
@@ -134,45 +167,64 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from ..errors import HarError
     from ..fsutil import display_path
+    from ..text import printable
     from ..train.trainer import prepare_out
 
     try:
         train_set, val_set = load_train_data(args)
     except DatasetError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(printable(exc)) from None
     if len(train_set.labels) < 2:
         raise UsageError(f"{display_path(args.data)}: training needs at least 2 classes "
-                         f"(found {len(train_set.labels)}: {', '.join(train_set.labels)})")
+                         f"(found {len(train_set.labels)}: "
+                         f"{printable(', '.join(train_set.labels))})")
+    _check_out(args, input_files([args.data, args.val], [train_set, val_set],
+                                 layout=args.layout, splits_dir=args.splits_dir,
+                                 weights=args.weights))
     try:
         prepare_out(args.out, args.resume)
     except HarError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(printable(exc)) from None
     counts = train_set.counts()
-    print(f"training on {len(train_set)} videos, {len(train_set.labels)} classes "
-          f"({', '.join(f'{n} {c}' for n, c in zip(train_set.labels[:4], counts[:4]))}"
-          f"{', ...' if len(counts) > 4 else ''})"
-          + (f"; validating on {len(val_set)}" if val_set is not None else
-             "; no --val: metrics are on the training videos only"), file=sys.stderr)
-    for note in train_set.notes:
-        print(f"note: {note}", file=sys.stderr)
-    options = TrainOptions(model=args.model, weights=args.weights, scratch=args.scratch,
-                           sha256=args.sha256, freeze_through=args.freeze_through,
-                           head=args.head, epochs=args.epochs, batch_size=args.batch_size,
-                           lr=args.lr, clips_per_epoch=args.clips_per_epoch, flip=args.flip,
-                           single_frame=args.single_frame, device=args.device,
-                           precision=args.precision, seed=args.seed, workers=args.workers)
+    first = ", ".join(f"{n} {c}" for n, c in zip(train_set.labels[:4], counts[:4]))
+    # Printed with the run's first message, so a run refused at once (--resume with
+    # changed settings) says only why.
+    intro = [f"training on {len(train_set)} videos, {len(train_set.labels)} classes "
+             f"({printable(first)}{', ...' if len(counts) > 4 else ''})"
+             + (f"; validating on {len(val_set)}" if val_set is not None else
+                "; no --val: metrics are on the training videos only")]
+    intro += [f"note: {printable(note)}" for note in train_set.notes]
+
+    def log(message: str) -> None:
+        while intro:
+            print(intro.pop(0), file=sys.stderr)
+        print(printable(message), file=sys.stderr)
+    # What the user set (None: not given), so --resume can refuse a changed setting
+    # instead of silently keeping the run's own.
+    explicit = {name: getattr(args, name) for name in (
+        "model", "weights", "scratch", "sha256", "freeze_through", "head", "batch_size", "lr",
+        "clips_per_epoch", "flip", "single_frame", "precision", "seed")}
+    options = TrainOptions(**{k: v for k, v in explicit.items() if v is not None},
+                           epochs=args.epochs, device=args.device, workers=args.workers)
     progress = not args.no_progress and sys.stderr.isatty()
+    from ..train.trainer import ResumeMismatch, RunWriteError, TrainingDiverged
+
     try:
         with signals_interrupt():  # SIGTERM stops like Ctrl-C
             result = train(train_set, args.out, options, val_set=val_set, resume=args.resume,
-                           progress=progress, log=lambda m: print(m, file=sys.stderr))
+                           progress=progress, log=log, explicit=explicit)
     except KeyboardInterrupt:
-        print(f"har train: interrupted; `--resume` continues {args.out} from its last "
-              "finished epoch", file=sys.stderr)
+        print(f"har train: interrupted; `--resume` continues {display_path(args.out)} from "
+              "its last finished epoch", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
+    except ResumeMismatch as exc:
+        raise UsageError(printable(exc)) from None
+    except (RunWriteError, TrainingDiverged) as exc:  # the run failed; not the model
+        print(f"error: {printable(exc)}", file=sys.stderr)
+        return int(ExitCode.INPUT_FAILED)
     final = result.metrics.get("final", {})
     head = result.metrics.get("head")
-    line = f"wrote {result.out}/model.pth"
+    line = f"wrote {printable(display_path(result.out / 'model.pth'))}"
     if head and head.get("val_video_acc") is not None:
         line += (f": val video acc {head['val_video_acc']:.1%} (mean pooling "
                  f"{head['val_video_acc_mean_pooling']:.1%})")
@@ -180,3 +232,31 @@ def cmd_train(args: argparse.Namespace) -> int:
         line += f": val video acc {final['val_video_acc']:.1%}"
     print(line)
     return int(ExitCode.OK)
+
+
+def _check_out(args, inputs: list[str]) -> None:
+    """--out must not hold an input, and must not lie inside a DATA/--val folder (the
+    run's files would become part of the data the next time the folder is read)."""
+    import os
+    from pathlib import Path
+
+    from ..fsutil import display_path
+    from ..text import printable
+    from ..train.trainer import RUN_FILES
+    from .common import check_not_input
+
+    out = os.path.realpath(args.out)
+    shown = printable(display_path(args.out))
+    for spec in (args.data, args.val):
+        if spec and os.path.isdir(spec):
+            root = os.path.realpath(spec)
+            if out == root or out.startswith(root.rstrip(os.sep) + os.sep):
+                raise UsageError(f"--out {shown}: is inside the data folder "
+                                 f"{printable(display_path(spec))}; the run's files would mix "
+                                 "with the videos; choose a folder outside it")
+    for path in inputs:
+        if os.path.realpath(path) == out:
+            raise UsageError(f"--out {shown}: that is one of the inputs; choose another "
+                             "folder (har never overwrites an input)")
+    for name in RUN_FILES:
+        check_not_input("--out", str(Path(args.out) / name), inputs)

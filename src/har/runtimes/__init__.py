@@ -23,6 +23,7 @@ runs directly in its runtime from its own metadata).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from ..defaults import BACKENDS, PRECISIONS, pip_hint  # noqa: F401  (re-exported)
@@ -53,6 +54,14 @@ def __getattr__(name: str):
     import importlib
 
     return getattr(importlib.import_module(f".{where}", __name__), name)
+
+
+def _shown(path) -> str:
+    """A file name in a message: UTF-8, control characters escaped."""
+    from ..fsutil import display_path
+    from ..text import printable
+
+    return printable(display_path(path))
 
 
 def check_precision(backend: str, precision: str, device: str = "cpu") -> None:
@@ -132,22 +141,103 @@ def make_backend(name: str, model, device: str = "cpu", *,
             raise HarError("--precision int8 runs on --backend openvino only")
         from .quantize import int8_ir_cached
 
-        rt = _file_runtime(int8_ir_cached(model, input_shape), name, device, batch_size,
-                           "auto")
+        try:
+            ir = int8_ir_cached(model, input_shape)
+        except OSError as exc:
+            from ..weights import cache_dir
+
+            raise HarError(f"--precision int8 keeps its quantized model in the cache "
+                           f"{_shown(cache_dir())}, which cannot be written "
+                           f"({exc.strerror or exc}); set HAR_HOME to a writable folder "
+                           "or use --precision fp32") from None
+        rt = _file_runtime(ir, name, device, batch_size, "auto")
         rt.precision = "int8"
     else:
         from .export import export_onnx_cached
         from .metadata import read_sidecar
 
-        onnx_path = export_onnx_cached(model, input_shape)
-        rt = _file_runtime(onnx_path, name, device, batch_size, precision,
-                           read_sidecar(onnx_path))
+        try:
+            onnx_path = export_onnx_cached(model, input_shape)
+        except OSError as exc:  # HAR_HOME read-only, a file, or full
+            rt = _uncached_runtime(model, input_shape, name, device, batch_size, precision,
+                                   exc)
+        else:
+            rt = _file_runtime(onnx_path, name, device, batch_size, precision,
+                               read_sidecar(onnx_path))
     rt.set_info(info)
     return rt
 
 
+_warned_uncached = False
+
+
+def _uncached_runtime(model, input_shape, name: str, device: str, batch_size, precision,
+                      exc: OSError) -> RuntimeBase:
+    """The export written to a temporary folder, loaded, and removed: the cache cannot
+    be written, so this run is slower (one warning line), but it runs."""
+    import shutil
+    import sys
+    import tempfile
+
+    from ..weights import cache_dir
+    from .export import export_onnx
+
+    global _warned_uncached
+    if not _warned_uncached:
+        _warned_uncached = True
+        print(f"warning: the cache {_shown(cache_dir())} cannot be written "
+              f"({exc.strerror or exc}); running without it (slower starts); set HAR_HOME "
+              "to a writable folder", file=sys.stderr)
+    from ..fsutil import temp_prefix
+
+    folder = tempfile.mkdtemp(prefix=temp_prefix("export"))
+    try:
+        path = export_onnx(model, Path(folder) / "model.onnx", input_shape)
+        return _file_runtime(path, name, device, batch_size, precision)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def load_failure(path, exc: BaseException, what: str) -> str:
+    """One line for a model file a runtime could not load (truncated, missing its .bin,
+    half an .xml, external data outside its folder)."""
+    from ..text import printable
+
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    # OpenVINO says where in its sources first; the cause is its last plain line.
+    plain = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
+    reason = (plain[-1] if plain else lines[0]) if lines else type(exc).__name__
+    reason = printable(reason)
+    if len(reason) > 160:
+        reason = reason[:157] + "..."
+    xml = str(path).lower().endswith(".xml")
+    hint = "an IR .xml needs its complete .bin beside it; " if xml else ""
+    return (f"{_shown(path)}: {what} cannot load this model ({reason}); the file is "
+            f"damaged, incomplete or refers to data outside its folder; {hint}export it "
+            "again or pass the .pth it came from")
+
+
+@contextlib.contextmanager
+def _loading(path, what: str):
+    """Any failure to read or compile ``path`` as one WeightsError line (exit 4)."""
+    from ..errors import WeightsError
+
+    try:
+        yield
+    except (HarError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - runtimes raise RuntimeError, protobuf errors...
+        raise WeightsError(load_failure(path, exc, what)) from None
+
+
 def _file_runtime(path: Path, name: str, device: str, batch_size, precision,
                   metadata: dict | None = None) -> RuntimeBase:
+    with _loading(path, name):
+        return _open_file_runtime(path, name, device, batch_size, precision, metadata)
+
+
+def _open_file_runtime(path: Path, name: str, device: str, batch_size, precision,
+                       metadata: dict | None = None) -> RuntimeBase:
     if name == "openvino":
         from .openvino_runtime import OpenVINOBackend
 
@@ -163,32 +253,50 @@ def _file_runtime(path: Path, name: str, device: str, batch_size, precision,
         from .opencv_runtime import OpenCVBackend
 
         return OpenCVBackend(path, batch_size=batch_size)
-    raise HarError(f"{path}: --backend {name} cannot run an exported file; use "
+    raise HarError(f"{_shown(path)}: --backend {name} cannot run an exported file; use "
                    "--backend openvino or onnxruntime")
 
 
 def exported_info(path: str | Path):
     """The :class:`~har.models.info.ModelInfo` in an ONNX / OpenVINO file written by
     ``har export``, or None (e.g. the published ONNX, which carries none)."""
-    from ..models.info import ModelInfo
-
     path = Path(path)
     if path.suffix.lower() == ".onnx":
-        meta = read_onnx_metadata(path)
+        with _loading(path, "onnx"):
+            meta = read_onnx_metadata(path)
     elif path.suffix.lower() == ".xml":
         _need("openvino", "openvino")
         import openvino as ov
 
         from .metadata import read_ov_metadata
 
-        meta = read_ov_metadata(ov.Core().read_model(str(path)))
+        with _loading(path, "openvino"):
+            meta = read_ov_metadata(ov.Core().read_model(str(path)))
     else:
         return None
-    info = ModelInfo.from_metadata(meta)
+    info = info_from_metadata(meta, path)
     if info is not None:
         import dataclasses
 
         info = dataclasses.replace(info, weights_path=str(path))
+    return info
+
+
+def info_from_metadata(meta: dict, path) -> "ModelInfo | None":
+    """:meth:`ModelInfo.from_metadata`, with damaged metadata (labels that are not a
+    list of names, a preset that is not JSON) as one WeightsError line naming ``path``."""
+    from ..errors import WeightsError
+    from ..models.info import ModelInfo
+
+    try:
+        info = ModelInfo.from_metadata(meta)
+        ok = info is None or (len(info.labels) > 0 and
+                              all(isinstance(x, str) for x in info.labels))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        ok = False
+    if not ok:
+        raise WeightsError(f"{_shown(path)}: its har metadata is damaged (labels or "
+                           "preset unreadable); export the model again from its .pth")
     return info
 
 
@@ -255,7 +363,6 @@ def _cached_export_runtime(model: str, weights, backend: str, device: str, batch
     import dataclasses
 
     from ..errors import WeightsError
-    from ..models.info import ModelInfo
     from ..models.zoo import get_entry
     from ..weights import cache_dir, file_sha256, resolve_weights
 
@@ -273,20 +380,33 @@ def _cached_export_runtime(model: str, weights, backend: str, device: str, batch
         return None
     from .metadata import read_sidecar, write_sidecar
 
-    sidecar = read_sidecar(found[0])
+    sidecar = read_sidecar(found[0])  # None when missing, damaged or edited
     try:
         rt = _file_runtime(found[0], backend, device, batch_size, precision, sidecar)
-    except HarError:
-        raise  # e.g. the runtime is not installed: the full path would say the same
-    except Exception:  # noqa: BLE001 - a damaged cached export: rebuild it the long way
+    except WeightsError:  # a damaged cached export: rebuild it the long way
+        _discard_export(found[0])
         return None
-    info = ModelInfo.from_metadata(getattr(rt, "metadata", None) or {})
-    if info is None or info.weights_sha256 != digest or info.model != entry.name:
+    try:
+        info = info_from_metadata(getattr(rt, "metadata", None) or {}, found[0])
+        if info is None or info.weights_sha256 != digest or info.model != entry.name:
+            return None
+        rt.set_info(dataclasses.replace(info, weights_path=str(path)))
+    except WeightsError:  # labels that do not fit the graph: the full path rebuilds
         return None
-    if sidecar is None:  # an export cached before sidecars: the next start is faster
+    if sidecar is None:  # missing or rejected: rebuilt from the export's own metadata
         write_sidecar(found[0], rt.metadata)
-    rt.set_info(dataclasses.replace(info, weights_path=str(path)))
     return rt
+
+
+def _discard_export(path: Path) -> None:
+    """Remove a cached export that cannot be loaded (har's own file in its cache)."""
+    import contextlib as _cl
+
+    from .metadata import metadata_sidecar
+
+    for p in (path, metadata_sidecar(path)):
+        with _cl.suppress(OSError):
+            p.unlink()
 
 
 def load_runtime(model: str, weights=None, *, backend: str = "auto", device: str = "cpu",
@@ -311,12 +431,13 @@ def load_runtime(model: str, weights=None, *, backend: str = "auto", device: str
     if module is None and suffix in (".onnx", ".xml"):
         path = Path(text).expanduser()
         if not path.is_file():
-            raise HarError(f"{weights}: no such weights file; check the --weights path")
+            raise HarError(f"{_shown(weights)}: no such weights file; check the --weights path")
         if suffix == ".xml" and backend != "openvino":
             if backend == "torch" and precision == "auto" and _installed("openvino"):
                 backend = "openvino"
             elif backend != "openvino":
-                raise HarError(f"{weights}: an OpenVINO IR runs on --backend openvino only")
+                raise HarError(f"{_shown(weights)}: an OpenVINO IR runs on --backend openvino "
+                               "only")
         info = exported_info(path)
         if info is not None and backend in ("openvino", "onnxruntime"):
             if sha256:
@@ -338,12 +459,13 @@ def load_runtime(model: str, weights=None, *, backend: str = "auto", device: str
         if info is None and suffix == ".onnx" and backend == "openvino" and not sha256:
             # A plain export (OpenCV's published resnet-34_kinetics.onnx): check its graph
             # against the architecture with the ONNX import, then run the file itself.
-            rt = _published_onnx_runtime(model, path, device, batch_size, precision)
+            with _loading(path, "openvino"):
+                rt = _published_onnx_runtime(model, path, device, batch_size, precision)
             if rt is not None:
                 return rt
         if suffix == ".xml":
-            raise HarError(f"{weights}: an OpenVINO IR without har metadata; export it with "
-                           "`har export openvino` (or pass the .pth/.onnx it came from)")
+            raise HarError(f"{_shown(weights)}: an OpenVINO IR without har metadata; export it "
+                           "with `har export openvino` (or pass the .pth/.onnx it came from)")
     get_entry(model)
     if module is None and backend in ("openvino", "onnxruntime") and precision != "int8":
         rt = _cached_export_runtime(model, weights, backend, device, batch_size, precision,

@@ -40,11 +40,23 @@ class RuntimeBase:
     # A learned video-level head (har.models.temporal.TemporalHead) that scores a video
     # from its clips' features in order, in place of the mean of clip scores.
     video_head = None
+    # Scores per clip as the loaded graph says (None where the runtime cannot tell):
+    # labels from metadata must match it, else they would name the wrong classes.
+    classes: int | None = None
 
     def set_info(self, info) -> None:
-        """Take provenance from a :class:`har.models.info.ModelInfo`."""
+        """Take provenance from a :class:`har.models.info.ModelInfo` (WeightsError when
+        its labels do not fit the loaded graph's outputs)."""
         if info is None:
             return
+        if self.classes and len(info.labels) != self.classes:
+            from ..errors import WeightsError
+            from ..text import printable
+
+            where = printable(info.weights_path or info.model or "the model")
+            raise WeightsError(f"{where}: its metadata lists {len(info.labels)} labels but "
+                               f"the model scores {self.classes} classes; the metadata was "
+                               "changed or damaged: export the model again from its .pth")
         self.info = info
         self.labels, self.preset = info.labels, info.preset
         self.video_head = info.temporal_head()

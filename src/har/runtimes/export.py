@@ -12,8 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..fsutil import remove_stale_temps, temp_prefix
 from .base import need
-from .metadata import metadata_sidecar, set_ov_metadata, write_sidecar
+from .metadata import set_ov_metadata, write_sidecar
 
 
 class _TwoOutputs(nn.Module):
@@ -54,7 +55,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape=(16, 112, 112),
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.to("cpu").eval()
     x = torch.zeros(1, 3, *input_shape)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp = path.with_name(temp_prefix(path.name) + "onnx")
     two = hasattr(model, "forward_features")
     net = (_TwoOutputs(model) if two else model).eval()
     names = ["logits", "features"] if two else ["logits"]
@@ -134,10 +135,15 @@ def export_openvino(model: nn.Module, path: str | Path, input_shape=(16, 112, 11
         meta = model_metadata(model)
         if meta:
             set_ov_metadata(ov_model, {**meta, "precision": precision})
-        tmp_xml = path.with_name(path.stem + f".tmp{os.getpid()}.xml")
-        ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
-        os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
-        os.replace(tmp_xml, path)
+        tmp_xml = path.with_name(temp_prefix(path.stem) + "xml")
+        try:
+            ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
+            os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
+            os.replace(tmp_xml, path)
+        finally:
+            for p in (tmp_xml, tmp_xml.with_suffix(".bin")):
+                with contextlib.suppress(OSError):
+                    p.unlink()
     return path
 
 
@@ -147,9 +153,12 @@ def export_onnx_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
 
     t, h, w = input_shape
     path = cache_dir() / "exports" / f"{_state_key(model)}-{t}x{h}x{w}.onnx"
+    remove_stale_temps(path.parent)  # what a killed export left
     if not path.is_file():
         export_onnx(model, path, input_shape)
-    sidecar = metadata_sidecar(path)
-    if not sidecar.is_file():
-        write_sidecar(path, model_metadata(model))
+    from .metadata import read_sidecar
+
+    meta = model_metadata(model)
+    if read_sidecar(path) != meta:  # missing, damaged or edited: the model's own metadata
+        write_sidecar(path, meta)
     return path

@@ -46,21 +46,47 @@ def metadata_sidecar(path: str | Path) -> Path:
     return Path(path).with_suffix(".meta.json")
 
 
+# The sidecar's own check: sha256 of its metadata (the weights' sha256 included), so a
+# sidecar edited by hand (labels changed, cut short) no longer matches and is rebuilt
+# from the export itself instead of overriding the weights' own labels.
+SIDECAR_CHECK = "sidecar_sha256"
+
+
+def _sidecar_digest(meta: dict[str, str]) -> str:
+    import hashlib
+    import json
+
+    body = json.dumps({k: v for k, v in meta.items() if k != SIDECAR_CHECK}, sort_keys=True)
+    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def write_sidecar(path: str | Path, meta: dict[str, str]) -> None:
     import json
 
     from ..fsutil import write_text_atomic
 
+    meta = {k: v for k, v in meta.items() if k != SIDECAR_CHECK}
+    doc = {**meta, SIDECAR_CHECK: _sidecar_digest(meta)}
     with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
-        write_text_atomic(metadata_sidecar(path), json.dumps(meta))
+        write_text_atomic(metadata_sidecar(path), json.dumps(doc))
 
 
 def read_sidecar(path: str | Path) -> dict[str, str] | None:
+    """The metadata in ``path``'s sidecar, or None when there is none or it does not
+    check out: not JSON, not strings, its digest does not match its content, or it
+    names weights other than the ones the export's file name was made from."""
     import json
 
     try:
-        meta = json.loads(metadata_sidecar(path).read_text())
+        meta = json.loads(metadata_sidecar(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return meta if isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values()) \
-        else None
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        return None
+    check = meta.pop(SIDECAR_CHECK, None)
+    if check != _sidecar_digest(meta):
+        return None
+    sha = meta.get("weights_sha256") or ""
+    if sha and not Path(path).name.startswith(sha[:24]):
+        return None
+    return meta

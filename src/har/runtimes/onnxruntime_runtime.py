@@ -27,6 +27,8 @@ class OnnxRuntimeBackend(RuntimeBase):
         self._session = ort.InferenceSession(str(onnx_path), opts, providers=providers)
         self._input = self._session.get_inputs()[0].name
         self._n_out = len(self._session.get_outputs())
+        shape = self._session.get_outputs()[0].shape
+        self.classes = shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
         self.metadata = dict(self._session.get_modelmeta().custom_metadata_map)
         self.batch_size = batch_size or 4
 

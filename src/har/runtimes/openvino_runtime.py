@@ -3,6 +3,7 @@ ONNX file or an IR ``.xml`` (from ``har export openvino``) directly."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,16 @@ class OpenVINOBackend(RuntimeBase):
         if precision == "fp16":
             raise HarError("OpenVINO on the CPU runs fp32 or bf16; use one of those")
         self.precision = precision
-        # The compiled-model cache: the second start skips compiling (CACHE_DIR).
-        core.set_property({"CACHE_DIR": str(cache_dir() / "openvino")})
+        # The compiled-model cache: the second start skips compiling (CACHE_DIR). A
+        # cache folder that cannot be made (HAR_HOME read-only, or a file) only costs
+        # the compile on every start.
+        blobs = cache_dir() / "openvino"
+        try:
+            blobs.mkdir(parents=True, exist_ok=True)
+            if os.access(blobs, os.W_OK):
+                core.set_property({"CACHE_DIR": str(blobs)})
+        except OSError:
+            pass
         hint = "bf16" if precision == "bf16" else "f32"
         # THROUGHPUT mode runs several streams (one per core or two) in parallel; each
         # batch is split across their infer requests. Measured ~30% faster than one
@@ -49,6 +58,11 @@ class OpenVINOBackend(RuntimeBase):
         else:
             self._compiled = self._read_and_compile(core, model_path, add_features, config)
         self._n_out = len(self._compiled.outputs)
+        try:
+            dim = self._compiled.outputs[0].get_partial_shape()[1]
+            self.classes = dim.get_length() if dim.is_static else None
+        except Exception:  # noqa: BLE001 - an output of another rank: unknown
+            self.classes = None
         n = max(1, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         self._requests = [self._compiled.create_infer_request() for _ in range(n)]
         self.batch_size = batch_size or max(4, n)

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..defaults import DEFAULT_MODEL, FREEZE_POINTS, HEADS
 from ..errors import HarError
-from ..fsutil import atomic_open, atomic_path, display_path
+from ..fsutil import atomic_open, atomic_path, display_path, remove_stale_temps
 from .augment import eval_clips, train_clip
 from .data import Dataset
 from .frames import FRAMES_PREFIX, FrameStore
@@ -52,6 +52,26 @@ _DIRECTION_WORDS = {"left", "right", "leftward", "rightward", "leftwards", "righ
                     "east", "west", "ltr", "rtl", "l2r", "r2l"}
 
 Log = Callable[[str], None]
+
+
+class RunWriteError(HarError):
+    """A file of the run folder could not be written (a full disk): `har train` exit 1."""
+
+
+class ResumeMismatch(HarError):
+    """--resume with other data or other settings than the run had: a usage error."""
+
+
+class TrainingDiverged(HarError):
+    """The loss or the weights stopped being finite, or the loss exploded: exit 1. The
+    run folder keeps the checkpoint of the last finished (good) epoch, never bad weights."""
+
+
+# A mean cross-entropy above this many times ln(classes) puts the true class at a
+# probability below classes**-100: no model that is learning gets there; the run diverged.
+DIVERGED_LOSS_FACTOR = 100.0
+# Settings that --resume may change: how long to train, where, and decoding threads.
+RESUMABLE_CHANGES = ("epochs", "device", "workers")
 
 
 @dataclass
@@ -285,6 +305,8 @@ def prepare_out(out: str | os.PathLike, resume: bool) -> Path:
     if out.exists() and not out.is_dir():
         raise HarError(f"{display_path(out)}: exists and is not a folder; choose another --out")
     ckpt = out / "checkpoint.pth"
+    if out.is_dir():
+        remove_stale_temps(out)  # what a killed run left half-written
     if resume:
         if not ckpt.is_file():
             raise HarError(f"{display_path(out)}: no checkpoint.pth to resume from; start "
@@ -317,8 +339,9 @@ def _writing(dest: Path):
     try:
         yield
     except OSError as exc:
-        raise HarError(f"{display_path(dest)}: cannot be written ({exc.strerror or exc}); "
-                       "free some space and run again with --resume") from None
+        raise RunWriteError(f"{display_path(dest)}: cannot be written "
+                            f"({exc.strerror or exc}); free some space and run again with "
+                            "--resume") from None
 
 
 def save_torch(obj: Any, dest: Path) -> None:
@@ -427,20 +450,64 @@ def evaluate_store(model: nn.Module, store: FrameStore, dataset: Dataset, preset
             "val_videos": len(video_true)}
 
 
+def resume_conflicts(saved: dict, explicit: dict) -> list[str]:
+    """The settings in ``explicit`` (given on the command line) that differ from the
+    run's ``saved`` options, as ``--name NEW (the run has OLD)``; --epochs, --device and
+    --workers may change."""
+    from ..models.zoo import get_entry
+
+    def norm(name: str, value):
+        if name == "model" and isinstance(value, str):
+            try:
+                return get_entry(value).name
+            except (KeyError, HarError):
+                return value
+        if name == "sha256" and isinstance(value, str):
+            return value.strip().lower()
+        return value
+
+    out = []
+    for name, new in explicit.items():
+        if new is None or name in RESUMABLE_CHANGES or name not in saved:
+            continue
+        old = saved[name]
+        if norm(name, new) != norm(name, old):
+            flag = "--" + name.replace("_", "-")
+            shown = "" if new is True else f" {new}"
+            out.append(f"{flag}{shown} (the run has {old if old is not None else 'none'})")
+    return out
+
+
+def _finite_state(model: nn.Module) -> bool:
+    """Every floating-point weight and buffer (BatchNorm statistics too) is finite."""
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values()
+               if t.is_floating_point())
+
+
 def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | None = None, *,
           val_set: Dataset | None = None, resume: bool = False, progress: bool = False,
-          log: Log = print) -> RunResult:
-    """Train (see the module docstring); returns the final metrics."""
+          log: Log = print, explicit: dict | None = None) -> RunResult:
+    """Train (see the module docstring); returns the final metrics.
+
+    ``explicit``: the options the user set (on the command line); with ``resume`` any
+    of them that differs from the run's own settings is refused (ResumeMismatch)
+    rather than silently ignored."""
     o = options or TrainOptions()
     out = prepare_out(out, resume)
     state = None
     if resume:
         state = _load_resume(out, train_set, o)
+        changed = resume_conflicts(state.get("options", {}), explicit or {})
+        if changed:
+            raise ResumeMismatch(f"{display_path(out)}: --resume continues the run with its "
+                                 f"own settings, but {', '.join(changed)}; drop the changed "
+                                 "option, or start a new run with another --out")
         saved = TrainOptions(**{f.name: state["options"][f.name] for f in fields(TrainOptions)
                                 if f.name in state["options"]})
         if options is not None and options.epochs is not None:
             saved.epochs = options.epochs  # --resume --epochs N extends a finished run
         saved.device = o.device  # the run may continue on another device
+        saved.workers = o.workers
         o = saved
     o = resolve_defaults(o)
     if len(train_set.labels) < 2:
@@ -463,7 +530,12 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
     log(f"model {base.entry.name} ({'random init' if o.scratch else 'from ' + _short(base)}), "
         f"{len(labels)} classes, frozen: {', '.join(frozen) or 'nothing'}; flip {flip_why}")
 
-    stores = _decode(train_set, val_set, preset, o, progress, log, out)
+    try:
+        stores = _decode(train_set, val_set, preset, o, progress, log, out)
+    except OSError as exc:  # the frames folder could not be made in --out
+        raise RunWriteError(f"{display_path(out)}: cannot keep decoded frames there "
+                            f"({exc.strerror or exc}); free some space, or give an --out on "
+                            "a larger disk") from None
     train_store, val_store = stores
     try:
         device = o.device
@@ -504,6 +576,7 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
                                   for _ in range(2)])
             precision = choose_precision(o, model, sample, log)
         scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+        diverged_at = DIVERGED_LOSS_FACTOR * max(math.log(len(labels)), 1.0)
         data_doc = _data_doc(train_set, val_set, train_store, val_store)
         t_start = time.monotonic()
         clips_seen = 0
@@ -524,6 +597,9 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
                 with _autocast(device, precision):
                     logits = model(x)
                 loss = F.cross_entropy(logits.float(), y)
+                value = loss.item()
+                if not math.isfinite(value) or value > diverged_at:
+                    raise TrainingDiverged(_diverged(out, epoch, s, value, o, "loss"))
                 opt.zero_grad(set_to_none=True)
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -533,14 +609,14 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
                     loss.backward()
                     opt.step()
                 sched.step()
-                if not math.isfinite(loss.item()):
-                    raise HarError(f"training diverged at epoch {epoch + 1} (loss {loss.item()}); "
-                                   f"lower --lr (now {o.lr:g})")
-                loss_sum += loss.item() * len(idx)
+                loss_sum += value * len(idx)
                 correct += int((logits.argmax(1) == y).sum())
                 seen += len(idx)
                 bar.update(1, loss=loss_sum / seen, acc=correct / seen)
             bar.close()
+            if not _finite_state(model):  # e.g. inf in BatchNorm's running statistics
+                raise TrainingDiverged(_diverged(out, epoch, steps, float("nan"), o,
+                                                 "weights"))
             clips_seen += seen
             row = {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
                    "train_acc": correct / max(seen, 1), "lr": opt.param_groups[0]["lr"],
@@ -570,6 +646,19 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
         for st in stores:
             if st is not None:
                 st.close()
+
+
+def _diverged(out: Path, epoch: int, step: int, value: float, o: TrainOptions,
+              what: str) -> str:
+    """The one line for a run that diverged; what the run folder still holds."""
+    where = f"epoch {epoch + 1}, step {step + 1}" if what == "loss" else f"epoch {epoch + 1}"
+    why = (f"the loss reached {value:.3g}" if what == "loss" else
+           "the weights became infinite or NaN")
+    kept = (f"{display_path(out / 'checkpoint.pth')} keeps epoch {epoch} (the last good one)"
+            if epoch > 0 else "no epoch finished, so nothing was saved")
+    first = " from scratch" if o.scratch else ""
+    return (f"training diverged at {where}: {why}; stopped without saving bad weights "
+            f"({kept}); start a new run{first} with a lower --lr (this one used {o.lr:g})")
 
 
 def _short(base: Base) -> str:
@@ -670,10 +759,11 @@ def _load_resume(out: Path, train_set: Dataset, o: TrainOptions) -> dict:
     except HarError as exc:
         raise HarError(f"{exc}; cannot --resume (start a new run with another --out)") from None
     if not isinstance(state, dict) or state.get("format") != SCHEMA:
-        raise HarError(f"{display_path(out / 'checkpoint.pth')}: not a har training checkpoint")
+        raise ResumeMismatch(f"{display_path(out / 'checkpoint.pth')}: not a har training "
+                             "checkpoint; cannot --resume (start a new run with another --out)")
     if list(state.get("labels", [])) != list(train_set.labels) or \
             state.get("samples") != len(train_set.samples):
-        raise HarError(f"{display_path(out)}: was trained on other data ("
+        raise ResumeMismatch(f"{display_path(out)}: was trained on other data ("
                        f"{len(state.get('labels', []))} classes, {state.get('samples')} videos; "
                        f"now {len(train_set.labels)} and {len(train_set.samples)}); resume with "
                        "the same DATA")
