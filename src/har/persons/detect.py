@@ -68,7 +68,7 @@ class HogDetector:
     name = "hog"
 
     def __init__(self, *, min_height: int = 480, threshold: float = 0.0,
-                 scale: float = 1.05, group: int = 1) -> None:
+                 scale: float = 1.05, group: int = 2) -> None:
         import cv2
 
         self.min_height, self.threshold, self.scale, self.group = (min_height, threshold,
@@ -103,7 +103,27 @@ class HogDetector:
                                   group=self.group)
         boxes = [Box(x0 / up, y0 / up, x1 / up, y1 / up, float(1.0 / (1.0 + np.exp(-2.0 * s))))
                  for x0, y0, x1, y1, s in raw]
-        return _tighten(boxes)
+        return _tighten(drop_nested(boxes))
+
+
+def drop_nested(boxes: Sequence[Box], inside: float = 0.8) -> list[Box]:
+    """Drop a box that lies mostly (``inside`` of its area) within a larger one: HOG
+    also fires on a person's legs or torso at a smaller scale."""
+    out = []
+    for b in boxes:
+        area = max(b.width * b.height, 1e-9)
+        nested = False
+        for o in boxes:
+            if o is b or o.width * o.height <= area:
+                continue
+            ix = max(0.0, min(b.x1, o.x1) - max(b.x0, o.x0))
+            iy = max(0.0, min(b.y1, o.y1) - max(b.y0, o.y0))
+            if ix * iy >= inside * area:
+                nested = True
+                break
+        if not nested:
+            out.append(b)
+    return out
 
 
 def _tighten(boxes: Sequence[Box]) -> list[Box]:
