@@ -370,3 +370,62 @@ def test_cli_person_usage_errors_are_one_line_and_touch_nothing(r10_weights, tmp
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1, err
     assert keep.read_text() == "mine"
+
+
+# -- the built-in HOG detector on real videos ------------------------------------------
+def _frame(name: str, index: int, long_side: int = 640) -> np.ndarray:
+    from conftest import shared_video
+    from har.video import VideoSource
+
+    with VideoSource(str(shared_video(name))) as v:
+        s = long_side / max(v.info.width, v.info.height)
+        size = (int(round(v.info.width * s)), int(round(v.info.height * s)))
+        for f in v.frames(size=size):
+            if f.index == index:
+                return f.rgb
+    raise AssertionError(f"{name} has no frame {index}")
+
+
+@pytest.fixture(scope="module")
+def hog():
+    from har.persons.detect import HogDetector
+
+    return HogDetector()
+
+
+# People boxed by hand on the frame (640-pixel-wide frames): x0, y0, x1, y1.
+_PEOPLE = {
+    ("mmaction2__demo_skeleton.mp4", 20): [(215, 95, 300, 305), (300, 85, 385, 290)],
+    ("mmaction2__S001C001P001R001A001_rgb.avi", 20): [(330, 97, 372, 245)],
+}
+
+
+@pytest.mark.parametrize("name, index", list(_PEOPLE))
+def test_hog_finds_the_people_and_nothing_else(hog, name, index):
+    rgb = _frame(name, index)
+    boxes = hog.detect(rgb)
+    truth = [Box(*b) for b in _PEOPLE[(name, index)]]
+    iou = iou_matrix(truth, boxes)
+    assert iou.shape[1] == len(truth), boxes  # one box per person, no other box
+    assert (iou.max(axis=1) >= 0.5).all(), iou
+
+
+def test_hog_finds_nobody_in_blank_frames(hog):
+    rng = np.random.default_rng(0)
+    for frame in (np.zeros((360, 640, 3), np.uint8), np.full((360, 640, 3), 128, np.uint8),
+                  np.full((360, 640, 3), 255, np.uint8),
+                  rng.integers(0, 256, (360, 640, 3), dtype=np.uint8)):
+        assert hog.detect(frame) == []
+
+
+def test_hog_descriptor_is_opencvs_layout():
+    """A window holding one vertical edge: its gradient is horizontal (bin 0 and 8,
+    centred on 0 degrees), and the edge's blocks hold it in OpenCV's column order."""
+    from har.persons.hog import window_descriptor
+
+    win = np.zeros((128, 64, 3), np.uint8)
+    win[:, 32:] = 200
+    d = window_descriptor(win).reshape(7, 15, 2, 2, 9)  # (block x, block y, cx, cy, bin)
+    energy = d.sum(axis=(1, 2, 3, 4))
+    assert energy.argmax() in (2, 3)  # the blocks around x = 32
+    assert d[:, :, :, :, [0, 8]].sum() > 0.95 * d.sum()
