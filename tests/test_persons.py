@@ -429,3 +429,44 @@ def test_hog_descriptor_is_opencvs_layout():
     energy = d.sum(axis=(1, 2, 3, 4))
     assert energy.argmax() in (2, 3)  # the blocks around x = 32
     assert d[:, :, :, :, [0, 8]].sum() > 0.95 * d.sum()
+
+
+class _SceneDetector:
+    """The detector interface answered from a scene's known boxes (the thing under
+    test here is the stream and tracker around it, not a detector)."""
+
+    name = "scene"
+
+    def __init__(self, boxes_by_size: dict[int, list[Box]]):
+        self.calls = 0
+        self.by_frame = boxes_by_size
+
+    def detect(self, rgb):
+        self.calls += 1
+        return list(self.by_frame.get(self.calls - 1, []))
+
+
+def test_detect_every_n_frames_tracks_people_between_detections(rec, tmp_path):
+    from har.persons import PersonOptions, PersonStream
+
+    video, tracks = two_actor_scene(tmp_path / "s.mp4", frames=40)
+    every = 4
+    # the detector sees frames 0, 4, 8, ...; answer with the true boxes of those frames
+    by_call: dict[int, list[Box]] = {}
+    for t in tracks:
+        if t.frame % every == 0:
+            by_call.setdefault(t.frame // every, []).append(
+                Box(t.box.x0, t.box.y0, t.box.x1, t.box.y1, 0.9))
+    det = _SceneDetector(by_call)
+    ps = PersonStream(rec, video, PersonOptions(detector=det, detect_every=every))
+    list(ps)
+    assert det.calls == 10  # 40 frames, every 4th
+    persons = ps.persons()
+    assert len(persons) == 2
+    # confirmed on the second detection (frame 4), then boxed on every frame after
+    for p in persons:
+        assert p.first_frame == 4 and p.last_frame == 39 and p.frames == 36
+        # two full clips; the last 4 frames are under min_frames (8): no padded clip
+        assert [(c.start_frame, c.end_frame) for c in p.clips] == [(4, 20), (20, 36)]
+    left = min(persons, key=lambda p: p.boxes[0].box.x0)
+    assert all(b.box.x1 < 120 for b in left.boxes)  # the left person stays on the left

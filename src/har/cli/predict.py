@@ -637,6 +637,11 @@ def _check_persons(args, sources, n_inputs: int):
 
     detector = args.detector
     if not args.tracks:
+        import importlib.util
+
+        if importlib.util.find_spec("scipy") is None:
+            raise UsageError("--persons tracks people with scipy, which is not installed; "
+                             f"install it with: {pip_hint('persons')}, or give --tracks")
         from ..persons.detect import load_detector
 
         try:

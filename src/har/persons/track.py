@@ -104,7 +104,14 @@ class Tracker:
                ) -> tuple[list[tuple[int, int]], list[int], list[int]]:
         if not tracks or not dets:
             return [], list(range(len(tracks))), list(range(len(dets)))
-        from scipy.optimize import linear_sum_assignment
+        try:
+            from scipy.optimize import linear_sum_assignment
+        except ImportError:
+            from ..defaults import pip_hint
+            from ..errors import HarError
+
+            raise HarError("tracking people needs scipy, which is not installed; install "
+                           f"it with: {pip_hint('persons')}") from None
 
         iou = iou_matrix([t.box for t in tracks], dets)
         rows, cols = linear_sum_assignment(1.0 - iou)
