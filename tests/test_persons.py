@@ -332,7 +332,8 @@ def test_cli_mot_output_read_back_by_tracks_gives_the_same_persons(r10_weights, 
               "torch", "--no-progress"]
     assert main([*common, "--tracks", str(given), "--mot", str(tmp_path / "m1.txt"),
                  "--json", str(tmp_path / "a.json"), "--ava", str(tmp_path / "a.csv"),
-                 "--jsonl", str(tmp_path / "a.jsonl")]) == 0
+                 "--jsonl", str(tmp_path / "a.jsonl"), "--annotate",
+                 str(tmp_path / "ann.mp4")]) == 0
     assert main([*common, "--tracks", str(tmp_path / "m1.txt"),
                  "--json", str(tmp_path / "b.json")]) == 0
     a = json.loads((tmp_path / "a.json").read_text())["videos"][0]["persons"]
@@ -344,6 +345,13 @@ def test_cli_mot_output_read_back_by_tracks_gives_the_same_persons(r10_weights, 
     types = [e["type"] for e in events]
     assert types.count("person_start") == 2 and types.count("person_end") == 2
     assert types.count("person_clip") == 4
+    # the annotated video boxes each person in their colour (#2: green, 60,180,75)
+    import av
+
+    with av.open(str(tmp_path / "ann.mp4")) as c:
+        frame = next(iter(c.decode(video=0))).to_ndarray(format="rgb24")
+    edge = frame[60, 227:230].astype(int)  # person 2's right edge, x = 228
+    assert (np.abs(edge - [60, 180, 75]).max(axis=1) < 50).any(), edge
     rows = (tmp_path / "a.csv").read_text().splitlines()
     first = rows[0].split(",")
     assert first[0] == "s" and first[1] == "0" and len(first) == 9
