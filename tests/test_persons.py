@@ -478,3 +478,52 @@ def test_detect_every_n_frames_tracks_people_between_detections(rec, tmp_path):
         assert [(c.start_frame, c.end_frame) for c in p.clips] == [(4, 20), (20, 36)]
     left = min(persons, key=lambda p: p.boxes[0].box.x0)
     assert all(b.box.x1 < 120 for b in left.boxes)  # the left person stays on the left
+
+
+class _SlowDetector(_SceneDetector):
+    """The scene's boxes, after ``delay`` seconds (a detector slower than the camera)."""
+
+    def __init__(self, boxes: list[Box], delay: float):
+        super().__init__({})
+        self.boxes, self.delay = boxes, delay
+
+    def detect(self, rgb):
+        import time
+
+        self.calls += 1
+        time.sleep(self.delay)
+        return list(self.boxes)
+
+
+def test_live_persons_skip_detections_instead_of_falling_behind(rec, tmp_path):
+    """A camera (a file played in real time) with a detector 10x slower than its frame
+    rate: detections that would fall behind are skipped, the tracker carries the
+    people, and the stream ends about when the video does."""
+    import time
+
+    from har.live import LiveSource
+    from har.persons import PersonOptions, PersonStream
+
+    video, tracks = two_actor_scene(tmp_path / "s.mp4", frames=75)  # 3 s at 25 fps
+    boxes = [Box(t.box.x0, t.box.y0, t.box.x1, t.box.y1, 0.9) for t in tracks if t.frame == 0]
+    det = _SlowDetector(boxes, delay=0.4)
+    live = LiveSource(str(video), realtime=True)
+    ps = PersonStream(rec, live, PersonOptions(detector=det, detect_every=1), live=True,
+                      keep_clips=False)
+    t0 = time.monotonic()
+    events = list(ps)
+    elapsed = time.monotonic() - t0
+    assert ps.detections_skipped > 0 and det.calls >= 2
+    assert det.calls + ps.detections_skipped == 75
+    # every frame detected would take 75 x 0.4 = 30 s; skipping keeps it near 3 s
+    assert elapsed < 15, elapsed
+    assert {e.id for e in events if e.kind == "clip"} == {1, 2}
+    assert ps.persons()[0].frames > 50 and ps.rows == []  # live: no per-frame history
+
+
+def test_live_person_options_need_persons(capsys):
+    from har.cli import main
+
+    assert main(["live", "0", "--detector", "x.onnx"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "add --persons" in err and len(err.splitlines()) == 1

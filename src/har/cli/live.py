@@ -11,7 +11,7 @@ import time
 from ..fsutil import display_path
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
-                     check_runtime_options, make_recognizer, positive_seconds,
+                     check_runtime_options, make_recognizer, positive_int, positive_seconds,
                      timeline_options)
 
 EPILOG = """\
@@ -67,6 +67,16 @@ def register(sub) -> None:
                    help="show the annotated frames in a window (needs a display and an "
                         "OpenCV with window support)")
     o.add_argument("--quiet", action="store_true", help="no line per clip on stderr")
+    g = p.add_argument_group("per person (docs/persons.md)")
+    g.add_argument("--persons", action="store_true",
+                   help="recognize each person's action instead of the whole frame's: "
+                        "person_start/person_clip/person_end events")
+    g.add_argument("--detector", metavar="hog|FILE.onnx", default="hog",
+                   help="person detector: 'hog' (built in; default) or a YOLOX or "
+                        "ultralytics ONNX file")
+    g.add_argument("--detect-every", type=positive_int, default=5, metavar="N",
+                   help="run the detector on every N-th frame (default 5); a detection "
+                        "that would fall behind the stream is skipped, never queued")
     p.set_defaults(func=cmd_live)
 
 
@@ -128,6 +138,7 @@ def cmd_live(args: argparse.Namespace) -> int:
                 pass
 
     stop = threading.Event()
+    persons = _person_options(args)
     recognizer = make_recognizer(args, max_latency_s=args.max_latency)
     emit("start", schema=writers.EVENTS_SCHEMA, model=recognizer.model_name, source=src.text,
          settings={"stride": args.stride, "tail": args.tail,
@@ -171,12 +182,22 @@ def cmd_live(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             emit("summary", clips=0, skipped=0, reconnects=0, error=str(exc))
             return ExitCode.INPUT_FAILED
-        stream = recognizer.stream(live, live=True, keep_clips=False)
+        if persons is not None:
+            from ..persons.stream import PersonStream
+
+            stream = PersonStream(recognizer, live, persons, live=True, keep_clips=False)
+        else:
+            stream = recognizer.stream(live, live=True, keep_clips=False)
         if args.duration:
             timer = threading.Timer(args.duration, stream.stop)
             timer.daemon = True
             timer.start()
         for clip in stream:
+            if persons is not None:  # a PersonEvent
+                if clip.kind != "clip":
+                    _person_event(emit, src.text, clip, stream)
+                    continue
+                pid, clip = clip.id, clip.clip
             now = time.monotonic()
             latency = now - clip.ready_at if clip.ready_at is not None else None
             if latency is not None:
@@ -188,14 +209,18 @@ def cmd_live(args: argparse.Namespace) -> int:
                 fields = clip.to_dict()
                 if args.jsonl_features and clip.features is not None:
                     fields["features"] = [round(float(v), 6) for v in clip.features]
-                emit("clip", path=src.text, **fields,
+                emit("clip" if persons is None else "person_clip", path=src.text,
+                     **({} if persons is None else {"person": pid}), **fields,
                      latency_s=None if latency is None else round(latency, 4),
                      skipped=stream.skipped)
-            for type_, fields in segmenter.add(clip):
-                emit(type_, path=src.text, **fields)
+            if persons is None:
+                for type_, fields in segmenter.add(clip):
+                    emit(type_, path=src.text, **fields)
             if not args.quiet:
                 top = clip.top[0]
-                print(f"{clip.start_s:9.2f}s  {top.label} ({top.score:.0%})", file=sys.stderr)
+                who = "" if persons is None else f"person {pid}: "
+                print(f"{clip.start_s:9.2f}s  {who}{top.label} ({top.score:.0%})",
+                      file=sys.stderr)
             if stop.is_set():
                 break
     except KeyboardInterrupt:
@@ -225,7 +250,9 @@ def cmd_live(args: argparse.Namespace) -> int:
                "latency_p95_s": None if p95 is None else round(p95, 4),
                "latency_max_s": round(max(latencies), 4) if latencies else None,
                "seconds": round(time.monotonic() - t_start, 3),
-               "interrupted": interrupted}
+               "interrupted": interrupted,
+               **({} if persons is None or stream is None else
+                  {"detections_skipped": stream.detections_skipped})}
     emit("summary", **summary)
     if out is not None and out is not sys.stdout:
         out.close()
@@ -237,3 +264,38 @@ def cmd_live(args: argparse.Namespace) -> int:
     if scored == 0:
         return ExitCode.INPUT_FAILED
     return ExitCode.OK
+
+
+def _person_options(args):
+    """--persons: the PersonOptions (usage errors first), or None."""
+    if not args.persons:
+        if args.detector != "hog" or args.detect_every != 5:
+            raise UsageError("--detector and --detect-every choose how --persons finds "
+                             "people; add --persons")
+        return None
+    import importlib.util
+
+    from ..defaults import pip_hint
+    from ..errors import HarError
+    from ..persons.detect import load_detector
+    from ..persons.stream import PersonOptions
+
+    if importlib.util.find_spec("scipy") is None:
+        raise UsageError("--persons tracks people with scipy, which is not installed; "
+                         f"install it with: {pip_hint('persons')}")
+    try:
+        detector = load_detector(args.detector)
+    except HarError as exc:
+        raise UsageError(str(exc)) from None
+    return PersonOptions(detector=detector, detect_every=args.detect_every)
+
+
+def _person_event(emit, path: str, ev, stream) -> None:
+    if ev.kind == "start":
+        emit("person_start", path=path, person=ev.id, first_frame=ev.clip.start_frame,
+             start_s=ev.clip.start_s)
+    elif ev.kind == "end":
+        p = ev.person
+        emit("person_end", path=path, person=p.id, first_frame=p.first_frame,
+             last_frame=p.last_frame, top=[t.to_dict() for t in p.top],
+             detections_skipped=stream.detections_skipped)

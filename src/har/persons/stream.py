@@ -155,8 +155,11 @@ class PersonStream:
     """
 
     def __init__(self, rec, source, options: PersonOptions | None = None, *,
-                 live: bool | None = None, progress=None) -> None:
+                 live: bool | None = None, progress=None, keep_clips: bool = True) -> None:
+        # keep_clips=False (live streams that run for days): each person keeps its last
+        # clips only (Summary's window) and no per-frame boxes, so memory stays flat.
         self._rec = rec
+        self.keep_clips = keep_clips
         self.options = options or PersonOptions()
         if isinstance(source, (str, Path)):
             source = parse_source(str(source))
@@ -178,7 +181,10 @@ class PersonStream:
             from .detect import load_detector
 
             self._detector = load_detector(self.options.detector)
-        self.rows: list[TrackedBox] = []  # every person box, in frame order
+        self.rows: list[TrackedBox] = []  # every person box, in frame order (keep_clips)
+        self._span: dict[int, list[int]] = {}  # person -> [first frame, last frame, frames]
+        # Live: detections left out because the stream was ahead of the detector.
+        self.detections_skipped = 0
         self._summaries: dict[int, Summary] = {}
         self._clips: dict[int, list[PersonClip]] = {}
         self._ended: dict[int, int] = {}  # person -> seq of its last clip (-1: none)
@@ -212,23 +218,23 @@ class PersonStream:
 
     # -- results ------------------------------------------------------------------
     def person(self, pid: int) -> PersonResult:
-        rows = [r for r in self.rows if r.id == pid]
-        first = rows[0].frame if rows else 0
-        last = rows[-1].frame if rows else 0
-        out = PersonResult(id=pid, first_frame=first, last_frame=last, frames=len(rows),
+        rows = [r for r in self.rows if r.id == pid] if self.keep_clips else []
+        first, last, count = self._span.get(pid, (0, 0, 0))
+        out = PersonResult(id=pid, first_frame=first, last_frame=last, frames=count,
                            boxes=rows)
         summ = self._summaries.get(pid)
         if summ is not None and summ.count:
             scores = summ.scores()
             out.probs = scores
             out.top = topk(scores, summ.labels, summ.k)
-            out.clips = sorted(self._clips.get(pid, []), key=lambda c: c.index)
+            out.clips = sorted(self._clips.get(pid, []) if self.keep_clips else summ.clips,
+                               key=lambda c: c.index)
             out.segments = summ.segments()
         return out
 
     def persons(self) -> list[PersonResult]:
         """Every person seen (with or without clips), by id."""
-        return [self.person(pid) for pid in sorted({r.id for r in self.rows})]
+        return [self.person(pid) for pid in sorted(self._span)]
 
     def result(self) -> VideoResult:
         """The video's metadata with ``persons`` (no whole-frame scores)."""
@@ -267,10 +273,12 @@ class PersonStream:
                     if summ is None:
                         summ = self._summaries[spec.person] = Summary(
                             rec.labels, k=rec.k, aggregate=rec.aggregate,
-                            aggregate_k=rec.aggregate_k, timeline=rec.timeline)
+                            aggregate_k=rec.aggregate_k, timeline=rec.timeline,
+                            keep_clips=self.keep_clips, window=64)
                         yield PersonEvent("start", spec.person, clip)
                     summ.add(clip)
-                    self._clips.setdefault(spec.person, []).append(clip)
+                    if self.keep_clips:
+                        self._clips.setdefault(spec.person, []).append(clip)
                     yield PersonEvent("clip", spec.person, clip)
                 yield from self._ends(top_seq)
             stats = video.stats
@@ -365,9 +373,25 @@ class PersonStream:
                 yield from flush(pid, win)
             self._end(pid, last_seq.get(pid, -1))
 
+        import time
+
+        clock = None  # (wall, media) time of the first frame: how far behind we are
         for frame in video.frames(size=size):
+            behind = False
+            if self.live:
+                now = time.monotonic()
+                if clock is None:
+                    clock = (now, frame.time_s)
+                # Live: a detection that would start more than one detection period
+                # behind the stream is skipped (the tracker predicts instead), so the
+                # reader never falls behind the camera: skip, not queue.
+                lag = (now - clock[0]) - (frame.time_s - clock[1])
+                behind = lag > opt.detect_every * frame.duration_s
             if given is not None:
                 people = given.get(frame.index, [])
+            elif frame.index % opt.detect_every == 0 and behind:
+                self.detections_skipped += 1
+                people = tracker.predict()
             elif frame.index % opt.detect_every == 0:
                 dets = [d.scaled(1.0 / s) for d in self._detector.detect(frame.rgb)
                         if d.score >= opt.min_score]
@@ -375,7 +399,13 @@ class PersonStream:
             else:
                 people = tracker.predict()
             for pid, box in people:
-                self.rows.append(TrackedBox(frame.index, pid, box))
+                if self.keep_clips:
+                    self.rows.append(TrackedBox(frame.index, pid, box))
+                span = self._span.get(pid)
+                if span is None:
+                    self._span[pid] = [frame.index, frame.index, 1]
+                else:
+                    span[1], span[2] = frame.index, span[2] + 1
                 win = windows.get(pid)
                 if win is None:
                     win = windows[pid] = _Window()
