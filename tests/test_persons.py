@@ -333,7 +333,10 @@ def test_cli_mot_output_read_back_by_tracks_gives_the_same_persons(r10_weights, 
     assert main([*common, "--tracks", str(given), "--mot", str(tmp_path / "m1.txt"),
                  "--json", str(tmp_path / "a.json"), "--ava", str(tmp_path / "a.csv"),
                  "--jsonl", str(tmp_path / "a.jsonl"), "--annotate",
-                 str(tmp_path / "ann.mp4")]) == 0
+                 str(tmp_path / "ann.mp4"), "--report", str(tmp_path / "r.html")]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "Persons (2)" in html and html.count('aria-label="per-person timeline"') == 1
+    assert ">person 1<" in html and ">person 2<" in html
     assert main([*common, "--tracks", str(tmp_path / "m1.txt"),
                  "--json", str(tmp_path / "b.json")]) == 0
     a = json.loads((tmp_path / "a.json").read_text())["videos"][0]["persons"]
