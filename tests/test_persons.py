@@ -381,6 +381,14 @@ def test_cli_person_usage_errors_are_one_line_and_touch_nothing(r10_weights, tmp
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1, err
     assert keep.read_text() == "mine"
+    # tracks made for another video size: the whole-frame result stands, one warning
+    far = tmp_path / "far.txt"
+    far.write_text("1,1,5000,10,50,100,1,-1,-1,-1\n")
+    assert main([*common[:-2], "--tracks", str(far), "--json", str(tmp_path / "o.json")]) == 3
+    err = capsys.readouterr().err
+    assert "lie outside its 240x112 frame" in err and "Traceback" not in err
+    doc = json.loads((tmp_path / "o.json").read_text())["videos"][0]
+    assert doc["top"] and doc["persons"] == []
 
 
 # -- the built-in HOG detector on real videos ------------------------------------------

@@ -686,6 +686,10 @@ def _persons_pass(recognizer, result, options, sources, emit, events) -> None:
     finally:
         stream.close()
     result.persons = stream.persons()
+    for p in result.persons:  # what no output reads (the clips' probabilities)
+        p.probs = None
+        for c in p.clips:
+            c.probs = None
 
 
 def _person_writes(args, results, labels) -> list:

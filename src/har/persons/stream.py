@@ -254,6 +254,16 @@ class PersonStream:
             b = self._base
             b.fps, b.width, b.height, b.codec = info.fps, info.width, info.height, info.codec
             b.duration_s = info.duration_s
+            if self._given is not None:
+                outside = [t for t in self._given
+                           if t.box.x0 >= info.width or t.box.y0 >= info.height
+                           or t.box.x1 <= 0 or t.box.y1 <= 0]
+                if outside:
+                    t = outside[0]
+                    raise HarError(
+                        f"{self.path}: {len(outside)} tracked box(es) lie outside its "
+                        f"{info.width}x{info.height} frame (first: frame {t.frame + 1}, id "
+                        f"{t.id}); give tracks in this video's pixels")
             clips = self._assemble(video, info)
             batches = rec._batches(clips, live=self.live, progress=self._progress,
                                    info=info, counter=self)
