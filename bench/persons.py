@@ -1,6 +1,6 @@
 """Per-person recognition speed and the built-in HOG detector on real videos.
 
-    python bench/persons.py                 # both parts; writes bench/results/persons-<host>-<date>.json
+    python bench/persons.py                 # both parts; writes bench/results/persons-<part>-<host>-<date>.json
     python bench/persons.py --part hog      # the detector only
     python bench/persons.py --part people   # clips/s with 1, 2, 4, 8 people
 
@@ -144,7 +144,7 @@ def main() -> int:
         out["people"] = bench_people(weights, args.frames)
     results = HERE / "results"
     results.mkdir(exist_ok=True)
-    name = f"persons-{socket.gethostname()}-{datetime.now(timezone.utc):%Y%m%d}.json"
+    name = f"persons-{args.part}-{socket.gethostname()}-{datetime.now(timezone.utc):%Y%m%d}.json"
     (results / name).write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {results / name}")
     return 0
