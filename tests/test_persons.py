@@ -405,11 +405,11 @@ def _frame(name: str, index: int, long_side: int = 640) -> np.ndarray:
     raise AssertionError(f"{name} has no frame {index}")
 
 
-@pytest.fixture(scope="module")
-def hog():
-    from har.persons.detect import HogDetector
+@pytest.fixture(scope="module", params=["hog", "hog-fast"])
+def hog(request):
+    from har.persons.detect import load_detector
 
-    return HogDetector()
+    return load_detector(request.param)
 
 
 # People boxed by hand on the frame (640-pixel-wide frames): x0, y0, x1, y1.

@@ -598,9 +598,10 @@ def _add_person_arguments(p) -> None:
                    help="use these person tracks (MOTChallenge text: frame,id,left,top,"
                         "width,height,conf,... with frames from 1) instead of detecting; "
                         "one input only; implies --persons")
-    g.add_argument("--detector", metavar="hog|FILE.onnx", default="hog",
-                   help="person detector: 'hog' (built in, no download; default) or a "
-                        "YOLOX or ultralytics ONNX file")
+    g.add_argument("--detector", metavar="hog|hog-fast|FILE.onnx", default="hog",
+                   help="person detector: 'hog' (built in, no download; default), "
+                        "'hog-fast' (4-6x faster, finds fewer people) or a YOLOX or "
+                        "ultralytics ONNX file")
     g.add_argument("--detect-every", type=positive_int, default=1, metavar="N",
                    help="run the detector on every N-th frame; the tracker predicts the "
                         "frames between (default 1)")
