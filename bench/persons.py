@@ -1,6 +1,7 @@
 """Per-person recognition speed and the built-in HOG detector on real videos.
 
-    python bench/persons.py                 # both parts; writes bench/results/persons-<part>-<host>-<date>.json
+    python bench/persons.py                 # both parts
+                                            # -> bench/results/persons-<part>-<host>-<date>.json
     python bench/persons.py --part hog      # the detector only
     python bench/persons.py --part people   # clips/s with 1, 2, 4, 8 people
 
@@ -69,7 +70,8 @@ def bench_hog(limit: int) -> list[dict]:
     rng = np.random.default_rng(0)
     blank.append(rng.integers(0, 256, (360, 640, 3), dtype=np.uint8))
     rows.append({"video": "blank (black, grey, white, noise)", "size": "640x360",
-                 "frames": 4, "boxes_per_frame": float(np.mean([len(det.detect(b)) for b in blank])),
+                 "frames": 4,
+                 "boxes_per_frame": float(np.mean([len(det.detect(b)) for b in blank])),
                  "frames_with_a_box": sum(len(det.detect(b)) > 0 for b in blank),
                  "ms_per_frame": None})
     print(rows[-1], flush=True)

@@ -244,6 +244,21 @@ def test_yolox_layout_raw_grid_outputs_are_decoded(tmp_path):
     assert [b.x0, b.y0, b.x1, b.y1] == pytest.approx([20, 4, 36, 36])
 
 
+def test_onnx_detector_runs_on_openvino_without_onnxruntime(tmp_path, monkeypatch):
+    import sys
+
+    from har.persons.detect import OnnxDetector
+
+    out = np.zeros((1, 5, 100), np.float32)  # a person-only ultralytics file
+    out[0, :, 0] = [32, 32, 16, 32, 0.8]
+    path = _constant_detector(tmp_path / "p.onnx", out)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    det = OnnxDetector(path)
+    boxes = det.detect(np.zeros((64, 64, 3), np.uint8))
+    assert len(boxes) == 1 and boxes[0].score == pytest.approx(0.8)
+    assert [boxes[0].x0, boxes[0].y0, boxes[0].x1, boxes[0].y1] == pytest.approx([24, 16, 40, 48])
+
+
 def test_detector_files_that_are_not_detectors_are_one_line(tmp_path):
     from har.persons.detect import load_detector
 
@@ -328,8 +343,8 @@ def test_cli_mot_output_read_back_by_tracks_gives_the_same_persons(r10_weights, 
     given = tmp_path / "given.txt"
     with open(given, "w") as fh:
         write_mot(fh, tracks)
-    common = ["predict", str(video), "--model", "r3d10-k400", "--weights", r10_weights, "--backend",
-              "torch", "--no-progress"]
+    common = ["predict", str(video), "--model", "r3d10-k400", "--weights", r10_weights,
+              "--backend", "torch", "--no-progress"]
     assert main([*common, "--tracks", str(given), "--mot", str(tmp_path / "m1.txt"),
                  "--json", str(tmp_path / "a.json"), "--ava", str(tmp_path / "a.csv"),
                  "--jsonl", str(tmp_path / "a.jsonl"), "--annotate",
@@ -370,8 +385,8 @@ def test_cli_person_usage_errors_are_one_line_and_touch_nothing(r10_weights, tmp
     bad.write_text("1,1,2\n")
     keep = tmp_path / "keep.json"
     keep.write_text("mine")
-    common = ["predict", str(video), "--model", "r3d10-k400", "--weights", r10_weights, "--no-progress",
-              "--json", str(keep)]
+    common = ["predict", str(video), "--model", "r3d10-k400", "--weights", r10_weights,
+              "--no-progress", "--json", str(keep)]
     cases = [(["--tracks", str(bad)], "bad.txt line 1"),
              (["--mot", str(tmp_path / "m.txt")], "add --persons"),
              (["--persons", "--detector", "x.pt"], "give 'hog'"),

@@ -53,8 +53,9 @@ def iou_matrix(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
         return np.zeros((len(a), len(b)), np.float64)
     A = np.array([[x.x0, x.y0, x.x1, x.y1] for x in a], np.float64)
     B = np.array([[x.x0, x.y0, x.x1, x.y1] for x in b], np.float64)
-    ix = np.clip(np.minimum(A[:, None, 2], B[None, :, 2]) - np.maximum(A[:, None, 0], B[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(A[:, None, 3], B[None, :, 3]) - np.maximum(A[:, None, 1], B[None, :, 1]), 0, None)
+    ix = np.minimum(A[:, None, 2], B[None, :, 2]) - np.maximum(A[:, None, 0], B[None, :, 0])
+    iy = np.minimum(A[:, None, 3], B[None, :, 3]) - np.maximum(A[:, None, 1], B[None, :, 1])
+    ix, iy = np.clip(ix, 0, None), np.clip(iy, 0, None)
     inter = ix * iy
     area_a = (A[:, 2] - A[:, 0]) * (A[:, 3] - A[:, 1])
     area_b = (B[:, 2] - B[:, 0]) * (B[:, 3] - B[:, 1])
