@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -382,8 +383,6 @@ class PersonStream:
             if win is not None:
                 yield from flush(pid, win)
             self._end(pid, last_seq.get(pid, -1))
-
-        import time
 
         clock = None  # (wall, media) time of the first frame: how far behind we are
         for frame in video.frames(size=size):
