@@ -370,10 +370,19 @@ def test_cli_mot_output_read_back_by_tracks_gives_the_same_persons(r10_weights, 
         frame = next(iter(c.decode(video=0))).to_ndarray(format="rgb24")
     edge = frame[60, 227:230].astype(int)  # person 2's right edge, x = 228
     assert (np.abs(edge - [60, 180, 75]).max(axis=1) < 50).any(), edge
-    rows = (tmp_path / "a.csv").read_text().splitlines()
-    first = rows[0].split(",")
-    assert first[0] == "s" and first[1] == "0" and len(first) == 9
-    assert all(0 <= float(v) <= 1 for v in first[2:6]) and first[7] in ("1", "2")
+    rows = [r.split(",") for r in (tmp_path / "a.csv").read_text().splitlines()]
+    # 32 frames at 25 fps: seconds 0 and 1; 2 people; the top 5 labels each
+    assert len(rows) == 2 * 2 * 5 and all(len(r) == 9 and r[0] == "s" for r in rows)
+    assert {(r[1], r[7]) for r in rows} == {("0", "1"), ("1", "1"), ("0", "2"), ("1", "2")}
+    one = next(r for r in rows if r[7] == "1")
+    # person 1's box 12..100 x 12..100 in the 240x112 frame, normalised
+    assert [float(v) for v in one[2:6]] == pytest.approx([12 / 240, 12 / 112, 100 / 240,
+                                                          100 / 112], abs=1e-4)
+    from har.models.zoo import get_entry
+
+    clip_top = a[0]["clips"][0]["top"][0]  # second 0 of person 1: their first clip
+    assert get_entry("r3d10-k400").class_names[int(one[6]) - 1] == clip_top["label"]
+    assert float(one[8]) == pytest.approx(clip_top["score"], abs=1e-5)
 
 
 def test_cli_person_usage_errors_are_one_line_and_touch_nothing(r10_weights, tmp_path,
