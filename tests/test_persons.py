@@ -82,10 +82,15 @@ def _run_tracker(people: list[dict[int, Box]], frames: int, tracker: Tracker | N
             for i, _ in visible:
                 seen[i][f] = None
             continue
+        # one-to-one, as the CLEAR MOT metrics match (Hungarian, IoU above 0.5)
+        from scipy.optimize import linear_sum_assignment
+
         iou = iou_matrix([b for _, b in visible], [b for _, b in out])
-        for k, (i, _) in enumerate(visible):
-            j = int(np.argmax(iou[k]))
-            seen[i][f] = out[j][0] if iou[k, j] > 0.5 else None
+        for i, _ in visible:
+            seen[i][f] = None
+        for k, j in zip(*linear_sum_assignment(-iou)):
+            if iou[k, j] > 0.5:
+                seen[visible[k][0]][f] = out[j][0]
     return seen
 
 
@@ -562,3 +567,34 @@ def test_live_person_options_need_persons(capsys):
     assert main(["live", "0", "--detector", "x.onnx"]) == 2
     err = capsys.readouterr().err.strip()
     assert "add --persons" in err and len(err.splitlines()) == 1
+
+
+def _noisy_scene(seed: int) -> list[dict[int, Box]]:
+    """Three people (two crossing, one walking down), boxes jittered by a few pixels,
+    15% of detections missed, scores spread from 0.3 to 0.95."""
+    rng = np.random.default_rng(seed)
+    people = [walk((40, 150), (3, 0), range(0, 80)), walk((300, 160), (-3, 0), range(0, 80)),
+              walk((170, 40), (0, 2), range(10, 80), size=(30, 80))]
+    noisy = []
+    for p in people:
+        q = {}
+        for f, b in p.items():
+            if rng.random() < 0.15:
+                continue  # missed
+            j = rng.normal(0, 2, 4)
+            q[f] = Box(b.x0 + j[0], b.y0 + j[1], b.x1 + j[2], b.y1 + j[3],
+                       float(rng.uniform(0.3, 0.95)))
+        noisy.append(q)
+    return noisy
+
+
+def test_noisy_detections_identity_switches_counted_over_20_scenes():
+    switches, ids_per_scene = [], []
+    for seed in range(20):
+        seen = _run_tracker(_noisy_scene(seed), 80)
+        switches.append(sum(_switches(s) for s in seen))
+        ids_per_scene.append(len(set().union(*[{v for v in s.values() if v} for s in seen])))
+    # Measured: 1 of the 20 scenes has one person taken by the other's track for a
+    # frame at the crossing (2 switches); no scene creates an extra id.
+    assert sum(switches) <= 2 and sum(x > 0 for x in switches) <= 1, switches
+    assert ids_per_scene == [3] * 20
