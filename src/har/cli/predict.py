@@ -584,8 +584,6 @@ def _write_video_outputs(result, plan: dict[str, dict[str, Path]], labels, args)
     return errors
 
 
-
-
 # -- per person (har.persons; docs/persons.md) ------------------------------------------
 def _add_person_arguments(p) -> None:
     g = p.add_argument_group("per person", "Find the people in each video, follow them and "
