@@ -20,6 +20,7 @@ _EXPORTS = {
     "Prediction": "results", "Segment": "results", "load_model": "models.zoo",
     "list_models": "models.zoo", "HarError": "errors", "DecodeError": "errors",
     "WeightsError": "errors", "ModelNotFoundError": "errors",
+    "PersonStream": "persons.stream", "PersonOptions": "persons.stream",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

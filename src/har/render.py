@@ -499,9 +499,16 @@ def annotate_video(result: VideoResult, out_path: str | os.PathLike, *, top_n: i
             stream.bit_rate = max(1_000_000, int(enc_w * enc_h * float(fps) * 0.25))
         audio = _AudioCopier(src, container, fmt, stats)
         painter = _Painter(result, width, height, top_n)
+        people = None
+        if getattr(result, "persons", None):  # --persons: each person's box, id, label
+            from .persons.draw import PersonPainter
+
+            people = PersonPainter(result.persons)
         last_pts = -1
         for frame in video.frames(size=None):
-            rgb = painter.draw(frame.rgb, frame.time_s)
+            rgb = frame.rgb if people is None else people.draw(frame.rgb, frame.index,
+                                                               frame.time_s)
+            rgb = painter.draw(rgb, frame.time_s)
             if (enc_w, enc_h) != (width, height):
                 rgb = np.pad(rgb, ((0, enc_h - height), (0, enc_w - width), (0, 0)),
                              mode="edge")

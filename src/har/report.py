@@ -134,6 +134,45 @@ def timeline_svg(v: dict, colors: dict[str, str]) -> str:
     return "".join(out)
 
 
+def persons_svg(v: dict, colors: dict[str, str]) -> str:
+    """``--persons``: one lane per person; each of their segments a bar in its label's
+    colour, the lane's span (first to last frame seen) a thin grey line."""
+    from .render import PALETTE
+
+    persons = v.get("persons") or []
+    if not persons:
+        return ""
+    fps = v.get("fps") or 25.0
+    dur = max([_duration(v)] + [p["last_frame"] / fps for p in persons])
+    lane_h = 22
+    h = lane_h * len(persons) + 26
+    sx = (_W - _PAD - 10) / max(dur, 1e-6)
+    out = [f'<svg class="timeline persons" viewBox="0 0 {_W} {h}" width="{_W}" height="{h}" '
+           f'role="img" aria-label="per-person timeline">']
+    out.append(_axis(dur, h - 18, h - 18))
+    n = len(colors)
+    for i, p in enumerate(persons):
+        y = i * lane_h + 2
+        top = p["top"][0]["label"] if p.get("top") else "no clip"
+        out.append(f'<text x="{_PAD - 6}" y="{y + 15}" text-anchor="end">person '
+                   f'{int(p["id"])}<title>person {int(p["id"])}: {_esc(top)}</title></text>')
+        x0, x1 = _PAD + p["first_frame"] / fps * sx, _PAD + (p["last_frame"] + 1) / fps * sx
+        out.append(f'<line x1="{x0:.1f}" y1="{y + 9}" x2="{x1:.1f}" y2="{y + 9}" '
+                   f'class="grid"/>')
+        for seg in p.get("segments") or []:
+            if seg["label"] not in colors:
+                colors[seg["label"]] = _hex(PALETTE[n % len(PALETTE)])
+                n += 1
+            sx0 = _PAD + seg["start_s"] * sx
+            w = max((seg["end_s"] - seg["start_s"]) * sx, 2.0)
+            out.append(f'<rect x="{sx0:.1f}" y="{y}" width="{w:.1f}" height="{lane_h - 4}" '
+                       f'rx="3" fill="{colors[seg["label"]]}"><title>person {int(p["id"])}: '
+                       f'{_esc(seg["label"])} {_mmss(seg["start_s"])}-{_mmss(seg["end_s"])} '
+                       f'mean {seg["mean_score"]:.0%}</title></rect>')
+    out.append("</svg>")
+    return "".join(out)
+
+
 def chart_svg(v: dict, colors: dict[str, str]) -> str:
     """The clips' scores for the main labels over time (from each clip's top-k; a
     label outside a clip's top-k counts as 0 there)."""
@@ -329,6 +368,9 @@ def _video_section(i: int, v: dict, model: str) -> str:
             for t, label, uri in thumbs) + "</div>")
     colors = colors_for(v)
     out.append('<h3>Segments</h3>' + timeline_svg(v, colors))
+    if v.get("persons") is not None:  # --persons: a lane per person
+        out.append(f'<h3>Persons ({len(v["persons"])})</h3>'
+                   + (persons_svg(v, colors) or '<p class="muted">Nobody was found.</p>'))
     chart = chart_svg(v, colors)
     if chart:
         out.append("<h3>Clips' top labels over time</h3>" + chart)

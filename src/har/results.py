@@ -92,6 +92,9 @@ class VideoResult:
     evidence: list[int] = field(default_factory=list)
     # Position among the inputs of a run (Recognizer.run_many); not part of the JSON.
     input_index: int | None = field(default=None, repr=False, compare=False)
+    # Per-person results (har.persons.PersonResult) when people were tracked; the
+    # JSON then has a "persons" list (docs/persons.md). None: not asked for.
+    persons: list | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -105,7 +108,9 @@ class VideoResult:
                 "clips": [c.to_dict() for c in self.clips],
                 "evidence": list(self.evidence),
                 "segments": [s.to_dict() for s in self.segments],
-                "warnings": list(self.warnings), "error": self.error}
+                "warnings": list(self.warnings), "error": self.error,
+                **({} if self.persons is None
+                   else {"persons": [p.to_dict() for p in self.persons]})}
 
 
 def _r(x: float | None, nd: int = 4) -> float | None:

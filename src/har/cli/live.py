@@ -13,7 +13,7 @@ from ..text import printable
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_not_input, check_output_path, check_runtime_options,
-                     make_recognizer, positive_seconds, timeline_options)
+                     make_recognizer, positive_int, positive_seconds, timeline_options)
 
 EPILOG = """\
 examples:
@@ -72,6 +72,17 @@ def register(sub) -> None:
                    help="show the annotated frames in a window (needs a display and an "
                         "OpenCV with window support)")
     o.add_argument("--quiet", action="store_true", help="no line per clip on stderr")
+    g = p.add_argument_group("per person (docs/persons.md)")
+    g.add_argument("--persons", action="store_true",
+                   help="recognize each person's action instead of the whole frame's: "
+                        "person_start/person_clip/person_end events (one source)")
+    g.add_argument("--detector", metavar="hog|hog-fast|FILE.onnx", default="hog",
+                   help="person detector: 'hog' (built in; default), 'hog-fast' "
+                        "(4-6x faster, finds fewer people) or a YOLOX or "
+                        "ultralytics ONNX file")
+    g.add_argument("--detect-every", type=positive_int, default=5, metavar="N",
+                   help="run the detector on every N-th frame (default 5); a detection "
+                        "that would fall behind the stream is skipped, never queued")
     p.set_defaults(func=cmd_live)
 
 
@@ -283,6 +294,7 @@ def cmd_live(args: argparse.Namespace) -> int:
                                       daemon=True)
         cam.opener.start()
     try:
+        persons = _person_options(args, many)
         recognizer = make_recognizer(args, max_latency_s=args.max_latency)
     except BaseException:  # the model could not be loaded (exit 4), or Ctrl-C
         stop_all()
@@ -332,6 +344,12 @@ def cmd_live(args: argparse.Namespace) -> int:
             if many:
                 stream = LiveMany(recognizer, [cam.live for cam in ready])
                 clips = ((ready[j], clip) for j, clip in stream)
+            elif persons is not None:
+                from ..persons.stream import PersonStream
+
+                stream = PersonStream(recognizer, ready[0].live, persons, live=True,
+                                      keep_clips=False)
+                clips = ((ready[0], ev) for ev in stream)
             else:
                 stream = recognizer.stream(ready[0].live, live=True, keep_clips=False)
                 clips = ((ready[0], clip) for clip in stream)
@@ -339,6 +357,13 @@ def cmd_live(args: argparse.Namespace) -> int:
                 stream.stop()
             try:
                 for cam, clip in clips:
+                    if persons is not None:  # a PersonEvent
+                        if clip.kind != "clip":
+                            _person_event(emit, cam.name, clip, stream)
+                            continue
+                        _clip_out(args, cam, clip.clip, emit, stream, ready, overlay,
+                                  output_failed, person=clip.id)
+                        continue
                     _clip_out(args, cam, clip, emit, stream, ready, overlay, output_failed)
                     if stop.is_set():
                         break
@@ -410,6 +435,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     else:
         summary = per[0]
     summary.update(seconds=round(time.monotonic() - t_start, 3), interrupted=interrupted)
+    if persons is not None and stream is not None:
+        summary["detections_skipped"] = stream.detections_skipped
     emit("summary", **summary)
     if jsonl_file is not None:
         # An existing file is replaced only by a complete stream of events.
@@ -431,7 +458,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _clip_out(args, cam: _Cam, clip, emit, stream, ready, overlay, output_failed) -> None:
+def _clip_out(args, cam: _Cam, clip, emit, stream, ready, overlay, output_failed,
+              person: int | None = None) -> None:
     """One scored clip: its latency, events, segments and stderr line."""
     now = time.monotonic()
     # latency from the arrival of the clip's last frame
@@ -451,13 +479,17 @@ def _clip_out(args, cam: _Cam, clip, emit, stream, ready, overlay, output_failed
     fields = clip.to_dict()
     if args.jsonl_features and clip.features is not None:
         fields["features"] = [round(float(v), 6) for v in clip.features]
-    emit("clip", path=cam.name, **fields,
+    emit("clip" if person is None else "person_clip", path=cam.name,
+         **({} if person is None else {"person": person}), **fields,
          latency_s=None if latency is None else round(latency, 4), skipped=skipped)
-    for type_, seg in cam.segmenter.add(clip):
-        emit(type_, path=cam.name, **seg)
+    if person is None:
+        for type_, seg in cam.segmenter.add(clip):
+            emit(type_, path=cam.name, **seg)
     if not args.quiet:
         top = clip.top[0]
         who = f"{cam.shown}  " if len(ready) > 1 else ""
+        if person is not None:
+            who += f"person {person}: "
         print(f"{who}{clip.start_s:9.2f}s  {printable(top.label)} ({top.score:.0%})",
               file=sys.stderr)
 
@@ -493,3 +525,40 @@ def _close_jsonl(jsonl_file, keep: bool) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(jsonl_file.tmp)
         raise
+
+
+def _person_options(args, many: bool):
+    """--persons: the PersonOptions (usage errors first), or None."""
+    if not args.persons:
+        if args.detector != "hog" or args.detect_every != 5:
+            raise UsageError("--detector and --detect-every choose how --persons finds "
+                             "people; add --persons")
+        return None
+    if many:
+        raise UsageError("--persons takes one source; run one har live per camera")
+    import importlib.util
+
+    from ..defaults import pip_hint
+    from ..errors import HarError
+    from ..persons.detect import load_detector
+    from ..persons.stream import PersonOptions
+
+    if importlib.util.find_spec("scipy") is None:
+        raise UsageError("--persons tracks people with scipy, which is not installed; "
+                         f"install it with: {pip_hint('persons')}")
+    try:
+        detector = load_detector(args.detector)
+    except HarError as exc:
+        raise UsageError(str(exc)) from None
+    return PersonOptions(detector=detector, detect_every=args.detect_every)
+
+
+def _person_event(emit, path: str, ev, stream) -> None:
+    if ev.kind == "start":
+        emit("person_start", path=path, person=ev.id, first_frame=ev.clip.start_frame,
+             start_s=ev.clip.start_s)
+    elif ev.kind == "end":
+        p = ev.person
+        emit("person_end", path=path, person=p.id, first_frame=p.first_frame,
+             last_frame=p.last_frame, top=[t.to_dict() for t in p.top],
+             detections_skipped=stream.detections_skipped)

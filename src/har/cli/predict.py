@@ -39,7 +39,7 @@ _PER_VIDEO_OUTPUTS = (
 # Whole-run outputs: option (attribute) and whether '-' (stdout) is allowed.
 _RUN_OUTPUTS = (("json", True), ("jsonl", True), ("csv", True), ("segments_csv", True),
                 ("summary_csv", True), ("features", False), ("report", False),
-                ("activitynet", True))
+                ("activitynet", True), ("ava", True), ("mot", False))
 
 EPILOG = """\
 examples:
@@ -109,6 +109,7 @@ def register(sub) -> None:
                         "and the probabilities over time (opens offline; docs/report.md)")
     t.add_argument("--segments-csv", metavar="FILE",
                    help="write one row per segment to FILE ('-' for stdout)")
+    _add_person_arguments(p)
     p.set_defaults(func=cmd_predict)
 
 
@@ -320,6 +321,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     plan = _plan_outputs(args, sources, len(sources) + len(input_errors))
     clean_stale_temps([getattr(args, n, None) for n, _ in _RUN_OUTPUTS] +
                       [str(p) for per in plan.values() for p in per.values()])
+    persons = _check_persons(args, sources, len(sources) + len(input_errors))
     recognizer = make_recognizer(args)
     recognizer.keep_features = bool(args.features or args.jsonl_features)
 
@@ -406,10 +408,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 closers.pop(result.path, lambda: None)()
                 if overall is not None:
                     overall.update(1)
+                if persons is not None and result.ok:
+                    _persons_pass(recognizer, result, persons, sources, emit, events)
                 _report(result)
                 if show_table and result.ok:
                     out.write(lambda fh, r=result: writers.write_table(r, fh,
                                                                         max_clips=args.clips))
+                    if persons is not None:
+                        from ..persons.outputs import write_person_table
+
+                        out.write(lambda fh, r=result: write_person_table(r, fh))
                 for msg in _write_video_outputs(result, plan, recognizer.labels, args):
                     output_errors.append(msg)
                     print(f"error: {printable(msg)}", file=sys.stderr)
@@ -447,6 +455,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             ("segments_csv", lambda fh: writers.write_segments_csv(fh, results)),
             ("summary_csv", lambda fh: writers.write_summary_csv(fh, results)),
             ("activitynet", lambda fh: writers.dump(writers.activitynet_doc(results), fh)),
+            *_person_writes(args, results, recognizer.labels),
         ]
         # Files first, stdout last: a closed pipe must not cost a file.
         writes.sort(key=lambda w: getattr(args, w[0]) == "-")
@@ -584,3 +593,121 @@ def _write_video_outputs(result, plan: dict[str, dict[str, Path]], labels, args)
     return errors
 
 
+# -- per person (har.persons; docs/persons.md) ------------------------------------------
+def _add_person_arguments(p) -> None:
+    g = p.add_argument_group("per person", "Find the people in each video, follow them and "
+                             "recognize each one's action in a square crop around them "
+                             "(docs/persons.md). The JSON then has a 'persons' list per "
+                             "video and --jsonl has person_start/person_clip/person_end.")
+    g.add_argument("--persons", action="store_true",
+                   help="recognize each person's action, besides the whole frame's")
+    g.add_argument("--tracks", metavar="FILE",
+                   help="use these person tracks (MOTChallenge text: frame,id,left,top,"
+                        "width,height,conf,... with frames from 1) instead of detecting; "
+                        "one input only; implies --persons")
+    g.add_argument("--detector", metavar="hog|hog-fast|FILE.onnx", default="hog",
+                   help="person detector: 'hog' (built in, no download; default), "
+                        "'hog-fast' (4-6x faster, finds fewer people) or a YOLOX or "
+                        "ultralytics ONNX file")
+    g.add_argument("--detect-every", type=positive_int, default=1, metavar="N",
+                   help="run the detector on every N-th frame; the tracker predicts the "
+                        "frames between (default 1)")
+    g.add_argument("--mot", metavar="FILE",
+                   help="write the tracks har followed as MOTChallenge text (one input "
+                        "only); --tracks reads it back")
+    g.add_argument("--ava", metavar="FILE",
+                   help="write one CSV row per person, second and label in the AVA layout: "
+                        "video_id,timestamp,x1,y1,x2,y2,action_id,person_id,score "
+                        "('-' for stdout)")
+
+
+def _check_persons(args, sources, n_inputs: int):
+    """The PersonOptions for this run, or None without --persons; usage errors first."""
+    if not (args.persons or args.tracks):
+        for opt in ("mot", "ava"):
+            if getattr(args, opt):
+                raise UsageError(f"--{opt} writes per-person results; add --persons")
+        if args.detector != "hog" or args.detect_every != 1:
+            raise UsageError("--detector and --detect-every choose how --persons finds "
+                             "people; add --persons")
+        return None
+    if args.tracks and (args.detector != "hog" or args.detect_every != 1):
+        raise UsageError("--tracks gives the people, so --detector/--detect-every have "
+                         "nothing to do; drop one or the other")
+    for opt in ("tracks", "mot"):
+        if getattr(args, opt) and n_inputs != 1:
+            raise UsageError(f"--{opt} {display_path(getattr(args, opt))}: a tracks file "
+                             "belongs to one video; give one input")
+    if any(s.kind == "stdin" for s in sources):
+        raise UsageError("--persons reads each video a second time, which standard input "
+                         "cannot do; save it to a file and give that")
+    from ..persons.stream import PersonOptions
+
+    detector = args.detector
+    if not args.tracks:
+        import importlib.util
+
+        if importlib.util.find_spec("scipy") is None:
+            raise UsageError("--persons tracks people with scipy, which is not installed; "
+                             f"install it with: {pip_hint('persons')}, or give --tracks")
+        from ..persons.detect import load_detector
+
+        try:
+            detector = load_detector(detector)
+        except HarError as exc:
+            raise UsageError(str(exc)) from None
+    else:
+        from ..persons.mot import read_mot
+
+        try:
+            tracks = read_mot(args.tracks)
+        except HarError as exc:
+            raise UsageError(f"--tracks {exc}") from None
+        return PersonOptions(tracks=tracks)
+    return PersonOptions(detector=detector, detect_every=args.detect_every)
+
+
+def _persons_pass(recognizer, result, options, sources, emit, events) -> None:
+    """Read the video again for its people; their results go on ``result.persons``."""
+    from ..persons.stream import PersonStream
+
+    src = next((s for s in sources if s.text == result.path), result.path)
+    stream = PersonStream(recognizer, src, options, live=False)
+    path = display_path(result.path)
+    try:
+        for ev in stream:
+            if ev.kind == "start":
+                emit(lambda ev=ev: events.emit("person_start", path=path, person=ev.id,
+                                               first_frame=ev.clip.start_frame,
+                                               start_s=ev.clip.start_s))
+            elif ev.kind == "clip":
+                emit(lambda ev=ev: events.emit("person_clip", path=path, person=ev.id,
+                                               **ev.clip.to_dict()))
+            else:
+                p = ev.person
+                emit(lambda p=p: events.emit(
+                    "person_end", path=path, person=p.id, first_frame=p.first_frame,
+                    last_frame=p.last_frame, clips=len(p.clips),
+                    top=[t.to_dict() for t in p.top]))
+    except HarError as exc:
+        result.warnings.append(f"per-person pass failed: {exc}")
+    finally:
+        stream.close()
+    result.persons = stream.persons()
+    for p in result.persons:  # what no output reads (the clips' probabilities)
+        p.probs = None
+        for c in p.clips:
+            c.probs = None
+
+
+def _person_writes(args, results, labels) -> list:
+    from ..persons.outputs import write_ava, write_tracks
+
+    out = []
+    if getattr(args, "ava", None):
+        out.append(("ava", lambda fh: write_ava(fh, results, labels)))
+    if getattr(args, "mot", None):
+        done = [r for r in results if r.ok and r.persons is not None]
+        if done:
+            out.append(("mot", lambda fh: write_tracks(fh, done[0])))
+    return out
