@@ -161,6 +161,7 @@ def cmd_live(args: argparse.Namespace) -> int:
             raise UsageError(f"{shown}: named twice; name each source once")
         seen.add(src.text)
     many = len(srcs) > 1
+    persons = _person_options(args, many)  # usage errors before any source is opened
     if many and (args.record or args.preview is not None or args.show):
         raise UsageError("--record, --preview and --show draw one stream; give one source "
                          "with them")
@@ -294,7 +295,6 @@ def cmd_live(args: argparse.Namespace) -> int:
                                       daemon=True)
         cam.opener.start()
     try:
-        persons = _person_options(args, many)
         recognizer = make_recognizer(args, max_latency_s=args.max_latency)
     except BaseException:  # the model could not be loaded (exit 4), or Ctrl-C
         stop_all()
