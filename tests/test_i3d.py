@@ -273,3 +273,15 @@ def test_resample_picks_the_frame_on_screen():
     # Clips after resampling still name the video's frames.
     clips = list(ClipAssembler(8, stride=8, gaps=False)(resample(frames(30, 30.0), 25.0)))
     assert [(c.start_frame, c.end_frame) for c, _ in clips][:2] == [(0, 9), (9, 19)]
+
+
+@needs_weights
+def test_opencv_backend_is_refused_in_one_line(i3d_model):
+    """OpenCV's DNN module gives logits far from PyTorch's for this graph (on this
+    machine: relative error about 6 on random input), so har says so instead."""
+    from har.errors import HarError
+    from har.runtimes import make_backend
+
+    with pytest.raises(HarError, match="--backend openvino, onnxruntime or torch") as err:
+        make_backend("opencv", i3d_model, input_shape=(64, 224, 224))
+    assert "\n" not in str(err.value)

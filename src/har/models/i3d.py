@@ -109,7 +109,12 @@ class Unit3D(nn.Module):
 
 
 class MaxPool3dSame(nn.Module):
-    """Max pooling with "SAME" padding (padded cells never win: -inf)."""
+    """Max pooling with "SAME" padding, where padded cells never win.
+
+    Every max pool in I3D takes ReLU outputs (>= 0), so padding with 0 gives the same
+    maxima as TensorFlow's -inf, and keeps exported graphs free of infinities (OpenCV's
+    DNN module turns -inf padding into NaN).
+    """
 
     def __init__(self, kernel, stride) -> None:
         super().__init__()
@@ -117,13 +122,13 @@ class MaxPool3dSame(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         reverse, before, after = _time_layout(self.kernel[0], self.stride[0])
-        x = _pad_hw(x, self.kernel, self.stride, float("-inf"))
+        x = _pad_hw(x, self.kernel, self.stride, 0.0)
         if reverse:
             x = x.flip(2)
         if before or after:
-            x = F.pad(x, (0, 0, 0, 0, before, after), value=float("-inf"))
+            x = F.pad(x, (0, 0, 0, 0, before, after))
         # ceil_mode covers the even-kernel stride-2 time axis: a last window that runs
-        # past the end keeps only real cells, as -inf padding after would. Elsewhere
+        # past the end keeps only real cells, as padding after would. Elsewhere
         # the pads above are exact, and ceil mode would add a window.
         ceil = self.stride[0] == 2 and self.kernel[0] % 2 == 0
         x = F.max_pool3d(x, self.kernel, self.stride, ceil_mode=ceil)

@@ -136,6 +136,12 @@ def make_backend(name: str, model, device: str = "cpu", *,
         return TorchBackend(model, device, batch_size=batch_size, precision=precision)
     if device != "cpu" and name != "onnxruntime":
         raise HarError(f"backend {name} runs on the CPU only; use --device cpu or --backend torch")
+    if name == "opencv" and getattr(model, "dynamic_time", False):
+        # Measured (tests/test_i3d.py): OpenCV's DNN module runs I3D's graph (time
+        # reversal, dynamic clip length) to logits far from PyTorch's.
+        raise HarError(f"--backend opencv computes {getattr(info, 'model', 'this model')} "
+                       "wrongly (OpenCV's DNN module does not follow its time-reversed "
+                       "padding); use --backend openvino, onnxruntime or torch")
     if precision == "int8":
         if name != "openvino":
             raise HarError("--precision int8 runs on --backend openvino only")
