@@ -16,8 +16,8 @@ shortened at a word boundary where possible, always marked with "..".
 The output keeps the input's display size (rotated inputs come out upright, as
 :class:`har.video.VideoSource` shows them), frame count and timestamps (so the
 frame rate and variable frame rates are kept), and its audio: copied as is when
-the output container takes the codec, else re-encoded to AAC, else dropped with a
-note. Video is H.264 (libx264) when PyAV's FFmpeg has it, else MPEG-4 Part 2.
+the output container takes the codec, else re-encoded to AAC with every sample kept
+(e.g. the MP3 of an AVI into MP4), else dropped with a note. Video is H.264 (libx264) when PyAV's FFmpeg has it, else MPEG-4 Part 2.
 Frames with an odd width or height cannot use 4:2:0 chroma; libx264 then encodes
 4:4:4 (exact size kept; some browsers do not play it), MPEG-4 pads the frame by
 one pixel on the right/bottom.
@@ -354,15 +354,52 @@ class _AudioCopier:
                 self.ost = out.add_stream_from_template(self.ist)
                 stats.audio = "copied"
             else:
-                rate = self.ist.codec_context.sample_rate or 48000
-                self.ost = out.add_stream("aac", rate=rate)
-                self.encoder = True
+                self._open_encoder(out)
                 stats.audio = "aac"
         except Exception as exc:  # noqa: BLE001 - keep the video, lose the audio
             stats.notes.append(f"audio not kept ({type(exc).__name__}: {exc})")
             self.close()
             return
         self._packets = self.inp.demux(self.ist)
+
+    def _open_encoder(self, out) -> None:
+        """AAC for audio the container cannot hold (e.g. MP3 from an AVI into MP4).
+        The decoded samples go through a resampler that cuts them into the encoder's
+        frame size (1024 for AAC; MP3 frames hold 1152), and each frame is stamped
+        from a running sample count, so every input sample is encoded: frames cut
+        to another size, or input timestamps that jump, would otherwise be refused
+        by the encoder and their audio lost."""
+        import av
+
+        ctx = self.ist.codec_context
+        self.rate = int(ctx.sample_rate or 48000)
+        self.ost = out.add_stream("aac", rate=self.rate)
+        try:  # mono stays mono; more than two channels are mixed down to stereo
+            if 1 <= ctx.layout.nb_channels <= 2:
+                self.ost.codec_context.layout = ctx.layout.name
+        except Exception:  # noqa: BLE001 - keep the encoder's default (stereo)
+            pass
+        self.encoder = av.AudioResampler(format=self.ost.codec_context.format.name,
+                                         layout=self.ost.codec_context.layout.name,
+                                         rate=self.rate, frame_size=1024)
+        self._next_pts: int | None = None
+
+    def _encode(self, frame) -> None:
+        """Encode one decoded frame (None: flush the resampler and the encoder)."""
+        from fractions import Fraction
+
+        if frame is not None and self._next_pts is None:
+            start = 0.0
+            if frame.pts is not None and frame.time_base is not None:
+                start = float(frame.pts * frame.time_base) - self.offset
+            self._next_pts = max(0, int(round(start * self.rate)))
+        if frame is not None:
+            frame.pts = None  # the running count below stamps the output
+        for out_frame in self.encoder.resample(frame):
+            out_frame.pts = self._next_pts or 0
+            out_frame.time_base = Fraction(1, self.rate)
+            self._next_pts = (self._next_pts or 0) + out_frame.samples
+            self.out.mux(self.ost.encode(out_frame))
 
     def _next(self):
         if self._pending is not None:
@@ -414,9 +451,7 @@ class _AudioCopier:
                 self.out.mux(packet)
             else:
                 for frame in packet.decode():
-                    if frame.pts is not None and self.offset:
-                        frame.pts -= int(round(self.offset / frame.time_base))
-                    self.out.mux(self.ost.encode(frame))
+                    self._encode(frame)
         except (av.error.FFmpegError, ValueError) as exc:
             note = f"some audio packets were skipped ({exc})"
             if note not in self.stats.notes:
@@ -425,6 +460,12 @@ class _AudioCopier:
     def _flush(self) -> None:
         if self.encoder is not None and self.ost is not None:
             try:
+                for frame in self.ist.codec_context.decode(None):  # the decoder's last
+                    self._encode(frame)
+            except Exception:  # noqa: BLE001
+                pass
+            try:
+                self._encode(None)
                 self.out.mux(self.ost.encode(None))
             except Exception:  # noqa: BLE001
                 pass
