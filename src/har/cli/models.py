@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..defaults import DEFAULT_MODEL
+from ..fsutil import display_path
 from . import ExitCode, add_command
 
 
@@ -83,8 +84,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         calib = None
         if args.precision == "int8":
-            from ..runtimes.quantize import default_calibration, video_calibration
+            from ..runtimes.quantize import (DEFAULT_CALIBRATION_CLIPS, default_calibration,
+                                             video_calibration)
 
+            where = (f"up to {DEFAULT_CALIBRATION_CLIPS} clips from the videos in "
+                     f"{display_path(args.calibrate)}" if args.calibrate else
+                     f"{DEFAULT_CALIBRATION_CLIPS} synthetic clips (--calibrate DIR for "
+                     "your own videos)")
+            print(f"note: int8: calibrating on {where}; this takes a while",
+                  file=sys.stderr)
             calib = (video_calibration(args.calibrate, preset) if args.calibrate
                      else default_calibration(preset))
         out = export_openvino(model, out, shape, compress_to_fp16=args.precision == "fp16",
