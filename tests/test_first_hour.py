@@ -70,3 +70,88 @@ def test_first_int8_predict_keeps_json_on_stdout(tmp_path, r10_weights):
     assert doc["settings"]["precision"] == "int8"
     assert "calibrating r3d10-k400 on 64 synthetic clips" in r.stderr
     assert "one-time" in r.stderr
+
+
+# -- 4. plots and report -------------------------------------------------------------
+def _result(labels, duration=1.0, n=4, segments=()):
+    from har.results import ClipResult, Prediction, VideoResult
+
+    clips = []
+    step = duration / n
+    for i in range(n):
+        p = np.full(len(labels), 0.1 / max(len(labels) - 1, 1), np.float32)
+        p[i % len(labels)] = 0.9
+        clips.append(ClipResult(i, i * 4, i * 4 + 4, i * step, (i + 1) * step,
+                                [Prediction(labels[i % len(labels)], 0.9)], probs=p))
+    return VideoResult("v.mp4", fps=16 / duration, frames=16, duration_s=duration,
+                       clips=clips, segments=list(segments),
+                       top=[Prediction(labels[0], 0.5)])
+
+
+def test_time_axis_of_a_one_second_video_has_distinct_ticks(tmp_path):
+    pytest.importorskip("matplotlib")
+    from har.render import plot_timeline
+
+    fig = plot_timeline(_result(["a", "b"], duration=1.0), ["a", "b"], tmp_path / "p.png")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    texts = [t.get_text() for t, x in zip(ax.get_xticklabels(), ax.get_xticks())
+             if lo - 1e-9 <= x <= hi + 1e-9]
+    assert len(texts) >= 3 and len(set(texts)) == len(texts), texts
+    assert texts[0] == "0:00.0" and texts[-1] == "0:01.0"
+
+
+def test_report_ticks_are_distinct_and_the_last_is_not_cut():
+    import re
+
+    from har.report import _W, _axis
+
+    for duration in (1.0, 10.0, 7.3):
+        svg = _axis(duration, 100, 80)
+        ticks = re.findall(r'<text x="([\d.]+)" y="\d+" text-anchor="(\w+)">([^<]+)</text>', svg)
+        labels = [t[2] for t in ticks]
+        assert len(set(labels)) == len(labels) >= 2, labels
+        x, anchor, text = ticks[-1]
+        # 11 px sans-serif: under 7 px a character; the text ends inside the SVG
+        right = float(x) if anchor == "end" else float(x) + 3.5 * len(text)
+        assert right <= _W, (duration, ticks[-1])
+
+
+def test_report_gives_a_label_one_colour_in_every_video():
+    import re
+
+    from har.report import render_html
+    from har.results import Segment
+
+    a = _result(["walk", "run"], 4.0, segments=[Segment("walk", 0.0, 4.0, 0.9, 0.9, 0, 3)])
+    b = _result(["run", "walk"], 4.0, segments=[Segment("run", 0.0, 2.0, 0.9, 0.9, 0, 1),
+                                               Segment("walk", 2.0, 4.0, 0.9, 0.9, 2, 3)])
+    b.path = "w.mp4"
+    page = render_html({"model": "m", "videos": [a.to_dict(), b.to_dict()]})
+    sections = page.split('<section class="video"')[1:]
+    assert len(sections) == 2
+
+    def fills(sec):
+        return dict((lab, col) for col, lab in
+                    re.findall(r'<rect [^>]*fill="(#[0-9a-f]{6})"><title>(\w+) ', sec))
+    first, second = fills(sections[0]), fills(sections[1])
+    assert first["walk"] == second["walk"]  # alone, the second video would give it colour 2
+    assert second["run"] != second["walk"]
+
+
+def test_timeline_strip_text_is_readable_at_720p():
+    from har.render import _Painter
+    from har.results import Segment
+
+    labels = ["HAMMER THROW", "HIT"]  # capitals: the text's height is its cap height
+    r = _result(labels, 6.4, n=10, segments=[Segment(labels[0], 0.0, 4.0, 0.6, 0.6, 0, 5),
+                                            Segment(labels[1], 2.5, 6.4, 0.5, 0.7, 4, 9)])
+    painter = _Painter(r, 1280, 720, 3)
+    img = painter.draw(np.full((720, 1280, 3), 90, np.uint8), 5.0)
+    strip = img[720 - painter.lay.strip_h:, :300].astype(int)
+    # the first row's label is black text on its orange bar, from the left edge
+    orange = (np.abs(strip - [230, 159, 0]).sum(-1) < 60).sum(1) > 20
+    text = (strip.max(-1) < 100).sum(1) > 0
+    rows = np.where(orange & text)[0]
+    assert len(rows) >= 13, len(rows)  # 9 px before (issue 26: "about 9 px at 720p")

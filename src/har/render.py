@@ -118,7 +118,9 @@ def _layout(width: int, height: int, top_n: int, rows: int) -> _Layout:
     line_h = th + base + pad
     # At most about 40% of the height for the label box.
     lines = max(1, min(top_n, int(0.4 * height // line_h)))
-    row_h = max(4, int(round(0.028 * short)))
+    # Timeline rows: tall enough that the label written in a row (0.6 of its height)
+    # reads at video sizes: about 16 px of capital height at 720p.
+    row_h = max(4, int(round(0.036 * short)))
     strip_h = max(1, rows) * row_h + 2 * max(1, row_h // 3)
     return _Layout(width, height, scale, thickness, line_h, pad, lines, row_h, strip_h, base,
                    float(h1))
@@ -200,9 +202,10 @@ class _Painter:
                 strip[y0:y1, x0:x1, :3] = color
                 strip[y0:y1, x0:x1, 3] = 235
             if lay.row_h >= 14:  # room for the label's name inside the row
-                s = 0.5 * lay.row_h / lay.unit_h
+                s = 0.6 * lay.row_h / lay.unit_h
                 first = min(s2.start_s for s2 in result.segments if s2.label == label)
-                org = (min(self._x(first) + 3, lay.width - 10), y1 - max(2, lay.row_h // 4))
+                cap = int(round(s * lay.unit_h))
+                org = (min(self._x(first) + 3, lay.width - 10), y0 + (y1 - y0 + cap) // 2)
                 cv2.putText(strip, _ascii(label), org, cv2.FONT_HERSHEY_SIMPLEX, s,
                             (0, 0, 0, 255), 1 if lay.row_h < 24 else 2, cv2.LINE_AA)
         return strip
@@ -585,6 +588,36 @@ def _close_quietly(video, audio, container) -> None:
             pass
 
 
+# -- time axes (the plot and the HTML report) ---------------------------------------
+_TICK_STEPS = (0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800,
+               3600, 7200)
+
+
+def tick_step(duration: float, max_ticks: int = 8) -> float:
+    """Seconds between time-axis ticks: the smallest round step that gives at most
+    ``max_ticks`` intervals over ``duration`` (sub-second steps for short videos, so
+    a 1 s video is not labelled 0:00 0:00 0:00 ...)."""
+    duration = max(float(duration), 1e-6)
+    return next((st for st in _TICK_STEPS if duration / st <= max_ticks), _TICK_STEPS[-1])
+
+
+def fmt_tick(t: float, step: float) -> str:
+    """``m:ss`` (``h:mm:ss`` past an hour), with tenths or hundredths of a second
+    when ``step`` is under a second (``0:00.25``); every tick then reads differently."""
+    if t < 0:
+        return ""
+    decimals = 0 if step >= 1 else (1 if round(step * 10, 6) == int(round(step * 10, 6))
+                                    else 2)
+    t = round(t, decimals)
+    whole = int(t)
+    h, rest = divmod(whole, 3600)
+    m, sec = divmod(rest, 60)
+    frac = f"{t - whole:.{decimals}f}"[1:] if decimals else ""
+    if h:
+        return f"{h}:{m:02d}:{sec:02d}{frac}"
+    return f"{m}:{sec:02d}{frac}"
+
+
 # -- the plot ----------------------------------------------------------------------
 def _short_label(text: str, n: int = 22) -> str:
     """``text`` cut at a word boundary to ``n`` characters, with a mark when cut."""
@@ -663,12 +696,14 @@ def plot_timeline(result: VideoResult, labels: Sequence[str], out_path=None, *,
     if threshold is not None:
         ax.axhline(threshold, color="0.4", linestyle=":", linewidth=1,
                    label=f"segment threshold {threshold:g}")
-    ax.set_xlim(float(cells[0, 0]), _duration(result, cells))
+    x0, x1 = float(cells[0, 0]), _duration(result, cells)
+    ax.set_xlim(x0, x1)
     ax.set_ylim(0, 1.02)
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
 
-    ax.xaxis.set_major_formatter(FuncFormatter(
-        lambda x, _pos: f"{int(x // 60)}:{int(x % 60):02d}" if x >= 0 else ""))
+    step = tick_step(x1 - x0)
+    ax.xaxis.set_major_locator(MultipleLocator(step))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: fmt_tick(x, step)))
     if lane_ax is None:
         ax.set_xlabel("time (m:ss)")
     ax.set_ylabel("clip probability")
@@ -678,8 +713,16 @@ def plot_timeline(result: VideoResult, labels: Sequence[str], out_path=None, *,
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     if out_path is not None:
+        from .fsutil import atomic_open
+
+        fmt = Path(out_path).suffix.lower().lstrip(".") or "png"
+        fmt = {"jpeg": "jpg"}.get(fmt, fmt)
+        # The title goes into the file's metadata too (PNG/SVG/PDF), so the model a
+        # plot was made with can be read back without looking at the picture.
+        meta = {"Title": title} if fmt in ("png", "svg", "pdf") else None
         try:
-            fig.savefig(str(out_path))
+            with atomic_open(out_path, "wb") as fh:
+                fig.savefig(fh, format=fmt, metadata=meta)
         except OSError as exc:
             raise HarError(f"{out_path}: cannot be written ({exc.strerror or exc}); "
                            "check the path") from None
