@@ -155,3 +155,76 @@ def test_timeline_strip_text_is_readable_at_720p():
     text = (strip.max(-1) < 100).sum(1) > 0
     rows = np.where(orange & text)[0]
     assert len(rows) >= 13, len(rows)  # 9 px before (issue 26: "about 9 px at 720p")
+
+
+# -- 5, 3, 8. har predict: order of checks, true facts, the speed summary --------------
+def _run(capsys, *argv):
+    from har.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_missing_input_is_reported_before_any_model_is_loaded(capsys, tmp_path):
+    # HAR_HOME is an empty folder (conftest): no weights, and this must not try to
+    # fetch them: the typo is the only thing said.
+    code, out, err = _run(capsys, "predict", tmp_path / "typo.mp4", "--json",
+                          tmp_path / "r.json")
+    assert code == 1
+    assert err.splitlines()[0] == f"error: {tmp_path / 'typo.mp4'}: no such file; check the path"
+    assert "download" not in err and "weights" not in err
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["videos"][0]["error"].endswith("no such file; check the path")
+    assert not (tmp_path / "har_home" / "weights").exists()
+
+
+def _trained_checkpoint(path: Path, scratch: bool) -> Path:
+    """A checkpoint as `har train` writes it: a 2-class ResNet-10 naming its model."""
+    from reference_hara import hara_resnet, published_checkpoint, randomize_
+
+    ck = published_checkpoint(randomize_(hara_resnet(10, "A", num_classes=2), seed=3),
+                              "resnet-10", prefix="")
+    ck.update(labels=["left", "right"],
+              har={"model": "r3d10-k400", "version": "0", "scratch": scratch})
+    torch.save(ck, path)
+    return path
+
+
+@pytest.mark.parametrize("scratch", [True, False])
+def test_outputs_name_the_model_used_and_its_weights(capsys, tmp_path, scratch):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    import har
+    from har.weights import sha256_file
+
+    weights = _trained_checkpoint(tmp_path / "model.pth", scratch)
+    video = make_video(tmp_path / "v.mp4", 40, size=(64, 48))
+    # No --model: the default (r3d34-k400) is not what runs; the checkpoint says r3d10.
+    code, out, err = _run(capsys, "predict", video, "--weights", weights, "--backend", "torch",
+                          "--json", "-", "--plot", tmp_path / "p.png",
+                          "--activitynet", tmp_path / "anet.json", "--no-progress")
+    assert code == 0, err
+    doc = json.loads(out)  # the speed summary went to stderr
+    assert doc["model"] == "r3d10-k400"
+    assert doc["settings"]["weights_sha256"] == sha256_file(weights)
+    assert doc["settings"]["har_version"] == har.__version__
+    assert Image.open(tmp_path / "p.png").info["Title"] == "v.mp4 - model r3d10-k400"
+    anet = json.loads((tmp_path / "anet.json").read_text())
+    assert anet["external_data"]["used"] is (not scratch)
+    speed = [line for line in err.splitlines() if line.startswith("speed:")]
+    assert len(speed) == 1
+    assert "1 video(s), 3 clip(s)" in speed[0] and "clips/s" in speed[0]
+    assert "model " in speed[0] and "total " in speed[0]
+
+
+def test_zoo_weights_claim_kinetics_pretraining(capsys, tmp_path, r10_weights):
+    video = make_video(tmp_path / "v.mp4", 20, size=(64, 48))
+    code, out, err = _run(capsys, "predict", video, "--model", "r3d10-k400", "--weights",
+                          r10_weights, "--backend", "torch", "--activitynet", "-",
+                          "--no-progress")
+    assert code == 0, err
+    anet = json.loads(out)
+    assert anet["external_data"] == {"used": True,
+                                     "details": "har: r3d10-k400 pretrained on Kinetics-400"}
