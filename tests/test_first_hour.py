@@ -228,3 +228,25 @@ def test_zoo_weights_claim_kinetics_pretraining(capsys, tmp_path, r10_weights):
     anet = json.loads(out)
     assert anet["external_data"] == {"used": True,
                                      "details": "har: r3d10-k400 pretrained on Kinetics-400"}
+
+
+# -- 3. har eval: a 2-class model has no top-5, and its title is not "-k400" ----------
+def test_eval_of_a_two_class_model_reports_no_top5_and_no_k400(capsys, tmp_path,
+                                                                r10_weights):
+    import har
+    from har.train.evaluate import model_title
+    from har.train.synthetic import make_motion_dataset
+
+    weights = _trained_checkpoint(tmp_path / "model.pth", scratch=True)
+    data = make_motion_dataset(tmp_path / "val", 1, seed=2, frames=16)
+    code, out, err = _run(capsys, "eval", data, "--weights", weights, "--backend", "torch",
+                          "--json", tmp_path / "e.json", "--no-progress")
+    assert code == 0, err
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["video"]["top5"] is None and report["clip"]["top5"] is None
+    assert report["video"]["top1"] is not None
+    assert "top-5   n/a" in out and "top-5 100" not in out
+    rec = har.Recognizer(weights=str(weights), backend="torch")
+    assert model_title(rec) == "r3d10, 2 classes"
+    zoo = har.Recognizer("r3d10-k400", weights=r10_weights, backend="torch")
+    assert model_title(zoo) == "r3d10-k400"  # the registry's own labels keep the name
