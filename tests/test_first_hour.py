@@ -250,3 +250,130 @@ def test_eval_of_a_two_class_model_reports_no_top5_and_no_k400(capsys, tmp_path,
     assert model_title(rec) == "r3d10, 2 classes"
     zoo = har.Recognizer("r3d10-k400", weights=r10_weights, backend="torch")
     assert model_title(zoo) == "r3d10-k400"  # the registry's own labels keep the name
+
+
+# -- 7. the tests never write into the user's cache ------------------------------------
+@pytest.fixture(scope="module")
+def module_cache():
+    """Where har's cache is while a module-scoped fixture runs (r10_weights,
+    a training run): before the function-scoped HAR_HOME fixture."""
+    from har.weights import cache_dir
+
+    return cache_dir(), os.environ.get("RAY_TMPDIR"), os.environ.get("RAY_USAGE_STATS_CONFIG_PATH")
+
+
+def test_module_fixtures_do_not_use_the_real_cache(module_cache):
+    cache, ray_tmp, ray_config = module_cache
+    home = Path.home()
+    assert not str(cache.resolve()).startswith(str(home / ".cache"))
+    assert ray_tmp and not ray_tmp.startswith(str(home))
+    assert ray_config and not ray_config.startswith(str(home / ".ray"))
+
+
+# -- 6. training that a newcomer can trust ---------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_motion(tmp_path_factory):
+    from har.train.synthetic import make_motion_dataset
+
+    root = tmp_path_factory.mktemp("tiny")
+    return (make_motion_dataset(root / "train", 3, seed=1, frames=16),
+            make_motion_dataset(root / "val", 2, seed=2, frames=16))
+
+
+def test_model_pth_is_the_best_epoch_and_last_pth_the_last(capsys, tmp_path, tiny_motion):
+    import csv
+
+    train, val = tiny_motion
+    out = tmp_path / "run"
+    code, stdout, err = _run(capsys, "train", train, "--val", val, "--out", out,
+                             "--model", "r3d10-k400", "--scratch", "--epochs", "3",
+                             "--clips-per-epoch", "8", "--no-progress")
+    assert code == 0, err
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    key = [(float(r["val_video_acc"]), -float(r["val_loss"])) for r in rows]
+    best_epoch = 1 + max(range(len(key)), key=lambda i: (key[i], -i))
+    best = torch.load(out / "model.pth", weights_only=True)
+    last = torch.load(out / "last.pth", weights_only=True)
+    assert best["epoch"] == best_epoch and last["epoch"] == 3
+    assert best["labels"] == last["labels"] == ["left", "right"]
+    if best_epoch != 3:
+        assert not torch.equal(best["state_dict"]["fc.weight"], last["state_dict"]["fc.weight"])
+    assert f"model.pth (best epoch {best_epoch}:" in stdout and "last.pth (epoch 3:" in stdout
+
+
+def test_without_val_model_pth_is_the_last_epoch(capsys, tmp_path, tiny_motion):
+    out = tmp_path / "run"
+    code, stdout, err = _run(capsys, "train", tiny_motion[0], "--out", out, "--model",
+                             "r3d10-k400", "--scratch", "--epochs", "1", "--clips-per-epoch",
+                             "4", "--no-progress")
+    assert code == 0, err
+    assert torch.load(out / "model.pth", weights_only=True)["epoch"] == 1
+    assert not (out / "last.pth").exists()
+
+
+def test_a_result_at_chance_is_said(tiny_motion):
+    from har.cli.train import _chance_warning
+    from har.train.data import load_dataset
+    from har.train.trainer import RunResult
+
+    train = load_dataset(tiny_motion[0])
+    val = load_dataset(tiny_motion[1], labels=train.labels)  # 2 + 2 videos: chance 50%
+    at_chance = RunResult(Path("."), {}, [{"epoch": 1, "train_acc": 0.6, "val_video_acc": 0.5,
+                                           "val_loss": 0.7}])
+    learned = RunResult(Path("."), {}, [{"epoch": 1, "train_acc": 0.9, "val_video_acc": 0.75,
+                                         "val_loss": 0.4}])
+    assert "at chance (50.0%" in _chance_warning(at_chance, train, val)
+    assert _chance_warning(learned, train, val) is None
+    no_val = RunResult(Path("."), {}, [{"epoch": 1, "train_acc": 0.5}])
+    assert "at chance" in _chance_warning(no_val, train, None)
+
+
+def test_scratch_defaults_to_resnet18_and_says_so(capsys, tmp_path, tiny_motion):
+    out = tmp_path / "run"
+    code, _, err = _run(capsys, "train", tiny_motion[0], "--out", out, "--scratch",
+                        "--epochs", "1", "--clips-per-epoch", "2", "--no-progress")
+    assert code == 0, err
+    assert "model r3d18-k400 (random init)" in err
+    assert json.loads((out / "metrics.json").read_text())["model"] == "r3d18-k400"
+
+
+def test_fine_tuning_without_weights_suggests_scratch(capsys, tmp_path, tiny_motion):
+    # ResNet-50's weights have no public URL: fine-tuning it cannot start here.
+    code, _, err = _run(capsys, "train", tiny_motion[0], "--out", tmp_path / "run",
+                        "--model", "r3d50-k400", "--no-progress")
+    assert code == 4
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "--weights" in lines[0] and "--scratch" in lines[0]
+
+
+def test_train_test_subfolders_are_not_taken_silently_as_classes(tmp_path):
+    from har.train.data import load_dataset
+    from har.train.synthetic import make_motion_dataset
+
+    make_motion_dataset(tmp_path / "data" / "train", 1, seed=1, frames=8)
+    make_motion_dataset(tmp_path / "data" / "test", 1, seed=2, frames=8)
+    ds = load_dataset(tmp_path / "data")
+    assert ds.labels == ("test", "train")
+    note = " ".join(ds.notes)
+    assert "look like a train/test split" in note
+    assert f"give {tmp_path / 'data' / 'train'} as DATA and --val {tmp_path / 'data' / 'test'}" \
+        in note
+    assert not load_dataset(tmp_path / "data" / "train").notes  # real classes: no note
+
+
+def test_loss_curve_uses_a_log_axis_so_a_spike_hides_nothing(tmp_path):
+    import cv2
+
+    from har.plots import curves_png
+
+    losses = [0.7, 0.6, 0.4, 0.2, 0.1, 0.05]
+    history = [{"epoch": i + 1, "train_loss": v, "val_loss": 40.0 if i == 1 else v * 1.2}
+               for i, v in enumerate(losses)]
+    curves_png(tmp_path / "c.png", history)
+    img = cv2.imread(str(tmp_path / "c.png")).astype(int)
+    panel = img[100:, :600]  # the loss panel, below its legend
+    blue = (np.abs(panel - [180, 119, 31]).sum(-1) < 40).any(1)  # train_loss (BGR)
+    rows = np.where(blue)[0]
+    # On a linear axis up to 40 the train loss (0.7 -> 0.05) spans about 5% of the
+    # plot: ~15 px. On the log axis it spans more than a quarter of it.
+    assert rows.max() - rows.min() > 80, rows.max() - rows.min()
