@@ -377,3 +377,15 @@ def test_loss_curve_uses_a_log_axis_so_a_spike_hides_nothing(tmp_path):
     # On a linear axis up to 40 the train loss (0.7 -> 0.05) spans about 5% of the
     # plot: ~15 px. On the log axis it spans more than a quarter of it.
     assert rows.max() - rows.min() > 80, rows.max() - rows.min()
+
+
+@pytest.mark.parametrize("command", [["models"], ["cache"], ["weights"], ["export"]])
+def test_help_has_examples(capsys, command):
+    from har.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    examples = out.split("examples:\n", 1)[1].splitlines()
+    assert sum(line.strip().startswith(("har ", "HAR_HOME=")) for line in examples) >= 3

@@ -639,14 +639,16 @@ def plot_timeline(result: VideoResult, labels: Sequence[str], out_path=None, *,
 
     Plots the segment labels first, then the video's top labels, ``max_lines`` in
     all. Returns the matplotlib ``Figure`` (written to ``out_path`` when given).
-    Needs matplotlib (``pip install 'har[plot]'``).
+    Needs matplotlib (``pip install -e '.[plot]'`` in the repository).
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
+        from .defaults import pip_hint
+
         raise HarError("--plot needs matplotlib, which is not installed; "
-                       "install it with: pip install 'har[plot]'") from None
+                       f"install it with: {pip_hint('plot')}") from None
     clips, cells = _timed_clips(result)
     clips = [c for c in clips if c.probs is not None]
     if not clips:

@@ -12,13 +12,48 @@ from ..fsutil import display_path
 from . import ExitCode, add_command
 
 
+EXPORT_EPILOG = """\
+examples:
+  har export onnx -o r3d34.onnx                         the default model, fp32 ONNX
+  har export openvino -o r3d34.xml                      OpenVINO IR (.xml and .bin)
+  har export openvino -o r3d34-int8.xml --precision int8 --calibrate videos/
+                                                        int8, calibrated on your videos
+  har export onnx -o falls.onnx --weights runs/falls/model.pth   a trained model, its labels
+  har predict video.mp4 --weights r3d34.xml             run an exported file directly
+"""
+
+MODELS_EPILOG = """\
+examples:
+  har models                                 name, weights source, accuracy, description
+  har models --json                          also URLs, sizes, sha256, presets, sources
+  har predict video.mp4 --model r3d18-k400   use another model of the list
+"""
+
+CACHE_EPILOG = """\
+examples:
+  har cache                                  what is cached (weights, exports, compiled)
+  har cache clean --keep-weights             remove derived files, keep the downloads
+  har cache clean --older-than 30            remove files not modified for 30 days
+  HAR_HOME=/data/har-cache har cache         another cache folder
+"""
+
+WEIGHTS_EPILOG = """\
+examples:
+  har weights fetch r3d34-k400               download ahead (e.g. before going offline)
+  har weights fetch r3d34-k400 tv-r3d18-k400 several at once
+  har weights list                           the cached files and the models that use them
+  har weights verify                         re-check sizes and sha256 of every cached file
+"""
+
+
 def register(sub) -> None:
     e = add_command(sub, "export", help="export a model to ONNX or OpenVINO IR",
                     description="Export a zoo model with its weights, dynamic batch axis: "
                                 "input 'clips' (N, 3, T, H, W), outputs 'logits' (N, C) and "
                                 "'features' (N, D); the labels, preset, model name, weights "
                                 "sha256 and har version go into the file's metadata, so "
-                                "`har predict --weights FILE` runs it directly.")
+                                "`har predict --weights FILE` runs it directly.",
+                    epilog=EXPORT_EPILOG)
     e.add_argument("format", choices=("onnx", "openvino"))
     e.add_argument("-o", "--output", required=True,
                    help="output file (.onnx, or .xml for OpenVINO; a .bin is written beside it)")
@@ -32,12 +67,12 @@ def register(sub) -> None:
                         "synthetic clips, docs/performance.md)")
     e.set_defaults(func=cmd_export)
 
-    m = add_command(sub, "models", help="list the available models")
+    m = add_command(sub, "models", help="list the available models", epilog=MODELS_EPILOG)
     m.add_argument("--json", action="store_true", help="print the registry as JSON")
     m.set_defaults(func=cmd_models)
 
     c = add_command(sub, "cache", help="list or clean har's cache (weights, exports, "
-                    "compiled models)")
+                    "compiled models)", epilog=CACHE_EPILOG)
     csub = c.add_subparsers(dest="cache_command", metavar="ACTION")
     c.set_defaults(func=cmd_cache_list)
     cl = add_command(csub, "list", help="what is cached, with sizes and totals (default)")
@@ -51,7 +86,8 @@ def register(sub) -> None:
 
     w = add_command(sub, "weights", help="download, list and verify cached weights",
                     description="Manage the weights cache ($HAR_HOME, else "
-                                "$XDG_CACHE_HOME/har, else ~/.cache/har).")
+                                "$XDG_CACHE_HOME/har, else ~/.cache/har).",
+                    epilog=WEIGHTS_EPILOG)
     wsub = w.add_subparsers(dest="weights_command", metavar="ACTION")
     wsub.required = True
     f = add_command(wsub, "fetch", help="download a model's weights into the cache")
