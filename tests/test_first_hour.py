@@ -389,3 +389,16 @@ def test_help_has_examples(capsys, command):
     out = capsys.readouterr().out
     examples = out.split("examples:\n", 1)[1].splitlines()
     assert sum(line.strip().startswith(("har ", "HAR_HOME=")) for line in examples) >= 3
+
+
+def test_first_run_with_new_weights_says_it_converts_once(capsys, tmp_path, r10_weights):
+    _needs("openvino")
+    video = make_video(tmp_path / "v.mp4", 20, size=(64, 48))
+    argv = ["predict", video, "--model", "r3d10-k400", "--weights", r10_weights,
+            "--backend", "openvino", "--precision", "fp32", "--no-progress", "--clips", "0"]
+    code, _, first = _run(capsys, *argv)
+    assert code == 0, first
+    notes = [line for line in first.splitlines() if "one-time" in line]
+    assert len(notes) == 1 and "converting r3d10-k400" in notes[0]
+    code, _, again = _run(capsys, *argv)
+    assert code == 0 and "one-time" not in again  # the export is cached now
