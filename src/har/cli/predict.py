@@ -552,7 +552,21 @@ def _external_data(args: argparse.Namespace, recognizer) -> dict[str, Any]:
     if record is not None:
         return {"used": True, "details": f"har: {model} fine-tuned from weights "
                                          "pretrained on Kinetics-400"}
+    if recognizer is not None and _own_labels(recognizer):
+        # An exported file of a trained model: it does not say how it was trained.
+        return {"used": True, "details": f"har: {model} with its own classes; how its "
+                                         "weights were trained is not recorded (assumed "
+                                         "pretrained on Kinetics-400)"}
     return {"used": True, "details": f"har: {model} pretrained on Kinetics-400"}
+
+
+def _own_labels(recognizer) -> bool:
+    from ..models.zoo import get_entry
+
+    try:
+        return tuple(recognizer.labels) != tuple(get_entry(recognizer.model_name).class_names)
+    except Exception:  # noqa: BLE001
+        return True
 
 
 def _training_record(weights) -> dict | None:
