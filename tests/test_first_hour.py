@@ -402,3 +402,24 @@ def test_first_run_with_new_weights_says_it_converts_once(capsys, tmp_path, r10_
     assert len(notes) == 1 and "converting r3d10-k400" in notes[0]
     code, _, again = _run(capsys, *argv)
     assert code == 0 and "one-time" not in again  # the export is cached now
+
+
+def test_first_run_of_the_published_onnx_says_it_is_a_one_time_cost(tmp_path, r34_checkpoint,
+                                                                     capfd):
+    _needs("openvino")
+    _needs("onnx")
+    from reference_onnx_models import export_legacy_opencv, opencv_style
+
+    from har.runtimes import load_runtime
+
+    _, ref = r34_checkpoint
+    x = torch.randn(1, 3, 16, 112, 112, generator=torch.Generator().manual_seed(3)) * 50
+    path = export_legacy_opencv(opencv_style(ref), x, tmp_path / "resnet-34_kinetics.onnx")
+    capfd.readouterr()
+    load_runtime("r3d34-k400", path, backend="openvino", precision="fp32")
+    out, err = capfd.readouterr()
+    assert out == ""
+    notes = [line for line in err.splitlines() if "one-time cost" in line]
+    assert len(notes) == 1 and "resnet-34_kinetics.onnx" in notes[0]
+    load_runtime("r3d34-k400", path, backend="openvino", precision="fp32")
+    assert "one-time" not in capfd.readouterr().err
