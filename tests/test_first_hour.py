@@ -328,6 +328,7 @@ def test_a_result_at_chance_is_said(tiny_motion):
     assert "at chance" in _chance_warning(no_val, train, None)
 
 
+@pytest.mark.slow
 def test_scratch_defaults_to_resnet18_and_says_so(capsys, tmp_path, tiny_motion):
     out = tmp_path / "run"
     code, _, err = _run(capsys, "train", tiny_motion[0], "--out", out, "--scratch",
@@ -404,6 +405,7 @@ def test_first_run_with_new_weights_says_it_converts_once(capsys, tmp_path, r10_
     assert code == 0 and "one-time" not in again  # the export is cached now
 
 
+@pytest.mark.slow
 def test_first_run_of_the_published_onnx_says_it_is_a_one_time_cost(tmp_path, r34_checkpoint,
                                                                      capfd):
     _needs("openvino")
