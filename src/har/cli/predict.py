@@ -505,13 +505,16 @@ def _readable(sources, input_errors):
     before any model is loaded, with the message the decoder would give."""
     from ..video import _local_error
 
+    import errno
+
     kept = []
     errors = list(input_errors)
     for src in sources:
-        if src.local:
+        if src.local:  # stat, not open: a named pipe must be read once, by the decoder
             try:
-                with open(src.url, "rb"):
-                    pass
+                os.stat(src.url)
+                if not os.access(src.url, os.R_OK):
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
             except OSError as exc:
                 errors.append((src.text, str(_local_error(display_path(src.text), exc,
                                                           src.url))))
