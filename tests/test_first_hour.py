@@ -425,3 +425,27 @@ def test_first_run_of_the_published_onnx_says_it_is_a_one_time_cost(tmp_path, r3
     assert len(notes) == 1 and "resnet-34_kinetics.onnx" in notes[0]
     load_runtime("r3d34-k400", path, backend="openvino", precision="fp32")
     assert "one-time" not in capfd.readouterr().err
+
+
+def test_the_early_input_check_leaves_a_named_pipe_to_the_decoder(capsys, tmp_path,
+                                                                  r10_weights):
+    import threading
+
+    data = make_video(tmp_path / "v.ts", 20, size=(64, 48)).read_bytes()
+    fifo = tmp_path / "pipe.ts"
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "wb") as fh:
+            try:
+                fh.write(data)
+            except BrokenPipeError:
+                pass
+
+    t = threading.Thread(target=feed, daemon=True)
+    t.start()
+    code, out, err = _run(capsys, "predict", fifo, "--model", "r3d10-k400", "--weights",
+                          r10_weights, "--backend", "torch", "--json", "-", "--no-progress")
+    t.join(timeout=10)
+    assert code == 0, err
+    assert json.loads(out)["videos"][0]["frames"] == 20
