@@ -183,40 +183,47 @@ def _audio_samples(path) -> tuple[int, int]:
         return sum(f.samples for f in c.decode(a)), a.codec_context.sample_rate
 
 
-def _avi_with_mp3(path, seconds: float = 4.0):
-    """An AVI (MPEG-4 video, MP3 audio, as UCF101-era files): a colour video with a
-    440 Hz tone, written by PyAV/libmp3lame."""
-    if "libmp3lame" not in av.codecs_available:
-        pytest.skip("this PyAV has no MP3 encoder")
-    fps, sr = 25, 44100
+def _avi_with_audio(path, codec: str = "libmp3lame", sr: int = 44100, channels: int = 2,
+                    seconds: float = 4.0):
+    """An AVI (MPEG-4 video, as UCF101-era files) with a 440 Hz tone: MP3 (PyAV's
+    libmp3lame, 1152-sample frames) or 16-bit PCM (1000-sample packets)."""
+    if codec not in av.codecs_available:
+        pytest.skip(f"this PyAV has no {codec} encoder")
+    fps = 25
+    layout = "mono" if channels == 1 else "stereo"
+    fmt, chunk = ("fltp", 1152) if codec == "libmp3lame" else ("s16", 1000)
     with av.open(str(path), "w", format="avi") as c:
         v = c.add_stream("mpeg4", rate=fps)
         v.width, v.height, v.pix_fmt = 128, 96, "yuv420p"
-        a = c.add_stream("libmp3lame", rate=sr)
-        a.layout = "stereo"
+        a = c.add_stream(codec, rate=sr)
+        a.layout = layout
         for i in range(int(seconds * fps)):
             img = np.full((96, 128, 3), (i * 5) % 256, np.uint8)
             c.mux(v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
         c.mux(v.encode(None))
         t0 = 0
         while t0 < seconds * sr:
-            t = (np.arange(1152) + t0) / sr
-            tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-            af = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp",
-                                            layout="stereo")
+            tone = 0.3 * np.sin(2 * np.pi * 440 * (np.arange(chunk) + t0) / sr)
+            planes = np.stack([tone] * channels).astype(np.float32)
+            if fmt == "s16":  # packed: one row of interleaved samples
+                planes = (planes.T.reshape(1, -1) * 32767).astype(np.int16)
+            af = av.AudioFrame.from_ndarray(planes, format=fmt, layout=layout)
             af.sample_rate, af.pts = sr, t0
             c.mux(a.encode(af))
-            t0 += 1152
+            t0 += chunk
         c.mux(a.encode(None))
     return path
 
 
-@pytest.mark.parametrize("source", ["generated", "mmaction2__tests_data_test.avi"])
-def test_mp3_in_avi_keeps_all_its_audio_in_mp4(tmp_path, source):
-    """MP4 does not take the AVI's MP3 packets as they are: the audio is re-encoded to
-    AAC, and every sample comes through (issue 26: 22% of it was lost in 31 gaps)."""
-    if source == "generated":
-        src = _avi_with_mp3(tmp_path / "in.avi")
+@pytest.mark.parametrize("source", ["mp3", "pcm-mono-22k", "mmaction2__tests_data_test.avi"])
+def test_avi_audio_is_all_kept_in_mp4(tmp_path, source):
+    """MP4 does not take the AVI's MP3 or PCM packets as they are: the audio is
+    re-encoded to AAC, and every sample comes through (issue 26: 22% of an MP3 track
+    was lost in 31 gaps)."""
+    if source == "mp3":
+        src = _avi_with_audio(tmp_path / "in.avi")
+    elif source == "pcm-mono-22k":
+        src = _avi_with_audio(tmp_path / "in.avi", "pcm_s16le", 22050, 1)
     else:
         src = SHARED / source
         if not src.exists():

@@ -377,11 +377,10 @@ class _AudioCopier:
         ctx = self.ist.codec_context
         self.rate = int(ctx.sample_rate or 48000)
         self.ost = out.add_stream("aac", rate=self.rate)
-        try:  # mono stays mono; more than two channels are mixed down to stereo
-            if 1 <= ctx.layout.nb_channels <= 2:
-                self.ost.codec_context.layout = ctx.layout.name
-        except Exception:  # noqa: BLE001 - keep the encoder's default (stereo)
-            pass
+        # Mono stays mono; anything else is stereo (more channels are mixed down). The
+        # count, not the input's layout name: some containers give a count only.
+        channels = getattr(ctx.layout, "nb_channels", 0) or getattr(ctx, "channels", 0)
+        self.ost.codec_context.layout = "mono" if channels == 1 else "stereo"
         self.encoder = av.AudioResampler(format=self.ost.codec_context.format.name,
                                          layout=self.ost.codec_context.layout.name,
                                          rate=self.rate, frame_size=1024)
