@@ -280,6 +280,7 @@ def tiny_motion(tmp_path_factory):
             make_motion_dataset(root / "val", 2, seed=2, frames=16))
 
 
+@pytest.mark.slow
 def test_model_pth_is_the_best_epoch_and_last_pth_the_last(capsys, tmp_path, tiny_motion):
     import csv
 
