@@ -94,5 +94,28 @@ def _isolated_cache(tmp_path, monkeypatch):
     yield
 
 
+_SESSION_DIRS: list[str] = []
+
+
 def pytest_configure(config):
+    """Before any fixture runs (module- and session-scoped ones run before the
+    function-scoped ``_isolated_cache``): har's cache and Ray's files go to folders of
+    this session, never to the user's ~/.cache/har or ~/.ray."""
+    import tempfile
+
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    home = tempfile.mkdtemp(prefix="har-tests-home-")
+    # Ray's session folder holds Unix sockets (at most 107 bytes of path): a short one.
+    ray_tmp = tempfile.mkdtemp(prefix="har-ray-")
+    _SESSION_DIRS.extend([home, ray_tmp])
+    os.environ["HAR_HOME"] = home
+    os.environ["RAY_TMPDIR"] = ray_tmp
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["RAY_USAGE_STATS_CONFIG_PATH"] = os.path.join(ray_tmp, "config.json")
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    for d in _SESSION_DIRS:  # the folders this session made, nothing else
+        shutil.rmtree(d, ignore_errors=True)

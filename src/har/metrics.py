@@ -345,14 +345,19 @@ def activitynet_map(gt: GroundTruth, predictions: Mapping[str, Sequence[Mapping[
     }
 
 
-def activitynet_document(results: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def activitynet_document(results: Mapping[str, list[dict[str, Any]]],
+                         external_data: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """An ActivityNet v1.3 submission wrapping ``results`` (``{video_id: [{"label",
-    "score", "segment"}, ...]}``)."""
+    "score", "segment"}, ...]}``). ``external_data`` (``{"used": bool, "details":
+    str}``) says whether the model saw data other than the challenge's; the default
+    is the zoo's case, a 3D ResNet pretrained on Kinetics-400. A model trained from
+    scratch on the user's data passes ``{"used": False, ...}``."""
+    if external_data is None:
+        external_data = {"used": True, "details": "har: 3D ResNet pretrained on Kinetics-400"}
     return {
         "version": "VERSION 1.3",
         "results": dict(results),
-        "external_data": {"used": True,
-                          "details": "har: 3D ResNet pretrained on Kinetics-400"},
+        "external_data": dict(external_data),
     }
 
 

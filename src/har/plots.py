@@ -234,10 +234,31 @@ def _tick_text(value: float, step: float) -> str:
     return f"{value:.{decimals}f}"
 
 
+def _log_ticks(lo: float, hi: float) -> tuple[np.ndarray, list[str]]:
+    """Ticks of a log10 axis over values ``lo..hi`` (> 0): their log10 positions and
+    labels; decades, with 2 and 5 between them when the range is under two decades."""
+    a, b = math.floor(math.log10(lo) + 1e-9), math.ceil(math.log10(hi) - 1e-9)
+    if b == a:
+        b = a + 1
+    mults = (1, 2, 5) if b - a <= 2 else (1,)
+    every = max(1, math.ceil((b - a) / 8))
+    decades = list(range(a, b + every, every))  # the last one at or above hi
+    values = [m * 10.0 ** e for e in decades for m in mults]
+    values = [v for v in values if v <= 10.0 ** decades[-1] * 1.0001]
+    return np.log10(values), [f"{v:g}" for v in values]
+
+
 def _panel(img: np.ndarray, box: tuple[int, int, int, int], title: str,
-           series: list[tuple[str, list[tuple[float, float]]]]) -> None:
-    """One chart in ``box`` (x, y, w, h): axes with ticks, a line per series, a legend."""
+           series: list[tuple[str, list[tuple[float, float]]]], log_y: bool = False) -> None:
+    """One chart in ``box`` (x, y, w, h): axes with ticks, a line per series, a legend.
+    ``log_y``: a log10 value axis (when every value is positive), so that one spike
+    does not flatten everything else."""
     x0, y0, w, h = box
+    if log_y and series and all(y > 0 for _, pts in series for _, y in pts):
+        series = [(name, [(x, math.log10(y)) for x, y in pts]) for name, pts in series]
+        title += " (log scale)"
+    else:
+        log_y = False
     _put(img, title, (x0 + w // 2, y0 + 18), 0.55, thickness=1, align="center")
     plot_l, plot_r = x0 + 60, x0 + w - 12
     plot_t, plot_b = y0 + 54, y0 + h - 42
@@ -255,7 +276,12 @@ def _panel(img: np.ndarray, box: tuple[int, int, int, int], title: str,
     x_ticks = _nice_ticks(min(xs), max(xs), max_ticks=8)
     if min(xs) == max(xs):
         x_ticks = np.array([min(xs) - 1, min(xs), min(xs) + 1])
-    y_ticks = _nice_ticks(min(ys), max(ys))
+    if log_y:
+        y_ticks, y_labels = _log_ticks(10.0 ** min(ys), 10.0 ** max(ys))
+    else:
+        y_ticks = _nice_ticks(min(ys), max(ys))
+        y_step = float(y_ticks[1] - y_ticks[0])
+        y_labels = [_tick_text(float(t), y_step) for t in y_ticks]
     x_lo, x_hi = float(x_ticks[0]), float(x_ticks[-1])
     y_lo, y_hi = float(y_ticks[0]), float(y_ticks[-1])
 
@@ -265,17 +291,16 @@ def _panel(img: np.ndarray, box: tuple[int, int, int, int], title: str,
         return int(round(px)), int(round(py))
 
     x_step = float(x_ticks[1] - x_ticks[0])
-    y_step = float(y_ticks[1] - y_ticks[0])
     for t in x_ticks:
         px, _ = to_px(float(t), y_lo)
         cv2.line(img, (px, plot_t + 1), (px, plot_b - 1), LIGHT_GREY, 1)
         cv2.line(img, (px, plot_b), (px, plot_b + 4), BLACK, 1)
         _put(img, _tick_text(float(t), x_step), (px, plot_b + 18), 0.4, align="center")
-    for t in y_ticks:
+    for t, label in zip(y_ticks, y_labels):
         _, py = to_px(x_lo, float(t))
         cv2.line(img, (plot_l + 1, py), (plot_r - 1, py), LIGHT_GREY, 1)
         cv2.line(img, (plot_l - 4, py), (plot_l, py), BLACK, 1)
-        _put(img, _tick_text(float(t), y_step), (plot_l - 7, py), 0.4, align="right", valign="center")
+        _put(img, label, (plot_l - 7, py), 0.4, align="right", valign="center")
     cv2.rectangle(img, (plot_l, plot_t), (plot_r, plot_b), BLACK, 1)
 
     drawn = []
@@ -304,8 +329,9 @@ def _panel(img: np.ndarray, box: tuple[int, int, int, int], title: str,
 
 def curves_png(path: str | os.PathLike, history: Sequence[dict[str, Any]], *,
                title: str = "Training") -> None:
-    """Draw training curves as a PNG: loss (train_loss, val_loss) on the left and
-    accuracy (train_acc, val_acc, val_video_acc) on the right, against the epoch.
+    """Draw training curves as a PNG: loss (train_loss, val_loss) on the left, on a
+    log axis when every loss is positive, and accuracy (train_acc, val_acc,
+    val_video_acc) on the right, against the epoch.
 
     ``history`` holds one dict per epoch, e.g. ``{"epoch": 1, "train_loss": 0.7,
     "train_acc": 0.5, "val_loss": None, ...}``. Missing keys, None and non-finite values
@@ -326,7 +352,7 @@ def curves_png(path: str | os.PathLike, history: Sequence[dict[str, Any]], *,
     _put(img, _fit(_ascii(title), 2 * panel_w - 24, 0.7, 2), (panel_w, 28), 0.7,
          thickness=2, align="center")
     _panel(img, (0, title_h, panel_w, panel_h), "loss",
-           [(key, series(key)) for key in ("train_loss", "val_loss")])
+           [(key, series(key)) for key in ("train_loss", "val_loss")], log_y=True)
     _panel(img, (panel_w, title_h, panel_w, panel_h), "accuracy",
            [(key, series(key)) for key in ("train_acc", "val_acc", "val_video_acc")])
     _write_png(path, img)

@@ -16,8 +16,8 @@ shortened at a word boundary where possible, always marked with "..".
 The output keeps the input's display size (rotated inputs come out upright, as
 :class:`har.video.VideoSource` shows them), frame count and timestamps (so the
 frame rate and variable frame rates are kept), and its audio: copied as is when
-the output container takes the codec, else re-encoded to AAC, else dropped with a
-note. Video is H.264 (libx264) when PyAV's FFmpeg has it, else MPEG-4 Part 2.
+the output container takes the codec, else re-encoded to AAC with every sample kept
+(e.g. the MP3 of an AVI into MP4), else dropped with a note. Video is H.264 (libx264) when PyAV's FFmpeg has it, else MPEG-4 Part 2.
 Frames with an odd width or height cannot use 4:2:0 chroma; libx264 then encodes
 4:4:4 (exact size kept; some browsers do not play it), MPEG-4 pads the frame by
 one pixel on the right/bottom.
@@ -118,7 +118,9 @@ def _layout(width: int, height: int, top_n: int, rows: int) -> _Layout:
     line_h = th + base + pad
     # At most about 40% of the height for the label box.
     lines = max(1, min(top_n, int(0.4 * height // line_h)))
-    row_h = max(4, int(round(0.028 * short)))
+    # Timeline rows: tall enough that the label written in a row (0.6 of its height)
+    # reads at video sizes: about 16 px of capital height at 720p.
+    row_h = max(4, int(round(0.036 * short)))
     strip_h = max(1, rows) * row_h + 2 * max(1, row_h // 3)
     return _Layout(width, height, scale, thickness, line_h, pad, lines, row_h, strip_h, base,
                    float(h1))
@@ -200,9 +202,10 @@ class _Painter:
                 strip[y0:y1, x0:x1, :3] = color
                 strip[y0:y1, x0:x1, 3] = 235
             if lay.row_h >= 14:  # room for the label's name inside the row
-                s = 0.5 * lay.row_h / lay.unit_h
+                s = 0.6 * lay.row_h / lay.unit_h
                 first = min(s2.start_s for s2 in result.segments if s2.label == label)
-                org = (min(self._x(first) + 3, lay.width - 10), y1 - max(2, lay.row_h // 4))
+                cap = int(round(s * lay.unit_h))
+                org = (min(self._x(first) + 3, lay.width - 10), y0 + (y1 - y0 + cap) // 2)
                 cv2.putText(strip, _ascii(label), org, cv2.FONT_HERSHEY_SIMPLEX, s,
                             (0, 0, 0, 255), 1 if lay.row_h < 24 else 2, cv2.LINE_AA)
         return strip
@@ -354,15 +357,51 @@ class _AudioCopier:
                 self.ost = out.add_stream_from_template(self.ist)
                 stats.audio = "copied"
             else:
-                rate = self.ist.codec_context.sample_rate or 48000
-                self.ost = out.add_stream("aac", rate=rate)
-                self.encoder = True
+                self._open_encoder(out)
                 stats.audio = "aac"
         except Exception as exc:  # noqa: BLE001 - keep the video, lose the audio
             stats.notes.append(f"audio not kept ({type(exc).__name__}: {exc})")
             self.close()
             return
         self._packets = self.inp.demux(self.ist)
+
+    def _open_encoder(self, out) -> None:
+        """AAC for audio the container cannot hold (e.g. MP3 from an AVI into MP4).
+        The decoded samples go through a resampler that cuts them into the encoder's
+        frame size (1024 for AAC; MP3 frames hold 1152), and each frame is stamped
+        from a running sample count, so every input sample is encoded: frames cut
+        to another size, or input timestamps that jump, would otherwise be refused
+        by the encoder and their audio lost."""
+        import av
+
+        ctx = self.ist.codec_context
+        self.rate = int(ctx.sample_rate or 48000)
+        self.ost = out.add_stream("aac", rate=self.rate)
+        # Mono stays mono; anything else is stereo (more channels are mixed down). The
+        # count, not the input's layout name: some containers give a count only.
+        channels = getattr(ctx.layout, "nb_channels", 0) or getattr(ctx, "channels", 0)
+        self.ost.codec_context.layout = "mono" if channels == 1 else "stereo"
+        self.encoder = av.AudioResampler(format=self.ost.codec_context.format.name,
+                                         layout=self.ost.codec_context.layout.name,
+                                         rate=self.rate, frame_size=1024)
+        self._next_pts: int | None = None
+
+    def _encode(self, frame) -> None:
+        """Encode one decoded frame (None: flush the resampler and the encoder)."""
+        from fractions import Fraction
+
+        if frame is not None and self._next_pts is None:
+            start = 0.0
+            if frame.pts is not None and frame.time_base is not None:
+                start = float(frame.pts * frame.time_base) - self.offset
+            self._next_pts = max(0, int(round(start * self.rate)))
+        if frame is not None:
+            frame.pts = None  # the running count below stamps the output
+        for out_frame in self.encoder.resample(frame):
+            out_frame.pts = self._next_pts or 0
+            out_frame.time_base = Fraction(1, self.rate)
+            self._next_pts = (self._next_pts or 0) + out_frame.samples
+            self.out.mux(self.ost.encode(out_frame))
 
     def _next(self):
         if self._pending is not None:
@@ -414,9 +453,7 @@ class _AudioCopier:
                 self.out.mux(packet)
             else:
                 for frame in packet.decode():
-                    if frame.pts is not None and self.offset:
-                        frame.pts -= int(round(self.offset / frame.time_base))
-                    self.out.mux(self.ost.encode(frame))
+                    self._encode(frame)
         except (av.error.FFmpegError, ValueError) as exc:
             note = f"some audio packets were skipped ({exc})"
             if note not in self.stats.notes:
@@ -425,6 +462,12 @@ class _AudioCopier:
     def _flush(self) -> None:
         if self.encoder is not None and self.ost is not None:
             try:
+                for frame in self.ist.codec_context.decode(None):  # the decoder's last
+                    self._encode(frame)
+            except Exception:  # noqa: BLE001
+                pass
+            try:
+                self._encode(None)
                 self.out.mux(self.ost.encode(None))
             except Exception:  # noqa: BLE001
                 pass
@@ -551,6 +594,36 @@ def _close_quietly(video, audio, container) -> None:
             pass
 
 
+# -- time axes (the plot and the HTML report) ---------------------------------------
+_TICK_STEPS = (0.1, 0.2, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800,
+               3600, 7200)
+
+
+def tick_step(duration: float, max_ticks: int = 8) -> float:
+    """Seconds between time-axis ticks: the smallest round step that gives at most
+    ``max_ticks`` intervals over ``duration`` (sub-second steps for short videos, so
+    a 1 s video is not labelled 0:00 0:00 0:00 ...)."""
+    duration = max(float(duration), 1e-6)
+    return next((st for st in _TICK_STEPS if duration / st <= max_ticks), _TICK_STEPS[-1])
+
+
+def fmt_tick(t: float, step: float) -> str:
+    """``m:ss`` (``h:mm:ss`` past an hour), with tenths or hundredths of a second
+    when ``step`` is under a second (``0:00.25``); every tick then reads differently."""
+    if t < 0:
+        return ""
+    decimals = 0 if step >= 1 else (1 if round(step * 10, 6) == int(round(step * 10, 6))
+                                    else 2)
+    t = round(t, decimals)
+    whole = int(t)
+    h, rest = divmod(whole, 3600)
+    m, sec = divmod(rest, 60)
+    frac = f"{t - whole:.{decimals}f}"[1:] if decimals else ""
+    if h:
+        return f"{h}:{m:02d}:{sec:02d}{frac}"
+    return f"{m}:{sec:02d}{frac}"
+
+
 # -- the plot ----------------------------------------------------------------------
 def _short_label(text: str, n: int = 22) -> str:
     """``text`` cut at a word boundary to ``n`` characters, with a mark when cut."""
@@ -572,14 +645,16 @@ def plot_timeline(result: VideoResult, labels: Sequence[str], out_path=None, *,
 
     Plots the segment labels first, then the video's top labels, ``max_lines`` in
     all. Returns the matplotlib ``Figure`` (written to ``out_path`` when given).
-    Needs matplotlib (``pip install 'har[plot]'``).
+    Needs matplotlib (``pip install -e '.[plot]'`` in the repository).
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
+        from .defaults import pip_hint
+
         raise HarError("--plot needs matplotlib, which is not installed; "
-                       "install it with: pip install 'har[plot]'") from None
+                       f"install it with: {pip_hint('plot')}") from None
     clips, cells = _timed_clips(result)
     clips = [c for c in clips if c.probs is not None]
     if not clips:
@@ -629,12 +704,14 @@ def plot_timeline(result: VideoResult, labels: Sequence[str], out_path=None, *,
     if threshold is not None:
         ax.axhline(threshold, color="0.4", linestyle=":", linewidth=1,
                    label=f"segment threshold {threshold:g}")
-    ax.set_xlim(float(cells[0, 0]), _duration(result, cells))
+    x0, x1 = float(cells[0, 0]), _duration(result, cells)
+    ax.set_xlim(x0, x1)
     ax.set_ylim(0, 1.02)
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MultipleLocator
 
-    ax.xaxis.set_major_formatter(FuncFormatter(
-        lambda x, _pos: f"{int(x // 60)}:{int(x % 60):02d}" if x >= 0 else ""))
+    step = tick_step(x1 - x0)
+    ax.xaxis.set_major_locator(MultipleLocator(step))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: fmt_tick(x, step)))
     if lane_ax is None:
         ax.set_xlabel("time (m:ss)")
     ax.set_ylabel("clip probability")
@@ -644,8 +721,16 @@ def plot_timeline(result: VideoResult, labels: Sequence[str], out_path=None, *,
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     if out_path is not None:
+        from .fsutil import atomic_open
+
+        fmt = Path(out_path).suffix.lower().lstrip(".") or "png"
+        fmt = {"jpeg": "jpg"}.get(fmt, fmt)
+        # The title goes into the file's metadata too (PNG/SVG/PDF), so the model a
+        # plot was made with can be read back without looking at the picture.
+        meta = {"Title": title} if fmt in ("png", "svg", "pdf") else None
         try:
-            fig.savefig(str(out_path))
+            with atomic_open(out_path, "wb") as fh:
+                fig.savefig(fh, format=fmt, metadata=meta)
         except OSError as exc:
             raise HarError(f"{out_path}: cannot be written ({exc.strerror or exc}); "
                            "check the path") from None

@@ -9,7 +9,9 @@ The page has a summary table of every input (sortable by any column; failed inpu
 show their one-line error) and, per video, a row of thumbnails from its top
 segments, the segment timeline (one lane per label, so overlaps stay apart) and a
 chart of the clips' top labels over time. Label colours come from
-:func:`har.render.segment_colors`, the same as the annotated video and the plot.
+:func:`har.render.segment_colors`, the same as the annotated video and the plot, and a
+label keeps the colour it got first in every later video of the report (the first
+video's colours are its overlay's; a later video's may differ from its overlay's).
 """
 
 from __future__ import annotations
@@ -49,18 +51,41 @@ def _hex(rgb) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
-def colors_for(video: dict) -> dict[str, str]:
+def colors_for(video: dict, taken: dict[str, str] | None = None) -> dict[str, str]:
     """Label -> ``#rrggbb``: the segment labels as in :mod:`har.render`, then the other
-    labels of the clips' top-k (palette continued)."""
+    labels of the clips' top-k (palette continued). ``taken``: the colours the
+    report's earlier videos gave their labels; a label keeps its colour and a new one
+    gets the next colour no earlier label of this video has."""
     from .render import PALETTE, segment_colors
 
-    colors = {k: _hex(v) for k, v in segment_colors(video.get("segments") or []).items()}
-    n = len(colors)
+    if taken is None:
+        colors = {k: _hex(v) for k, v in segment_colors(video.get("segments") or []).items()}
+    else:
+        colors = {}
+        for k in segment_colors(video.get("segments") or []):
+            colors[k] = taken.get(k) or _next_colour(taken, colors)
+            taken.setdefault(k, colors[k])
     for label in _chart_labels(video):
         if label not in colors:
-            colors[label] = _hex(PALETTE[n % len(PALETTE)])
-            n += 1
+            if taken is None:
+                colors[label] = _hex(PALETTE[len(colors) % len(PALETTE)])
+            else:
+                colors[label] = taken.get(label) or _next_colour(taken, colors)
+                taken.setdefault(label, colors[label])
     return colors
+
+
+def _next_colour(taken: dict[str, str], here: dict[str, str]) -> str:
+    """The palette's first colour used by no label yet (of the report, else of this
+    video; past that the palette repeats)."""
+    from .render import PALETTE
+
+    palette = [_hex(c) for c in PALETTE]
+    for used in (set(taken.values()) | set(here.values()), set(here.values())):
+        free = [c for c in palette if c not in used]
+        if free:
+            return free[0]
+    return palette[len(here) % len(palette)]
 
 
 def _duration(v: dict) -> float:
@@ -90,17 +115,23 @@ def _chart_labels(v: dict) -> list[str]:
 
 
 def _axis(duration: float, y: int, height: int) -> str:
-    """mm:ss ticks along the x axis."""
-    step = next((s for s in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
-                 if duration / s <= 8), 7200)
+    """m:ss ticks along the x axis (the plot's steps and labels: tenths of a second on
+    a short video); a tick near the right edge is right-aligned so it is not cut."""
+    from .render import fmt_tick, tick_step
+
+    step = tick_step(duration)
     parts = []
-    t = 0.0
-    while t <= duration + 1e-9:
+    i = 0
+    while i * step <= duration + 1e-9:
+        t = i * step
         x = _PAD + (_W - _PAD - 10) * t / duration
+        text = fmt_tick(t, step)
+        anchor = "end" if x + 3.5 * len(text) > _W - 2 else "middle"
+        tx = min(x, _W - 2) if anchor == "end" else x
         parts.append(f'<line x1="{x:.1f}" y1="{y}" x2="{x:.1f}" y2="{y - height}" '
-                     f'class="grid"/><text x="{x:.1f}" y="{y + 14}" '
-                     f'text-anchor="middle">{_mmss(t)}</text>')
-        t += step
+                     f'class="grid"/><text x="{tx:.1f}" y="{y + 14}" '
+                     f'text-anchor="{anchor}">{text}</text>')
+        i += 1
     return "".join(parts)
 
 
@@ -338,13 +369,14 @@ def render_html(doc: dict) -> str:
             + _td(len(v.get("segments") or []))
             + _td(note, cls="wrap err" if v.get("error") else "wrap") + "</tr>")
     parts.append("</tbody></table>")
+    taken: dict[str, str] = {}  # one colour per label over the whole report
     for i, v in enumerate(videos, 1):
-        parts.append(_video_section(i, v, model))
+        parts.append(_video_section(i, v, model, taken))
     parts.append(f"<script>{_JS}</script></body></html>\n")
     return "".join(parts)
 
 
-def _video_section(i: int, v: dict, model: str) -> str:
+def _video_section(i: int, v: dict, model: str, taken: dict[str, str] | None = None) -> str:
     name = display_path(v.get("path") or "?")
     out = [f'<section class="video" id="v{i}"><h2>{i}. {_esc(name)}</h2>']
     if v.get("error"):
@@ -366,7 +398,7 @@ def _video_section(i: int, v: dict, model: str) -> str:
             f'<figure><img loading="lazy" src="{uri}" alt="{_esc(label)} at {_mmss(t)}">'
             f'<figcaption>{_mmss(t)} {_esc(_short(label, 24))}</figcaption></figure>'
             for t, label, uri in thumbs) + "</div>")
-    colors = colors_for(v)
+    colors = colors_for(v, taken)
     out.append('<h3>Segments</h3>' + timeline_svg(v, colors))
     if v.get("persons") is not None:  # --persons: a lane per person
         out.append(f'<h3>Persons ({len(v["persons"])})</h3>'

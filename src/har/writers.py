@@ -173,11 +173,12 @@ def summary_row(r: VideoResult) -> list[Any]:
             clean_text("; ".join(r.warnings)), clean_text(r.error or "")]
 
 
-def activitynet_doc(results: Iterable[VideoResult]) -> dict[str, Any]:
+def activitynet_doc(results: Iterable[VideoResult],
+                    external_data: dict[str, Any] | None = None) -> dict[str, Any]:
     """Predicted segments as an ActivityNet v1.3 detection submission: ``results`` maps
     each video id (the file name without extension and without a leading ``v_``) to
     ``{"label", "score" (the segment's mean clip probability), "segment": [start, end]}``.
-    Failed videos are left out."""
+    Failed videos are left out; ``external_data`` as :func:`har.metrics.activitynet_document`."""
     from .metrics import activitynet_document, video_id_for
 
     out: dict[str, list[dict[str, Any]]] = {}
@@ -188,7 +189,7 @@ def activitynet_doc(results: Iterable[VideoResult]) -> dict[str, Any]:
             {"label": s.label, "score": round(float(s.mean_score), 6),
              "segment": [round(float(s.start_s), 3), round(float(s.end_s), 3)]}
             for s in r.segments]
-    return clean(activitynet_document(out))
+    return clean(activitynet_document(out, external_data))
 
 
 def write_summary_csv(out: TextIO, results: Iterable[VideoResult]) -> None:

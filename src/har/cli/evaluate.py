@@ -131,10 +131,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     written = True
     if png:
         from ..plots import confusion_png
+        from ..train.evaluate import model_title
 
         written &= _write("--confusion-png", png, lambda: confusion_png(
             png, run.confusion, run.labels,
-            title=f"{report['model']} on {Path(report['data']).name}"))
+            title=f"{model_title(rec)} on {Path(report['data']).name}"))
         report["confusion_png"] = display_path(png)
     if csv_path:
         from ..metrics import write_confusion_csv

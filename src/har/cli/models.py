@@ -8,8 +8,43 @@ import sys
 from pathlib import Path
 
 from ..defaults import DEFAULT_MODEL
+from ..fsutil import display_path
 from ..text import printable
 from . import ExitCode, UsageError, add_command
+
+
+EXPORT_EPILOG = """\
+examples:
+  har export onnx -o r3d34.onnx                         the default model, fp32 ONNX
+  har export openvino -o r3d34.xml                      OpenVINO IR (.xml and .bin)
+  har export openvino -o r3d34-int8.xml --precision int8 --calibrate videos/
+                                                        int8, calibrated on your videos
+  har export onnx -o falls.onnx --weights runs/falls/model.pth   a trained model, its labels
+  har predict video.mp4 --weights r3d34.xml             run an exported file directly
+"""
+
+MODELS_EPILOG = """\
+examples:
+  har models                                 name, weights source, accuracy, description
+  har models --json                          also URLs, sizes, sha256, presets, sources
+  har predict video.mp4 --model r3d18-k400   use another model of the list
+"""
+
+CACHE_EPILOG = """\
+examples:
+  har cache                                  what is cached (weights, exports, compiled)
+  har cache clean --keep-weights             remove derived files, keep the downloads
+  har cache clean --older-than 30            remove files not modified for 30 days
+  HAR_HOME=/data/har-cache har cache         another cache folder
+"""
+
+WEIGHTS_EPILOG = """\
+examples:
+  har weights fetch r3d34-k400               download ahead (e.g. before going offline)
+  har weights fetch r3d34-k400 tv-r3d18-k400 several at once
+  har weights list                           the cached files and the models that use them
+  har weights verify                         re-check sizes and sha256 of every cached file
+"""
 
 
 def register(sub) -> None:
@@ -18,7 +53,8 @@ def register(sub) -> None:
                                 "input 'clips' (N, 3, T, H, W), outputs 'logits' (N, C) and "
                                 "'features' (N, D); the labels, preset, model name, weights "
                                 "sha256 and har version go into the file's metadata, so "
-                                "`har predict --weights FILE` runs it directly.")
+                                "`har predict --weights FILE` runs it directly.",
+                    epilog=EXPORT_EPILOG)
     e.add_argument("format", choices=("onnx", "openvino"))
     e.add_argument("-o", "--output", required=True,
                    help="output file (.onnx, or .xml for OpenVINO; a .bin is written beside it)")
@@ -32,12 +68,12 @@ def register(sub) -> None:
                         "synthetic clips, docs/performance.md)")
     e.set_defaults(func=cmd_export)
 
-    m = add_command(sub, "models", help="list the available models")
+    m = add_command(sub, "models", help="list the available models", epilog=MODELS_EPILOG)
     m.add_argument("--json", action="store_true", help="print the registry as JSON")
     m.set_defaults(func=cmd_models)
 
     c = add_command(sub, "cache", help="list or clean har's cache (weights, exports, "
-                    "compiled models)")
+                    "compiled models)", epilog=CACHE_EPILOG)
     csub = c.add_subparsers(dest="cache_command", metavar="ACTION")
     c.set_defaults(func=cmd_cache_list)
     cl = add_command(csub, "list", help="what is cached, with sizes and totals (default)")
@@ -51,7 +87,8 @@ def register(sub) -> None:
 
     w = add_command(sub, "weights", help="download, list and verify cached weights",
                     description="Manage the weights cache ($HAR_HOME, else "
-                                "$XDG_CACHE_HOME/har, else ~/.cache/har).")
+                                "$XDG_CACHE_HOME/har, else ~/.cache/har).",
+                    epilog=WEIGHTS_EPILOG)
     wsub = w.add_subparsers(dest="weights_command", metavar="ACTION")
     wsub.required = True
     f = add_command(wsub, "fetch", help="download a model's weights into the cache")
@@ -92,8 +129,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         calib = None
         if args.precision == "int8":
-            from ..runtimes.quantize import default_calibration, video_calibration
+            from ..runtimes.quantize import (DEFAULT_CALIBRATION_CLIPS, default_calibration,
+                                             video_calibration)
 
+            where = (f"up to {DEFAULT_CALIBRATION_CLIPS} clips from the videos in "
+                     f"{display_path(args.calibrate)}" if args.calibrate else
+                     f"{DEFAULT_CALIBRATION_CLIPS} synthetic clips (--calibrate DIR for "
+                     "your own videos)")
+            print(f"note: int8: calibrating on {where}; this takes a while",
+                  file=sys.stderr)
             calib = (video_calibration(args.calibrate, preset) if args.calibrate
                      else default_calibration(preset))
         out = export_openvino(model, out, shape, compress_to_fp16=args.precision == "fp16",

@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
@@ -317,22 +318,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if len(to_stdout) > 1:
         raise UsageError(f"{' and '.join(_opt(n) + ' -' for n in to_stdout)} all want "
                          "stdout; send all but one of them to a file")
+    t_start = time.monotonic()
     sources, input_errors = resolve_inputs(args.inputs)
+    sources, input_errors = _readable(sources, input_errors)
     plan = _plan_outputs(args, sources, len(sources) + len(input_errors))
     clean_stale_temps([getattr(args, n, None) for n, _ in _RUN_OUTPUTS] +
                       [str(p) for per in plan.values() for p in per.values()])
     persons = _check_persons(args, sources, len(sources) + len(input_errors))
-    recognizer = make_recognizer(args)
-    recognizer.keep_features = bool(args.features or args.jsonl_features)
+    # Inputs and outputs are checked before the model is loaded (or downloaded): a
+    # mistyped file name is the first thing said, not after a weights download.
+    failed_inputs: list[VideoResult] = []
+    for item, msg in input_errors:
+        print(f"error: {printable(msg)}", file=sys.stderr)
+        failed_inputs.append(VideoResult(path=display_path(item), error=msg))
+    recognizer = None
+    speed = _Speed(t_start)
+    if sources:
+        recognizer = make_recognizer(args)
+        recognizer.keep_features = bool(args.features or args.jsonl_features)
+        speed.loaded(recognizer)
+    model_name = recognizer.model_name if recognizer is not None else args.model
 
     out = _Stdout()
     show_table = not to_stdout
     only_stdout = not any(getattr(args, n, None) not in (None, "-") for n, _ in _RUN_OUTPUTS) \
         and not plan
-    failed_inputs: list[VideoResult] = []
-    for item, msg in input_errors:
-        print(f"error: {printable(msg)}", file=sys.stderr)
-        failed_inputs.append(VideoResult(path=display_path(item), error=msg))
     finished: list[VideoResult] = []
     output_errors: list[str] = []
     features: list[tuple[int, Any]] = []  # (video position, ClipResult) for --features
@@ -363,12 +373,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"error: {printable(output_errors[-1])}", file=sys.stderr)
                 _disable(events)
 
-    settings = {"stride": args.stride, "tail": args.tail, "sampler": args.sampler,
-                "num_clips": args.num_clips, "clip_len": recognizer.preset.clip_len,
-                "topk": args.topk, "backend": recognizer.backend.name,
-                "precision": recognizer.backend.precision, "device": args.device,
-                **timeline_settings(args)}
-    emit(lambda: events.start(model=recognizer.model_name, settings=settings,
+    settings = _settings(args, recognizer)
+    emit(lambda: events.start(model=model_name, settings=settings,
                               inputs=len(sources) + len(input_errors)))
     for r in failed_inputs:
         emit(lambda r=r: events.video(r))
@@ -397,8 +403,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     interrupted = False
     with signals_interrupt():
         try:
-            for ev in recognizer.run_many(sources, workers=args.workers, keep_clips=True,
-                                          progress=progress_for):
+            events_of_run = () if recognizer is None else recognizer.run_many(
+                sources, workers=args.workers, keep_clips=True, progress=progress_for)
+            for ev in events_of_run:
                 if out.closed and only_stdout:
                     break  # the reader has gone (`| head`): nothing left to write to
                 if isinstance(ev, ClipEvent):
@@ -418,7 +425,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                         from ..persons.outputs import write_person_table
 
                         out.write(lambda fh, r=result: write_person_table(r, fh))
-                for msg in _write_video_outputs(result, plan, recognizer.labels, args):
+                speed.add(result)
+                for msg in _write_video_outputs(result, plan, recognizer.labels, args,
+                                                model_name):
                     output_errors.append(msg)
                     print(f"error: {printable(msg)}", file=sys.stderr)
                 emit(lambda r=result: events.video(r))
@@ -447,15 +456,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         extra: dict[str, Any] = {"settings": settings}
         if interrupted:
             extra = {"interrupted": True, **extra}
-        doc = writers.predictions_doc(recognizer.model_name, results, **extra) \
+        doc = writers.predictions_doc(model_name, results, **extra) \
             if args.json or args.report else None
         writes = [
             ("json", lambda fh: writers.dump(doc, fh)),
             ("csv", lambda fh: writers.write_clips_csv(fh, results)),
             ("segments_csv", lambda fh: writers.write_segments_csv(fh, results)),
             ("summary_csv", lambda fh: writers.write_summary_csv(fh, results)),
-            ("activitynet", lambda fh: writers.dump(writers.activitynet_doc(results), fh)),
-            *_person_writes(args, results, recognizer.labels),
+            ("activitynet", lambda fh: writers.dump(writers.activitynet_doc(
+                results, external_data=_external_data(args, recognizer)), fh)),
+            *_person_writes(args, results, recognizer.labels if recognizer is not None else ()),
         ]
         # Files first, stdout last: a closed pipe must not cost a file.
         writes.sort(key=lambda w: getattr(args, w[0]) == "-")
@@ -490,6 +500,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"error: {printable(msg)}", file=sys.stderr)
     if out.error:
         output_errors.append(out.error)
+    speed.report()
 
     if interrupted:
         print(f"har: interrupted; the outputs hold the {len(finished)} video(s) that "
@@ -505,6 +516,150 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if any(r.warnings for r in results):
         return ExitCode.PARTIAL
     return ExitCode.OK
+
+
+def _readable(sources, input_errors):
+    """Local files that cannot be opened (a typo, no permission) move to the errors
+    before any model is loaded, with the message the decoder would give."""
+    from ..video import _local_error
+
+    import errno
+
+    kept = []
+    errors = list(input_errors)
+    for src in sources:
+        if src.local:  # stat, not open: a named pipe must be read once, by the decoder
+            try:
+                os.stat(src.url)
+                if not os.access(src.url, os.R_OK):
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            except OSError as exc:
+                errors.append((src.text, str(_local_error(display_path(src.text), exc,
+                                                          src.url))))
+                continue
+        kept.append(src)
+    return kept, errors
+
+
+def _settings(args: argparse.Namespace, recognizer) -> dict[str, Any]:
+    """The JSON's ``settings``: what was asked and what ran (runtime, precision, the
+    weights' sha256 and the har version, so a result can be traced to its model)."""
+    from .. import __version__
+
+    settings: dict[str, Any] = {"stride": args.stride, "tail": args.tail,
+                                "sampler": args.sampler, "num_clips": args.num_clips}
+    if recognizer is not None:
+        settings.update(clip_len=recognizer.preset.clip_len, topk=args.topk,
+                        backend=recognizer.backend.name,
+                        precision=recognizer.backend.precision)
+    else:  # nothing ran: what was asked
+        settings.update(topk=args.topk, backend=args.backend, precision=args.precision)
+    settings.update(device=args.device, **timeline_settings(args))
+    settings["weights_sha256"] = getattr(getattr(recognizer, "backend", None),
+                                         "weights_sha256", None)
+    settings["har_version"] = __version__
+    return settings
+
+
+def _external_data(args: argparse.Namespace, recognizer) -> dict[str, Any]:
+    """ActivityNet's ``external_data``: used only when the model's weights were
+    pretrained on another dataset (the zoo's Kinetics weights, or a har train
+    fine-tuning of them); a model har trained with --scratch used none."""
+    model = recognizer.model_name if recognizer is not None else args.model
+    record = _training_record(args.weights)
+    if record is not None and record.get("scratch"):
+        return {"used": False, "details": f"har: {model} trained from scratch "
+                                          "(random initialisation) on the user's data only"}
+    if record is not None:
+        return {"used": True, "details": f"har: {model} fine-tuned from weights "
+                                         "pretrained on Kinetics-400"}
+    if recognizer is not None and _own_labels(recognizer):
+        # An exported file of a trained model: it does not say how it was trained.
+        return {"used": True, "details": f"har: {model} with its own classes; how its "
+                                         "weights were trained is not recorded (assumed "
+                                         "pretrained on Kinetics-400)"}
+    return {"used": True, "details": f"har: {model} pretrained on Kinetics-400"}
+
+
+def _own_labels(recognizer) -> bool:
+    from ..models.zoo import get_entry
+
+    try:
+        return tuple(recognizer.labels) != tuple(get_entry(recognizer.model_name).class_names)
+    except Exception:  # noqa: BLE001
+        return True
+
+
+def _training_record(weights) -> dict | None:
+    """The ``har`` record of a checkpoint written by ``har train`` (``--weights
+    DIR/model.pth``), or None (the zoo's weights, URLs, exported files)."""
+    if not weights or "://" in str(weights) or \
+            Path(str(weights)).suffix.lower() not in (".pth", ".pt", ".tar"):
+        return None
+    try:
+        from ..models.checkpoints import read_checkpoint
+
+        record = read_checkpoint(Path(str(weights)).expanduser()).har
+    except Exception:  # noqa: BLE001 - the model loaded it already; say the default
+        return None
+    return record or None
+
+
+class _Speed:
+    """The speed summary printed at the end (stderr): model load, inference, the
+    time spent waiting for decoded clips, the total, and clips per second."""
+
+    def __init__(self, t_start: float) -> None:
+        self.t_start = t_start
+        self.t_loaded: float | None = None
+        self.load_s = 0.0
+        self.infer_s = [0.0]
+        self.timed = False
+        self.clips = 0
+        self.videos = 0
+        self.video_s = 0.0
+
+    def loaded(self, recognizer) -> None:
+        self.t_loaded = time.monotonic()
+        self.load_s = self.t_loaded - self.t_start
+        backend = recognizer.backend
+        infer = getattr(backend, "infer", None)
+        if infer is None:
+            return
+
+        def timed(batch, _infer=infer, _acc=self.infer_s):
+            t0 = time.perf_counter()
+            try:
+                return _infer(batch)
+            finally:
+                _acc[0] += time.perf_counter() - t0
+        try:
+            backend.infer = timed
+            self.timed = True
+        except AttributeError:  # a runtime with slots: no split, only the totals
+            pass
+
+    def add(self, result) -> None:
+        if result.ok:
+            self.videos += 1
+            self.clips += len(result.clips)
+            self.video_s += result.duration_s or 0.0
+
+    def report(self) -> None:
+        if self.t_loaded is None or not self.clips:
+            return
+        now = time.monotonic()
+        run_s = max(now - self.t_loaded, 1e-9)
+        parts = [f"load {self.load_s:.1f} s"]
+        if self.timed:
+            parts += [f"model {self.infer_s[0]:.1f} s",
+                      f"decoding and the rest {max(run_s - self.infer_s[0], 0.0):.1f} s"]
+        parts.append(f"total {now - self.t_start:.1f} s")
+        rate = f"{self.clips / run_s:.1f} clips/s"
+        if self.video_s > 0:
+            rate += f", {self.video_s / run_s:.1f}x real time"
+        print(f"speed: {self.videos} video(s), {self.clips} clip(s): {', '.join(parts)}; "
+              f"{rate}", file=sys.stderr)
 
 
 def _disable(events) -> None:
@@ -555,7 +710,8 @@ def _write_features(target: str, clips: list, results) -> str | None:
     return None
 
 
-def _write_video_outputs(result, plan: dict[str, dict[str, Path]], labels, args) -> list[str]:
+def _write_video_outputs(result, plan: dict[str, dict[str, Path]], labels, args,
+                         model_name: str | None = None) -> list[str]:
     """Write this video's --annotate/--srt/--vtt/--plot files; one-line errors back."""
     from ..timeline import to_srt, to_vtt
 
@@ -577,7 +733,7 @@ def _write_video_outputs(result, plan: dict[str, dict[str, Path]], labels, args)
                 from ..render import plot_timeline
 
                 plot_timeline(result, labels, path, threshold=args.threshold,
-                              model=args.model)
+                              model=model_name or args.model)
             else:
                 text = to_srt(result.segments) if opt == "srt" else to_vtt(result.segments)
                 with atomic_open(path, "w") as fh:

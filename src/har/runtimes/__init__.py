@@ -317,6 +317,13 @@ def _published_onnx_runtime(model: str, path: Path, device, batch_size, precisio
     digest = file_sha256(path)
     dim = _graph_checked(digest, entry.arch)
     if dim is None:
+        import sys
+
+        from ..weights import cache_dir
+
+        print(f"note: first run with {path.name}: checking it against {entry.name} and "
+              f"compiling it, a one-time cost for these weights (cached in {cache_dir()}); "
+              "later runs start at once", file=sys.stderr)
         net = entry.build()
         read_onnx_state_dict(path, net)  # raises WeightsError naming where the graph diverges
         dim = getattr(net, "feature_dim", None)

@@ -155,6 +155,12 @@ def export_onnx_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
     path = cache_dir() / "exports" / f"{_state_key(model)}-{t}x{h}x{w}.onnx"
     remove_stale_temps(path.parent)  # what a killed export left
     if not path.is_file():
+        import sys
+
+        name = getattr(getattr(model, "har_info", None), "model", None) or "the model"
+        print(f"note: converting {name} for the runtime: a one-time cost for these "
+              f"weights (cached in {path.parent}); later runs start at once",
+              file=sys.stderr)
         export_onnx(model, path, input_shape)
     from .metadata import read_sidecar
 

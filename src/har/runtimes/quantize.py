@@ -9,6 +9,9 @@ better; the default only fixes activation ranges to something plausible.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -91,7 +94,27 @@ def quantize_openvino(ov_model, calibration: Iterable[np.ndarray] | None, input_
         calibration = default_calibration(HARA_KINETICS)
     data = list(calibration)
     ds = nncf.Dataset(data)
-    return nncf.quantize(ov_model, ds, subset_size=len(data))
+    with _stdout_to_stderr():
+        return nncf.quantize(ov_model, ds, subset_size=len(data))
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """NNCF draws its "Statistics collection" bars (rich) and logs on stdout; a
+    ``--json -`` on stdout must get JSON only, so both go to stderr meanwhile."""
+    moved = []
+    for name in ("nncf", ""):
+        for h in logging.getLogger(name).handlers:
+            if isinstance(h, logging.StreamHandler) and \
+                    getattr(h, "stream", None) in (sys.stdout, sys.__stdout__):
+                moved.append((h, h.stream))
+                h.setStream(sys.stderr)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        for h, stream in moved:
+            h.setStream(stream)
 
 
 def int8_ir_cached(model, input_shape=(16, 112, 112)) -> Path:
@@ -107,6 +130,11 @@ def int8_ir_cached(model, input_shape=(16, 112, 112)) -> Path:
         preset = getattr(getattr(model, "har_info", None), "preset", None)
         if preset is None:
             from ..transforms import HARA_KINETICS as preset
+        name = getattr(getattr(model, "har_info", None), "model", None) or "the model"
+        print(f"note: int8: calibrating {name} on {DEFAULT_CALIBRATION_CLIPS} synthetic "
+              f"clips; a one-time cost for these weights (cached in {path.parent}; "
+              "`har export openvino --precision int8 --calibrate DIR` calibrates on "
+              "your videos)", file=sys.stderr)
         export_openvino(model, path, input_shape, precision="int8",
                         calibration=default_calibration(preset))
     return path

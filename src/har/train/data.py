@@ -150,6 +150,11 @@ def _class_index(names: Sequence[str], labels: Sequence[str] | None, where: str
     return labels, index
 
 
+# Folder names that split a dataset rather than name a class.
+_SPLIT_NAMES = {"train", "training", "test", "testing", "val", "valid", "validation",
+                "eval", "dev"}
+
+
 def _from_folder(spec: str, labels: Sequence[str] | None) -> Dataset:
     root = Path(spec)
     if not root.is_dir():
@@ -171,6 +176,14 @@ def _from_folder(spec: str, labels: Sequence[str] | None) -> Dataset:
         raise DatasetError(f"{display_path(spec)}: no class subfolders with videos{hint}")
     notes = [f"{display_path(str(root / c))}: no videos, class skipped"
              for c in classes if c not in per_class and labels is None]
+    splits = [c for c in per_class if c.lower() in _SPLIT_NAMES]
+    if labels is None and len(splits) >= 2:
+        train = next((c for c in splits if c.lower().startswith("train")), splits[0])
+        other = next(c for c in splits if c != train)
+        notes.append(f"{display_path(spec)}: its subfolders {', '.join(splits)} look like a "
+                     "train/test split, but they are taken as the classes here; to train "
+                     f"on the classes inside them, give {display_path(str(root / train))} "
+                     f"as DATA and --val {display_path(str(root / other))}")
     labels_, index = _class_index(list(per_class), labels, display_path(spec))
     samples = [Sample(v, index[c]) for c in per_class for v in per_class[c]]
     return Dataset(samples, labels_, spec, "folder", notes)

@@ -5,7 +5,8 @@ runs it (decoding, clips, runtime, video scores: the mean of the clips, or the
 model's temporal head), so the numbers are those a user gets. Reported:
 
 - clip top-1 and top-5 (every clip labelled with its video's class);
-- video top-1 and top-5, mean class accuracy, a per-class table, the confusion
+- video top-1 and top-5 (top-5 is null, printed n/a, for a model of 5 classes or
+  fewer: every answer would be in its top 5), mean class accuracy, a per-class table, the confusion
   matrix (rows: true class, columns: predicted);
 - with ActivityNet v1.3 ground truth, the predicted segments' mAP at temporal IoU
   0.5:0.05:0.95 (:func:`har.metrics.activitynet_map`).
@@ -33,6 +34,30 @@ def open_sample(sample: Sample):
     from ..sources import open_video
 
     return SegmentSource(open_video(sample.path), sample.start_s, sample.end_s, sample.name)
+
+
+def model_title(rec) -> str:
+    """How to name the model in a title: its registry name when it has the registry's
+    labels (``r3d34-k400``); for a model with its own classes (trained by ``har
+    train``), the architecture without the ``-k400`` and its number of classes
+    (``r3d10, 2 classes``): such a model does not predict Kinetics-400."""
+    import re
+
+    from ..models.zoo import get_entry
+
+    name = rec.model_name
+    try:
+        own = tuple(rec.labels) != tuple(get_entry(name).class_names)
+    except Exception:  # noqa: BLE001 - a name outside the registry is shown as it is
+        own = True
+    if not own:
+        return name
+    return f"{re.sub(r'-k400$', '', name)}, {len(rec.labels)} classes"
+
+
+def _topk_or_none(value, n_classes: int, k: int = 5):
+    """Top-k accuracy, or None when the model has k classes or fewer (always 100%)."""
+    return None if n_classes <= k else value
 
 
 @dataclass
@@ -98,8 +123,10 @@ def evaluate(rec, dataset: Dataset, *, progress: Callable[[str], None] | None = 
         "video_score": "temporal head" if getattr(rec, "video_head", None) is not None
         else f"{rec.aggregate} of clip probabilities",
         "videos": len(video_true), "clips": len(clip_true), "failed": failed,
-        "clip": {"top1": clip_m["top1"], "top5": clip_m["top5"]},
-        "video": {"top1": video_m["top1"], "top5": video_m["top5"],
+        "clip": {"top1": clip_m["top1"],
+                 "top5": _topk_or_none(clip_m["top5"], len(model_labels))},
+        "video": {"top1": video_m["top1"],
+                  "top5": _topk_or_none(video_m["top5"], len(model_labels)),
                   "mean_class_accuracy": video_m["mean_class_accuracy"]},
         "per_class": per_class,
         "confusion_labels": [model_labels[i] for i in present],

@@ -5,7 +5,10 @@ zoo with its weights (or random initialisation) and writes a run folder::
 
     DIR/model.pth      the model, in the published checkpoint layout plus its labels,
                        preset and training settings (docs/weights.md): `har predict
-                       --weights DIR/model.pth` needs no other flag
+                       --weights DIR/model.pth` needs no other flag. With a validation
+                       set, the epoch with the best validation video accuracy (ties:
+                       lower validation loss, then the earlier epoch); else the last
+    DIR/last.pth       with a validation set: the model after the last epoch
     DIR/labels.txt     one class name per line, in output order
     DIR/metrics.json   final metrics, settings and timings (schema har.train/1)
     DIR/history.csv    one row per epoch
@@ -44,7 +47,7 @@ from .data import Dataset
 from .frames import FRAMES_PREFIX, FrameStore
 
 SCHEMA = "har.train/1"
-RUN_FILES = ("model.pth", "checkpoint.pth", "labels.txt", "metrics.json", "history.csv",
+RUN_FILES = ("model.pth", "last.pth", "checkpoint.pth", "labels.txt", "metrics.json", "history.csv",
              "curves.png")
 # Class names that say which way something moves: a horizontal flip swaps them.
 _DIRECTION_WORDS = {"left", "right", "leftward", "rightward", "leftwards", "rightwards",
@@ -383,7 +386,8 @@ def model_checkpoint(model: nn.Module, base: Base, labels, o: TrainOptions, *,
     from ..models.info import preset_to_dict
 
     doc = {"arch": base.entry.arch, "epoch": epoch,
-           "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+           "state_dict": {k: v.detach().cpu().contiguous().clone()
+                          for k, v in model.state_dict().items()},
            "labels": list(labels), "preset": preset_to_dict(base.preset),
            "har": {"model": base.entry.name, "version": __version__,
                    "base_weights_sha256": base.weights_sha256 or "",
@@ -627,6 +631,9 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
                                           batch=o.batch_size))
             history.append(row)
             log(_epoch_line(row, o.epochs))
+            if _is_best(row, history):  # model.pth: the best epoch by validation
+                save_torch(model_checkpoint(model, base, labels, o, epoch=epoch + 1,
+                                            data=data_doc), out / "model.pth")
             save_torch({"format": SCHEMA, "options": asdict(o), "epoch": epoch + 1,
                         "model": model.state_dict(), "optimizer": opt.state_dict(),
                         "history": history, "rng": rng.bit_generator.state,
@@ -636,8 +643,9 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
             write_history(out, history)
         elapsed = time.monotonic() - t_start
         model = model.to(memory_format=torch.contiguous_format).cpu()
+        validated = any(h.get("val_video_acc") is not None for h in history)
         save_torch(model_checkpoint(model, base, labels, o, epoch=o.epochs, data=data_doc),
-                   out / "model.pth")
+                   out / ("last.pth" if validated else "model.pth"))
         metrics = _metrics_doc(o, base, labels, history, data_doc, precision, flip_why,
                                frozen, elapsed, clips_seen)
         _finish(out, labels, metrics)
@@ -659,6 +667,17 @@ def _diverged(out: Path, epoch: int, step: int, value: float, o: TrainOptions,
     first = " from scratch" if o.scratch else ""
     return (f"training diverged at {where}: {why}; stopped without saving bad weights "
             f"({kept}); start a new run{first} with a lower --lr (this one used {o.lr:g})")
+
+
+def _is_best(row: dict, history: list[dict]) -> bool:
+    """Whether ``row`` (the newest of ``history``) has the best validation video
+    accuracy so far: higher accuracy, then lower validation loss; ties keep the
+    earlier epoch."""
+    if row.get("val_video_acc") is None:
+        return False
+    key = (row["val_video_acc"], -row.get("val_loss", 0.0))
+    return all(key > (h["val_video_acc"], -h.get("val_loss", 0.0))
+               for h in history[:-1] if h.get("val_video_acc") is not None)
 
 
 def _short(base: Base) -> str:
