@@ -318,6 +318,9 @@ def test_several_cameras_one_server(tmp_path, r10_weights, source_video):
         # an id of the previous run: the new run's events from the start
         again, again_ids = sse_events(sse, 1, 20, last_event_id=old_last)
         assert again_ids[0].endswith("-0") and again_ids[0] != old_last
+        server.stop()  # a graceful shutdown with streams open: no traceback
+        log = server.log.read_text(errors="replace")
+        assert "Traceback" not in log, log[-3000:]
     finally:
         for p in senders:
             p.kill()
