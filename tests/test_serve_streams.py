@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 
@@ -318,6 +319,21 @@ def test_several_cameras_one_server(tmp_path, r10_weights, source_video):
         # an id of the previous run: the new run's events from the start
         again, again_ids = sse_events(sse, 1, 20, last_event_id=old_last)
         assert again_ids[0].endswith("-0") and again_ids[0] != old_last
+
+        # a job's end is pushed too, while the streams run
+        with open(source_video, "rb") as fh:
+            r = httpx.post(server.url + "/v1/jobs", files={"file": ("v.mp4", fh)}, timeout=30)
+        assert r.status_code == 202, r.text
+        job = r.json()["id"]
+        server.wait_all([job], timeout_s=120)
+
+        def job_pushed():
+            web = [e["event"] for e in receiver.events() if e["event"].get("job") == job]
+            mq = [p for t, p in broker.got() if t == f"har/jobs/{job}/video"]
+            return (web, mq) if web and mq else None
+        web_job, mq_job = wait_for(job_pushed, 30, "the job's end on webhook and MQTT")
+        assert web_job[0]["type"] == "video" and web_job[0]["status"] == "done"
+        assert mq_job[0]["status"] == "done"
         server.stop()  # a graceful shutdown with streams open: no traceback
         log = server.log.read_text(errors="replace")
         assert "Traceback" not in log, log[-3000:]
@@ -416,3 +432,22 @@ def test_webhook_retries_and_signs():
         assert dead.dropped["webhook"] > 0
     finally:
         dead.close(drain_s=0)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--webhook", "ftp://127.0.0.1/x"], "--webhook"),
+    (["--webhook-secret", "s"], "give --webhook URL as well"),
+    (["--mqtt", "127.0.0.1"], "HOST:PORT"),
+    (["--mqtt", "127.0.0.1:1883", "--mqtt-topic", "a/#"], "--mqtt-topic"),
+])
+def test_push_options_bad_input_is_one_line(tmp_path, args, words):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.join(os.path.dirname(__file__), "..", "src"),
+         os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-m", "har", "serve", "--data",
+                        str(tmp_path / "d"), *args], capture_output=True, text=True,
+                       timeout=60, env=env)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert words in lines[-1] and "Traceback" not in r.stderr
+    assert not (tmp_path / "d").exists()  # refused before anything was created

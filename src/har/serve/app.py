@@ -271,17 +271,21 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
     def healthz() -> JSONResponse:
         """Liveness: the model is loaded and the worker runs. 503 when the worker
         thread died, or when the job it runs has not moved (no clip scored, no bytes
-        downloaded) for the server's stuck limit."""
+        downloaded) for the server's stuck limit, or when the streams' model loop
+        died."""
         alive = worker.is_alive() or not start_worker
         current = worker.current
         stalled = worker.stalled_s() if current else 0.0
         stuck = bool(current) and stalled > config.stuck_after_s
-        ok = alive and not stuck
+        streams_alive = hub.alive()
+        ok = alive and not stuck and streams_alive
         return JSONResponse(
             {"ok": ok, "model": rec.model_name, "queued": store.count("queued"),
              "running": store.count("running"),
              "worker": {"alive": alive, "job": current, "stalled_s": round(stalled, 1),
-                        "stuck": stuck}}, status_code=200 if ok else 503)
+                        "stuck": stuck},
+             "streams": {"count": len(hub.list()), "alive": streams_alive}},
+            status_code=200 if ok else 503)
 
     v1 = f"/{API_VERSION}"
 
