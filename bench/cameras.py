@@ -4,6 +4,7 @@
 
     python bench/cameras.py                          # N = 1..4, 60 s each, r3d34, OpenVINO
     python bench/cameras.py --cameras 1 2 3 --seconds 90 --stride 16
+    python bench/cameras.py --cameras 4 6 --frame-stride 2       # scored at 15 fps
 
 For each N, after a warm-up, from ``GET /v1/streams`` (the server's own figures):
 clips scored and skipped per camera over the measured window, latency p50/p95 (from
@@ -46,6 +47,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="measured, per N")
     ap.add_argument("--warmup", type=float, default=10.0)
     ap.add_argument("--stride", type=int, default=16)
+    ap.add_argument("--frame-stride", type=int, default=1,
+                    help="each stream's frame_stride option (2: scored at 15 fps)")
     ap.add_argument("--backend", default="openvino")
     ap.add_argument("--model", default="r3d34-k400")
     ap.add_argument("--out", default=str(HERE / "results"))
@@ -82,7 +85,8 @@ def main() -> int:
             ids = []
             for k, port in enumerate(ports):
                 r = httpx.post(server.url + "/v1/streams", timeout=30,
-                               json={"url": f"udp://127.0.0.1:{port}", "name": f"cam{k}"})
+                               json={"url": f"udp://127.0.0.1:{port}", "name": f"cam{k}",
+                                     "options": {"frame_stride": args.frame_stride}})
                 r.raise_for_status()
                 ids.append(r.json()["id"])
             time.sleep(2)
@@ -125,6 +129,7 @@ def main() -> int:
                           "note": "other work shared the machine; the senders ran on it"},
               "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "model": args.model, "backend": args.backend, "stride": args.stride,
+              "frame_stride": args.frame_stride,
               "seconds": args.seconds, "rows": rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -366,6 +366,9 @@ def plain_server(tmp_path_factory, r10_weights):
     ({"url": "rtsp://8.8.8.8/cam", "options": {"stride": 0}}, "stride"),
     ({"url": "rtsp://8.8.8.8/cam", "options": {"fps": 5, "frame_stride": 2}}, "not both"),
     ({"url": "rtsp://8.8.8.8/cam", "options": {"colour": 1}}, "not a stream option"),
+    ({"url": "rtsp://8.8.8.8/cam", "options": [1]}, "options: give an object"),
+    ({"url": 5}, 'give {"url"'),
+    ({"name": "x"}, 'give {"url"'),
 ])
 def test_stream_refusals_are_one_line(plain_server, body, words):
     r = httpx.post(plain_server.url + "/v1/streams", json=body, timeout=30)

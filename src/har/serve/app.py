@@ -564,8 +564,10 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
         return s
 
     @app.post(f"{v1}/streams", status_code=201, dependencies=[Depends(auth)],
-              responses=schemas.responses(400, 409, ok=schemas.Stream, ok_code=201))
-    def add_stream(body: schemas.StreamIn) -> JSONResponse:
+              responses=schemas.responses(400, 409, 413, ok=schemas.Stream, ok_code=201),
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": schemas.StreamIn.model_json_schema()}}}})
+    async def add_stream(request: Request) -> JSONResponse:
         """Watch a live stream (a camera): ``{"url", "name", "options"}``. The URL is
         rtsp(s)://, rtmp(s)://, udp://, srt:// or http(s)://; like URL jobs, it may
         not point at loopback, private or link-local addresses unless the server
@@ -573,9 +575,28 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
         network: start the server with it there). Options: ``stride``, ``topk``,
         ``threshold``, ``frame_stride`` (score every k-th frame) or ``fps``. The
         stream is kept (it is opened again when the server restarts) until DELETE."""
-        url = body.url.strip()
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            raise HTTPException(415, 'send application/json {"url": "rtsp://...", '
+                                '"name": "...", "options": {...}}')
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > 64 * 1024:
+                raise HTTPException(413, "the JSON body is larger than 64 KB")
         try:
-            why = stream_refusal(url, config.allow_private_urls)
+            fields = json.loads(bytes(body))
+        except (ValueError, RecursionError):
+            raise HTTPException(400, "the body is not JSON (or nests too deep)") from None
+        if not isinstance(fields, dict) or not isinstance(fields.get("url"), str):
+            raise HTTPException(400, 'give {"url": "rtsp://...", "name": "...", '
+                                '"options": {...}}')
+        if not isinstance(fields.get("name") or "", str):
+            raise HTTPException(400, "name: give a string")
+        if not isinstance(fields.get("options") or {}, dict):
+            raise HTTPException(400, 'options: give an object, e.g. {"stride": 8}')
+        url = fields["url"].strip()
+        try:
+            why = await asyncio.to_thread(stream_refusal, url, config.allow_private_urls)
         except UrlRefused as exc:
             raise HTTPException(400, str(exc)) from None
         if why:
@@ -583,16 +604,16 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
                                 "open streams on its own network (cameras on a private "
                                 "network: start it with --allow-private-urls)")
         try:
-            options = _stream_options(body.options, len(rec.labels))
+            options = _stream_options(fields.get("options") or {}, len(rec.labels))
         except ValueError as exc:
             raise HTTPException(400, f"options: {exc}") from None
-        name = clean_text(body.name or "").strip()[:100] or _shown_url(url)
+        name = clean_text(fields.get("name") or "").strip()[:100] or _shown_url(url)
         if len(hub.list()) >= config.max_streams:
             raise HTTPException(409, f"this server watches {config.max_streams} streams "
                                 "already; DELETE one, or start it with a larger "
                                 "--max-streams")
         try:
-            stream = hub.add(url, name, options)
+            stream = await asyncio.to_thread(hub.add, url, name, options)
         except sqlite3.Error as exc:
             raise _disk_error(exc, "the stream") from None
         return JSONResponse(hub.stats(stream), status_code=201,

@@ -232,7 +232,7 @@ class StreamHub:
                       for k, v in fields.items()}
             if state == "ended" and fields.get("reason"):
                 s.error = fields["reason"]
-            self._emit(s, "state", **{**fields, "state": state})
+            self._emit(s, "state", **{**fields, "state": state, "source": s.shown_url})
 
         def on_gap(fields: dict) -> None:
             self._emit(s, "gap", **{**fields, "source": s.shown_url})
