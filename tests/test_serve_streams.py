@@ -454,3 +454,23 @@ def test_push_options_bad_input_is_one_line(tmp_path, args, words):
     lines = r.stderr.strip().splitlines()
     assert words in lines[-1] and "Traceback" not in r.stderr
     assert not (tmp_path / "d").exists()  # refused before anything was created
+
+
+def test_event_ring_resume_and_missed():
+    """The SSE ring: resume after an id of this run, everything kept for an id of
+    another run, and how many a client that was away too long missed."""
+    from har.serve.streams import EventRing, redact_url
+
+    ring = EventRing("abc", size=3)
+    ids = [ring.add("clip", n=n)["id"] for n in range(5)]
+    assert ids == [f"abc-{n}" for n in range(5)] and ring.last_id == "abc-4"
+    assert ring.start_after("abc-3") == 4
+    assert ring.start_after("other-3") == 0 and ring.start_after("junk") == 0
+    assert ring.start_after(None) == 0
+    got, missed = ring.read(ring.start_after("abc-0"))  # 1..4 wanted, 2..4 kept
+    assert [e["n"] for _, e in got] == [2, 3, 4] and missed == 1
+    got, missed = ring.read(5)
+    assert got == [] and missed == 0
+    assert all(e["wall_time"] > 0 for _, e in ring.read(0)[0])
+    assert redact_url("rtsp://u:p@10.0.0.1:554/s?x=1") == "rtsp://u:***@10.0.0.1:554/s?x=1"
+    assert redact_url("udp://127.0.0.1:5000") == "udp://127.0.0.1:5000"

@@ -22,10 +22,10 @@ examples:
   har serve --data /srv/har --token s3cret --max-upload-mb 500
   curl -F file=@video.mp4 http://127.0.0.1:8000/v1/jobs
   curl http://127.0.0.1:8000/v1/jobs/ID/result
-  har serve --allow-private-urls --mqtt 127.0.0.1:1883 --webhook http://10.0.0.5/hook \
-            --webhook-secret s3cret               cameras on the LAN, events pushed out
-  curl -H 'Content-Type: application/json' -d '{"url": "rtsp://10.0.0.20/cam", \
-       "name": "door"}' http://127.0.0.1:8000/v1/streams
+  har serve --allow-private-urls --mqtt 127.0.0.1:1883 --webhook http://10.0.0.5/hook
+            --webhook-secret s3cret       cameras on the LAN, events pushed out
+  curl -H 'Content-Type: application/json' -d '{"url": "rtsp://10.0.0.20/cam"}'
+       http://127.0.0.1:8000/v1/streams   watch a camera (docs/cameras.md)
 
 Jobs and uploads are kept under --data (SQLite); a restarted server finishes every
 accepted job, and only one server may use a --data folder at a time. Binding anything
