@@ -474,3 +474,49 @@ def test_event_ring_resume_and_missed():
     assert all(e["wall_time"] > 0 for _, e in ring.read(0)[0])
     assert redact_url("rtsp://u:p@10.0.0.1:554/s?x=1") == "rtsp://u:***@10.0.0.1:554/s?x=1"
     assert redact_url("udp://127.0.0.1:5000") == "udp://127.0.0.1:5000"
+
+
+@pytest.mark.slow
+def test_camera_that_drops_and_comes_back(tmp_path, r10_weights, source_video):
+    """A UDP camera that stops for 8 s and comes back: the stream goes stalled ->
+    reconnecting -> live (pushed on MQTT), counts one reconnect, and scores again."""
+    broker = Broker(tmp_path)
+    port = free_udp_port()
+    server = Server(tmp_path / "data", r10_weights, "--allow-private-urls",
+                    "--mqtt", f"127.0.0.1:{broker.port}")
+    senders = []
+    try:
+        server.start()
+        r = httpx.post(server.url + "/v1/streams", timeout=30,
+                       json={"url": f"udp://127.0.0.1:{port}", "name": "flaky"})
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        time.sleep(1.0)
+        senders.append(udp_sender(str(source_video), port, 6))
+        senders[-1].wait(timeout=60)
+        before = httpx.get(f"{server.url}/v1/streams/{sid}", timeout=10).json()["clips"]
+        assert before >= 1
+        time.sleep(8)  # the camera is away
+        senders.append(udp_sender(str(source_video), port, 12))
+
+        def back():
+            st = httpx.get(f"{server.url}/v1/streams/{sid}", timeout=10).json()
+            return st if st["reconnects"] >= 1 and st["clips"] > before + 2 else None
+        st = wait_for(back, 60, "the stream to reconnect and score again")
+        assert st["state"] == "live" and st["stalls"] >= 1
+        topic = f"har/streams/{sid}/state"
+        states = wait_for(lambda: [p["state"] for t, p in broker.got() if t == topic]
+                          if [p["state"] for t, p in broker.got()
+                              if t == topic].count("live") >= 2 else None,
+                          20, "two live states on MQTT")
+        i = states.index("stalled")
+        assert "reconnecting" in states[i:] and "live" in states[i:], states
+        samples = parse_metrics(httpx.get(server.url + "/metrics", timeout=10).text)
+        assert samples[("har_stream_reconnects_total",
+                        frozenset({("stream", sid), ("name", "flaky")}))] >= 1
+    finally:
+        for p in senders:
+            p.kill()
+            p.wait(timeout=10)
+        server.stop()
+        broker.close()
