@@ -385,6 +385,10 @@ def test_stream_limit_password_hidden_and_metrics(plain_server):
     sid = r.json()["id"]
     try:
         assert "hunter2" not in r.text and r.json()["url"] == "rtsp://admin:***@8.8.8.8:9/cam"
+        same = httpx.post(api, json={"url": "rtsp://admin:hunter2@8.8.8.8:9/cam"},
+                          timeout=30)
+        assert same.status_code == 409 and "already watched" in same.json()["detail"]
+        assert "hunter2" not in same.text
         again = httpx.post(api, json={"url": "rtsp://8.8.4.4:9/cam"}, timeout=30)
         assert again.status_code == 409 and "--max-streams" in again.json()["detail"]
         assert "hunter2" not in httpx.get(api, timeout=10).text
@@ -520,3 +524,25 @@ def test_camera_that_drops_and_comes_back(tmp_path, r10_weights, source_video):
             p.wait(timeout=10)
         server.stop()
         broker.close()
+
+
+@pytest.mark.slow
+def test_restart_without_allow_private_does_not_open_private_cameras(tmp_path, r10_weights):
+    """Streams are opened again at start-up under the policy of the new run."""
+    port = free_udp_port()
+    server = Server(tmp_path / "data", r10_weights, "--allow-private-urls")
+    try:
+        server.start()
+        r = httpx.post(server.url + "/v1/streams", timeout=30,
+                       json={"url": f"udp://127.0.0.1:{port}", "name": "lan"})
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        server.stop()
+        server.extra = ()  # the same folder, without --allow-private-urls
+        server.start()
+        st = httpx.get(f"{server.url}/v1/streams/{sid}", timeout=10).json()
+        assert st["state"] == "ended" and "--allow-private-urls" in st["error"]
+        assert "\n" not in st["error"]
+        assert httpx.delete(f"{server.url}/v1/streams/{sid}", timeout=10).status_code == 200
+    finally:
+        server.stop()

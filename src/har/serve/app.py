@@ -210,7 +210,7 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
 
     events = JobEvents(on_event=push_job_end if pusher.enabled else None)
     hub = StreamHub(rec, store, pusher=pusher if pusher.enabled else None,
-                    ring=config.stream_ring)
+                    ring=config.stream_ring, allow_private=config.allow_private_urls)
     worker = Worker(store, rec, events, WorkerSettings(
         max_download_bytes=config.max_upload_bytes,
         download_timeout_s=config.download_timeout_s,
@@ -608,6 +608,10 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
         except ValueError as exc:
             raise HTTPException(400, f"options: {exc}") from None
         name = clean_text(fields.get("name") or "").strip()[:100] or _shown_url(url)
+        same = next((s for s in hub.list() if s.url == url), None)
+        if same is not None:  # two readers of one UDP port or camera would fight
+            raise HTTPException(409, f"{_shown_url(url)}: already watched as stream "
+                                f"{same.id}; DELETE it first to change its options")
         if len(hub.list()) >= config.max_streams:
             raise HTTPException(409, f"this server watches {config.max_streams} streams "
                                 "already; DELETE one, or start it with a larger "

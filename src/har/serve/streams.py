@@ -141,11 +141,13 @@ class StreamHub:
     """The server's live streams; see the module's docstring."""
 
     def __init__(self, rec, store, *, pusher=None, ring: int = 1000,
-                 open_timeout_s: float = 10.0, read_timeout_s: float = 5.0) -> None:
+                 open_timeout_s: float = 10.0, read_timeout_s: float = 5.0,
+                 allow_private: bool = False) -> None:
         from ..live import LiveMany
 
         self.rec, self.store, self.pusher = rec, store, pusher
         self.ring = ring
+        self.allow_private = allow_private
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
         # the defaults, captured now: the job worker changes rec's settings per job
         self.stride, self.k, self.timeline = rec.stride, rec.k, rec.timeline
@@ -160,8 +162,25 @@ class StreamHub:
     # -- life -------------------------------------------------------------------
     def start(self) -> None:
         """Open the kept streams and start the model loop."""
+        from ..netsafe import UrlRefused, stream_refusal
+
         for row in self.store.streams():
-            self._begin(Stream(**row, epoch=self.epoch, ring=self.ring))
+            s = Stream(**row, epoch=self.epoch, ring=self.ring)
+            # the policy of this run: a server restarted without --allow-private-urls
+            # does not open the private cameras an earlier run was allowed to
+            try:
+                why = stream_refusal(s.url, self.allow_private, resolve=False)
+            except UrlRefused as exc:
+                why = str(exc)
+            if why:
+                s.state = "ended"
+                s.error = (f"{s.shown_url}: not opened: it is {why}, and this server was "
+                           "started without --allow-private-urls; restart it with the "
+                           "option, or DELETE the stream")
+                with self._lock:
+                    self._streams[s.id] = s
+                continue
+            self._begin(s)
         self._loop = threading.Thread(target=self._run, name="har-serve-streams",
                                       daemon=True)
         self._loop.start()
@@ -201,7 +220,7 @@ class StreamHub:
         if s is None:
             return False
         with s.lock:  # open segments end with the stream (pushed like any other)
-            for type_, seg in s.segmenter.flush():
+            for type_, seg in (s.segmenter.flush() if s.segmenter else []):
                 self._emit(s, type_, **seg)
             s.deleted = True
         s.stop.set()
