@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def busy_ratio(url: str) -> float | None:
     for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
-        if line.startswith("har_model_busy_seconds_total"):
+        if line.startswith('har_model_busy_seconds_total{work="streams"}'):
             return float(line.split()[-1])
     return None
 

@@ -334,6 +334,10 @@ def test_several_cameras_one_server(tmp_path, r10_weights, source_video):
         web_job, mq_job = wait_for(job_pushed, 30, "the job's end on webhook and MQTT")
         assert web_job[0]["type"] == "video" and web_job[0]["status"] == "done"
         assert mq_job[0]["status"] == "done"
+        samples = parse_metrics(httpx.get(server.url + "/metrics", timeout=10).text)
+        streams_s = samples[("har_model_busy_seconds_total", frozenset({("work", "streams")}))]
+        all_s = samples[("har_model_busy_seconds_total", frozenset({("work", "all")}))]
+        assert 0 < streams_s < all_s  # the job's model time counts in "all" only
         server.stop()  # a graceful shutdown with streams open: no traceback
         log = server.log.read_text(errors="replace")
         assert "Traceback" not in log, log[-3000:]

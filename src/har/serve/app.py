@@ -762,8 +762,9 @@ def _metrics(hub: StreamHub, store: JobStore, pusher: Pusher) -> str:
     family("har_stream_up", "gauge", "1 while the stream is live.",
            [({"stream": st["id"], "name": st["name"]}, st["state"] == "live")
             for st in stats])
-    family("har_model_busy_seconds_total", "counter", "Seconds the model ran for the "
-           "streams (rate() of it is the busy fraction).", [({}, hub.many.busy_s)])
+    family("har_model_busy_seconds_total", "counter", "Seconds the model ran (rate() "
+           "of it is the busy fraction), for the streams and for everything (jobs too).",
+           [({"work": "streams"}, hub.many.busy_s), ({"work": "all"}, hub.busy_all_s())])
     family("har_model_busy_ratio", "gauge", "Share of the time since the server "
            "started that the model ran for the streams.", [({}, hub.busy_fraction())])
     family("har_jobs", "gauge", "Jobs by status (queued and running).",

@@ -111,6 +111,33 @@ class EventRing:
             return self._next
 
 
+class BusyLock:
+    """The recognizer's backend lock, timed: ``busy_s`` adds up how long it was
+    held, i.e. how long the model ran, for jobs and streams together."""
+
+    def __init__(self, lock) -> None:
+        self._lock = lock
+        self._since = 0.0
+        self.busy_s = 0.0
+
+    def acquire(self, *args, **kw) -> bool:
+        got = self._lock.acquire(*args, **kw)
+        if got:
+            self._since = time.monotonic()
+        return got
+
+    def release(self) -> None:
+        self.busy_s += time.monotonic() - self._since
+        self._lock.release()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class Stream:
     """One stream and what it has given so far."""
 
@@ -151,6 +178,8 @@ class StreamHub:
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
         # the defaults, captured now: the job worker changes rec's settings per job
         self.stride, self.k, self.timeline = rec.stride, rec.k, rec.timeline
+        if not isinstance(rec._backend_lock, BusyLock):  # the model's time, all uses
+            rec._backend_lock = BusyLock(rec._backend_lock)
         self.many = LiveMany(rec, [], keep_open=True)
         self.epoch = format(int(time.time() * 1000), "x")
         self.started = time.monotonic()
@@ -365,6 +394,10 @@ class StreamHub:
                 "latency_p50_s": None if p50 is None else round(p50, 4),
                 "latency_p95_s": None if p95 is None else round(p95, 4),
                 "last_event_id": s.events.last_id}
+
+    def busy_all_s(self) -> float:
+        """Seconds the model ran since the server started, for jobs and streams."""
+        return self.rec._backend_lock.busy_s
 
     def busy_fraction(self) -> float:
         """The share of the time since the server started that the model ran for
