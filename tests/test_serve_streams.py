@@ -404,8 +404,15 @@ def test_stream_limit_password_hidden_and_metrics(plain_server):
         evil = httpx.post(api, json={"url": "rtsp://8.8.4.4:9/cam"},
                           headers={"Origin": "http://evil.example"}, timeout=10)
         assert evil.status_code == 403
-        assert "/v1/streams" in httpx.get(plain_server.url + "/openapi.json",
-                                          timeout=10).json()["paths"]
+        doc = httpx.get(plain_server.url + "/openapi.json", timeout=10).json()
+        assert "/v1/streams" in doc["paths"] and "/metrics" in doc["paths"]
+        # the answers match the schemas the OpenAPI document gives for them
+        jsonschema = pytest.importorskip("jsonschema")
+        for ref, body in (("Stream", httpx.get(f"{api}/{sid}", timeout=10).json()),
+                          ("StreamList", httpx.get(api, timeout=10).json())):
+            jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{ref}",
+                                             "components": doc["components"]}
+                                            ).validate(body)
     finally:
         assert httpx.delete(f"{api}/{sid}", timeout=10).status_code == 200
     assert httpx.delete(f"{api}/{sid}", timeout=10).status_code == 404
