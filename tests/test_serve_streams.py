@@ -223,7 +223,8 @@ def test_several_cameras_one_server(tmp_path, r10_weights, source_video):
             ids.append(r.json()["id"])
         if rtsp is not None:
             r = httpx.post(api, json={"url": f"rtsp://127.0.0.1:{rtsp_port}/cam",
-                                      "name": "rtsp", "options": {"frame_stride": 2}},
+                                      "name": "rtsp",
+                                      "options": {"frame_stride": 2, "snapshots": False}},
                            timeout=30)
             assert r.status_code == 201, r.text
             ids.append(r.json()["id"])
@@ -266,6 +267,8 @@ def test_several_cameras_one_server(tmp_path, r10_weights, source_video):
         assert jpeg.headers["content-type"] == "image/jpeg"
         latest = httpx.get(f"{api}/{ids[1]}/snapshot", timeout=10)
         assert latest.status_code == 200 and latest.content[:2] == b"\xff\xd8"
+        if rtsp is not None:  # snapshots off: no full-size frame is kept
+            assert httpx.get(f"{api}/{ids[2]}/snapshot", timeout=10).status_code == 409
 
         # /metrics parses and names every stream
         m = httpx.get(server.url + "/metrics", timeout=10)
@@ -371,6 +374,7 @@ def plain_server(tmp_path_factory, r10_weights):
     ({"url": "rtsp://8.8.8.8/cam", "options": {"fps": 5, "frame_stride": 2}}, "not both"),
     ({"url": "rtsp://8.8.8.8/cam", "options": {"colour": 1}}, "not a stream option"),
     ({"url": "rtsp://8.8.8.8/cam", "options": [1]}, "options: give an object"),
+    ({"url": "rtsp://8.8.8.8/cam", "options": {"snapshots": "yes"}}, "true or false"),
     ({"url": 5}, 'give {"url"'),
     ({"name": "x"}, 'give {"url"'),
 ])

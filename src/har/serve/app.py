@@ -855,7 +855,7 @@ def _shown_url(url: str) -> str:
 
 def _stream_options(raw: dict[str, Any], n_classes: int) -> dict[str, Any]:
     """A stream's options, checked: ValueError naming the bad one."""
-    known = {"stride", "topk", "threshold", "frame_stride", "fps"}
+    known = {"stride", "topk", "threshold", "frame_stride", "fps", "snapshots"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"{clean_text(unknown[0])[:40]!r} is not a stream option; give "
@@ -874,6 +874,10 @@ def _stream_options(raw: dict[str, Any], n_classes: int) -> dict[str, Any]:
             raise ValueError(f"{key}: must be a {'whole ' if cast is int else ''}number "
                              f"from {lo:g} to {hi:g}, not {clean_text(repr(value))[:40]}")
         out[key] = cast(value)
+    if raw.get("snapshots") is not None:
+        if not isinstance(raw["snapshots"], bool):
+            raise ValueError("snapshots: give true or false")
+        out["snapshots"] = raw["snapshots"]
     return out
 
 

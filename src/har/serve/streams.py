@@ -291,7 +291,8 @@ class StreamHub:
                               read_timeout_s=self.read_timeout_s,
                               max_reconnects=None if src.live else 0,
                               on_state=on_state, on_gap=on_gap, stop_event=s.stop,
-                              tap=s.tap, frame_stride=int(s.options.get("frame_stride", 1)))
+                              tap=s.tap if s.options.get("snapshots", True) else None,
+                              frame_stride=int(s.options.get("frame_stride", 1)))
         except HarError as exc:
             s.error = self._clean(s, str(exc))
             s.state = "ended"
