@@ -660,6 +660,9 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
                                     "only the last 16 segment_start events have one")
         else:
             jpeg = hub.jpeg(s)
+            if jpeg is None and s.options.get("snapshots") is False:
+                raise HTTPException(409, f"stream {s.id} was added with snapshots: false; "
+                                    "add it again without that option for snapshots")
             if jpeg is None:
                 raise HTTPException(409, f"stream {s.id} is {s.state}: no frame yet")
         return Response(jpeg, media_type="image/jpeg",
