@@ -63,7 +63,8 @@ class LiveSource:
     when the stream resumes after an outage, or its timestamps jump by more than
     ``gap_s``: the frame number then skips one, so a clip never spans the gap.
     ``stop_event`` (set from any thread, e.g. a ``--duration`` timer) also ends an
-    open that is still retrying.
+    open that is still retrying. ``frame_stride`` k keeps every k-th decoded frame
+    (numbered without holes, so clips run on; an outage still ends the clip run).
     """
 
     def __init__(self, source: Source | str, *, open_timeout_s: float = 10.0,
@@ -72,7 +73,7 @@ class LiveSource:
                  realtime: bool = False, on_state: StateFn | None = None,
                  tap: Callable[[Frame], None] | None = None,
                  on_gap: Callable[[dict], None] | None = None, gap_s: float = 1.0,
-                 stop_event: threading.Event | None = None) -> None:
+                 stop_event: threading.Event | None = None, frame_stride: int = 1) -> None:
         self.src = source if isinstance(source, Source) else parse_source(str(source))
         self.source = self.src.text
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
@@ -80,6 +81,9 @@ class LiveSource:
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.realtime = realtime
         self.gap_s = gap_s
+        # frame_stride k: only every k-th decoded frame goes on (a 30 fps camera at
+        # k=3 is scored as 10 fps: a third of the work; set before frames() runs)
+        self.frame_stride = max(1, int(frame_stride))
         # tap(frame) sees every frame at full size (for --record/--preview/--show);
         # the model then gets it resized by OpenCV instead of FFmpeg's scaler.
         self.tap = tap
@@ -214,6 +218,7 @@ class LiveSource:
         stats = self.stats
         last_end: float | None = None  # stream time where the last frame ends
         resumed = False  # the first frame after a reconnect starts a new clip run
+        seen = 0  # decoded frames, for frame_stride
         self._reading = True
         try:
             while video is not None and not self._stop.is_set():
@@ -228,6 +233,10 @@ class LiveSource:
                         self._gap(index, last_end or 0.0, t,
                                   "reconnected" if resumed else "timestamp jump")
                         resumed = False
+                    seen += 1
+                    if self.frame_stride > 1 and (seen - 1) % self.frame_stride:
+                        last_end = t + f.duration_s
+                        continue  # left out to save work (not a gap)
                     rgb = f.rgb
                     if self.tap is not None:
                         self.tap(Frame(index=index, time_s=t, duration_s=f.duration_s,
@@ -307,19 +316,66 @@ class LiveMany:
     round, starting after the source served first last time: a busy camera cannot
     starve another. Iterating yields ``(source index, ClipResult)``; a source that
     fails leaves its message in ``errors[i]`` and the others go on.
+
+    Sources can come and go while it runs (``har serve``'s streams): :meth:`add`
+    returns the new source's index, :meth:`remove` stops one. With ``keep_open`` the
+    loop waits for sources instead of ending when none is left. ``strides[i]`` (or
+    ``add(..., stride=)``): that source's clip stride instead of the recognizer's.
+    ``busy_s`` adds up the seconds the model ran for this loop.
     """
 
-    def __init__(self, recognizer, sources: Sequence[LiveSource]) -> None:
+    def __init__(self, recognizer, sources: Sequence[LiveSource], *,
+                 keep_open: bool = False, strides: Sequence[int | None] | None = None
+                 ) -> None:
         self.rec = recognizer
         self.sources = list(sources)
         n = len(self.sources)
         self.skipped = [0] * n
         self.errors: list[str | None] = [None] * n
+        self.strides: list[int | None] = list(strides) if strides else [None] * n
+        self.keep_open = keep_open
+        self.busy_s = 0.0
         self._waiting: list[deque] = [deque() for _ in range(n)]
         self._cv = threading.Condition()
         self._alive = 0
+        self._iterating = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+
+    def add(self, live: LiveSource, stride: int | None = None) -> int:
+        """A new source (its reader starts at once when the loop runs); its index."""
+        with self._cv:
+            i = len(self.sources)
+            self.sources.append(live)
+            self.skipped.append(0)
+            self.errors.append(None)
+            self.strides.append(stride)
+            self._waiting.append(deque())
+            start = self._iterating
+            if start:
+                self._alive += 1
+        if start:
+            self._start_reader(i)
+        return i
+
+    def remove(self, i: int) -> None:
+        """Stop source ``i`` (its reader ends within a read timeout); its waiting
+        clip is dropped."""
+        self.sources[i].stop()
+        with self._cv:
+            self._waiting[i].clear()
+            self._cv.notify_all()
+
+    def waiting(self, i: int) -> int:
+        """Clips of source ``i`` waiting for the model (0 or 1)."""
+        with self._cv:
+            return len(self._waiting[i])
+
+    def _start_reader(self, i: int) -> None:
+        t = threading.Thread(target=self._read, args=(i,), name=f"har-live-{i}",
+                             daemon=True)
+        self._threads.append(t)
+        t.start()
 
     def stop(self) -> None:
         """End soon (from any thread): the model loop within half a second."""
@@ -341,10 +397,15 @@ class LiveMany:
         try:
             info = live.info
             size = rec.preset.resized_size(info.height, info.width)
-            for spec, clip in rec._plan(info, live.source)(live.frames(size=size)):
+            plan = rec._plan(info, live.source)
+            if self.strides[i]:
+                plan.stride = int(self.strides[i])
+            for spec, clip in plan(live.frames(size=size)):
                 if self._stop.is_set():
                     break
                 item = (spec, rec.preset(clip[None]), time.monotonic())
+                if live.stopped:
+                    break
                 with self._cv:
                     waiting = self._waiting[i]
                     if waiting:
@@ -378,17 +439,15 @@ class LiveMany:
 
         rec = self.rec
         with self._cv:
-            self._alive = len(self.sources)
-        for i in range(len(self.sources)):
-            t = threading.Thread(target=self._read, args=(i,), name=f"har-live-{i}",
-                                 daemon=True)
-            self._threads.append(t)
-            t.start()
+            self._iterating = True
+            n0 = self._alive = len(self.sources)
+        for i in range(n0):
+            self._start_reader(i)
         first = 0
         try:
             while not self._stop.is_set():
                 with self._cv:
-                    while not any(self._waiting) and self._alive > 0 \
+                    while not any(self._waiting) and (self._alive > 0 or self.keep_open) \
                             and not self._stop.is_set():
                         self._cv.wait(0.5)
                     if self._stop.is_set() or not any(self._waiting):
@@ -397,7 +456,9 @@ class LiveMany:
                 first = (first + 1) % len(self.sources)
                 batch = np.concatenate([item[1] for _, item in items])
                 with rec._backend_lock:
+                    t0 = time.monotonic()
                     logits, feats = _infer(rec.backend, batch)
+                    self.busy_s += time.monotonic() - t0
                 probs = softmax(logits)
                 for k, ((j, (spec, _, ready)), row) in enumerate(zip(items, probs)):
                     yield j, ClipResult(

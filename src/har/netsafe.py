@@ -30,7 +30,8 @@ from typing import BinaryIO, Callable
 from .errors import HarError
 from .text import printable
 
-__all__ = ["UrlRefused", "check_url", "check_address", "fetch", "FetchLimits"]
+__all__ = ["UrlRefused", "check_url", "check_address", "fetch", "FetchLimits",
+           "stream_refusal", "STREAM_SCHEMES"]
 
 
 class UrlRefused(HarError):
@@ -279,3 +280,58 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "timed out"
     return printable(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)[:120]
+
+
+# -- live streams (har serve's /v1/streams) ---------------------------------------------
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "srt", "http", "https")
+
+
+def stream_refusal(url: str, allow_private: bool = False,
+                   resolve: bool = True) -> str | None:
+    """Why a live stream URL may not be opened by the server (None when it may);
+    :class:`UrlRefused` for a malformed URL or a scheme other than
+    :data:`STREAM_SCHEMES`.
+
+    The same policy as URL jobs: loopback, private, link-local, multicast and reserved
+    addresses are refused unless ``allow_private`` (cameras are usually on a private
+    network: their server is started with --allow-private-urls). A host name is
+    resolved here and every address it has is checked; FFmpeg then resolves it again
+    when it connects, so a name whose answer changes later is not caught (give
+    cameras by IP address, or run the server where it can reach cameras only)."""
+    shown = printable(url)[:200]
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise UrlRefused(f"{shown}: the URL holds spaces or control characters; "
+                         "percent-encode them")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UrlRefused(f"{shown}: not a valid URL ({exc})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in STREAM_SCHEMES:
+        raise UrlRefused(f"{shown}: a stream URL starts with "
+                         f"{', '.join(s + '://' for s in STREAM_SCHEMES)}")
+    host = urllib.parse.unquote(parts.hostname or "").lower().rstrip(".")
+    if scheme == "udp" and host in ("", "@"):
+        host = "0.0.0.0"  # udp://@:PORT listens on every address of this machine
+    if not host or any(not (c.isalnum() or c in "-._:") for c in host):
+        raise UrlRefused(f"{shown}: the URL has no valid host name")
+    if allow_private:
+        return None
+    if host == "localhost" or host.endswith(".localhost"):
+        return "localhost (this machine)"
+    try:
+        return check_address(host)
+    except ValueError:
+        pass  # a name
+    if not resolve:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port or 0, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UrlRefused(f"{shown}: the host name cannot be resolved ({exc})") from None
+    for info in infos:
+        why = check_address(info[4][0])
+        if why:
+            return why
+    return None

@@ -22,12 +22,17 @@ examples:
   har serve --data /srv/har --token s3cret --max-upload-mb 500
   curl -F file=@video.mp4 http://127.0.0.1:8000/v1/jobs
   curl http://127.0.0.1:8000/v1/jobs/ID/result
+  har serve --allow-private-urls --mqtt 127.0.0.1:1883 --webhook http://10.0.0.5/hook
+            --webhook-secret s3cret       cameras on the LAN, events pushed out
+  curl -H 'Content-Type: application/json' -d '{"url": "rtsp://10.0.0.20/cam"}'
+       http://127.0.0.1:8000/v1/streams   watch a camera (docs/cameras.md)
 
 Jobs and uploads are kept under --data (SQLite); a restarted server finishes every
 accepted job, and only one server may use a --data folder at a time. Binding anything
 but 127.0.0.1 exposes the API: set --token, and name the host clients use with
---allow-host. URL jobs never fetch this machine's own network unless
---allow-private-urls is given.
+--allow-host. URL jobs and streams never reach this machine's own network (loopback,
+private, link-local addresses) unless --allow-private-urls is given: cameras are
+usually on a private network, so a server that watches them needs it.
 """
 
 
@@ -49,8 +54,9 @@ def register(sub) -> None:
     s.add_argument("--max-queue", type=positive_int, default=100, metavar="N",
                    help="jobs waiting or running at most; more get 429 (default 100)")
     s.add_argument("--allow-private-urls", action="store_true",
-                   help="let URL jobs fetch loopback, private and link-local addresses "
-                        "(default: refused, so clients cannot read this machine's network)")
+                   help="let URL jobs and streams reach loopback, private and link-local "
+                        "addresses: needed for cameras on a private network (default: "
+                        "refused, so clients cannot reach this machine's network)")
     s.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a host name clients use to reach the server (repeatable); "
                         "IP addresses and localhost are always accepted, other Host "
@@ -60,6 +66,20 @@ def register(sub) -> None:
     s.add_argument("--keep-days", type=_days, default=None, metavar="D",
                    help="delete ended jobs (done, failed, cancelled), their uploads and "
                         "results D days after they ended (default: keep them)")
+    s.add_argument("--max-streams", type=positive_int, default=16, metavar="N",
+                   help="live streams (cameras) watched at most (default 16)")
+    e = p.add_argument_group("pushed events (job ends; streams' state and segment events)")
+    e.add_argument("--webhook", metavar="URL", default=None,
+                   help="POST each event as JSON to this http(s) URL (retried with "
+                        "backoff)")
+    e.add_argument("--webhook-secret", metavar="S", default=None,
+                   help="sign each webhook body: X-Har-Signature: sha256=HMAC-SHA256(S, "
+                        "body) in hex")
+    e.add_argument("--mqtt", metavar="HOST:PORT", type=_host_port, default=None,
+                   help="publish each event to this MQTT broker (QoS 1; needs paho-mqtt)")
+    e.add_argument("--mqtt-topic", metavar="PREFIX", default="har",
+                   help="topics PREFIX/streams/<id>/<type> and PREFIX/jobs/<id>/<type> "
+                        "(default har)")
     s.add_argument("--docs", action="store_true",
                    help="serve Swagger UI at /docs (the browser loads it from the "
                         "jsDelivr CDN; default off, /openapi.json is always served)")
@@ -83,6 +103,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if data.exists() and not data.is_dir():
         raise UsageError(f"--data {shown}: is a file; give a folder")
     check_runtime_options(args)
+    _check_push(args)
 
     import uvicorn
 
@@ -109,7 +130,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                              allow_private_urls=args.allow_private_urls, docs=args.docs,
                              allowed_hosts=(*args.allow_host, args.host),
                              download_timeout_s=args.download_timeout,
-                             keep_days=args.keep_days)
+                             keep_days=args.keep_days, max_streams=args.max_streams,
+                             webhook=args.webhook, webhook_secret=args.webhook_secret,
+                             mqtt=args.mqtt, mqtt_topic=args.mqtt_topic)
         app = create_app(rec, config, store=store)
         if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
             print(f"har serve: warning: listening on {printable(args.host)} without --token: "
@@ -125,6 +148,34 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return int(ExitCode.OK)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: give HOST:PORT, e.g. 127.0.0.1:1883")
+    return host, int(port)
+
+
+def _check_push(args: argparse.Namespace) -> None:
+    from ..netsafe import UrlRefused, check_url
+
+    if args.webhook is not None:
+        try:
+            check_url(args.webhook)
+        except UrlRefused as exc:
+            raise UsageError(f"--webhook {printable(exc)}") from None
+    if args.webhook_secret is not None and args.webhook is None:
+        raise UsageError("--webhook-secret signs --webhook's requests; give --webhook "
+                         "URL as well")
+    if args.mqtt is not None and importlib.util.find_spec("paho") is None:
+        raise UsageError(f"--mqtt needs paho-mqtt, not installed; install with: "
+                         f"{pip_hint('serve')}")
+    topic = args.mqtt_topic
+    if not topic.strip("/") or any(c in topic for c in "#+\0") or len(topic) > 200:
+        raise UsageError(f"--mqtt-topic {printable(topic)}: give a topic prefix without "
+                         "'#', '+' or NUL, e.g. har or home/cameras")
 
 
 def _days(text: str) -> float:

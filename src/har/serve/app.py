@@ -31,16 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from ..defaults import AGGREGATES
 from ..fsutil import clean_text
-from ..netsafe import UrlRefused, literal_refusal
+from ..netsafe import UrlRefused, literal_refusal, stream_refusal
 from ..writers import EVENTS_SCHEMA
 from . import schemas
+from .push import Pusher
 from .store import JobStore
+from .streams import StreamHub
 from .worker import JobEvents, Worker, WorkerSettings
 
 STATIC = Path(__file__).with_name("static")
@@ -62,6 +64,13 @@ class ServeConfig:
     max_fields: int = 16  # multipart parts in one upload
     retry_after_s: int = 10  # the hint sent with 429
     keep_days: float | None = None  # ended jobs and their files are deleted after this
+    # live streams (har.serve.streams) and pushed events (har.serve.push)
+    max_streams: int = 16
+    stream_ring: int = 1000  # events kept per stream for SSE resume
+    webhook: str | None = None  # POST every job end and stream state/segment event
+    webhook_secret: str | None = None  # HMAC-SHA256 key of X-Har-Signature
+    mqtt: tuple[str, int] | None = None  # broker (host, port)
+    mqtt_topic: str = "har"  # PREFIX/streams/<id>/<type>, PREFIX/jobs/<id>/<type>
 
     @property
     def max_upload_bytes(self) -> int:
@@ -192,7 +201,16 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
     from .. import __version__
 
     store = store or JobStore(config.data)
-    events = JobEvents()
+    pusher = Pusher(webhook=config.webhook, secret=config.webhook_secret,
+                    mqtt=config.mqtt, topic=config.mqtt_topic)
+
+    def push_job_end(job_id: str, event: dict[str, Any]) -> None:
+        if event.get("type") == "video":
+            pusher.publish("jobs", job_id, {**event, "job": job_id})
+
+    events = JobEvents(on_event=push_job_end if pusher.enabled else None)
+    hub = StreamHub(rec, store, pusher=pusher if pusher.enabled else None,
+                    ring=config.stream_ring, allow_private=config.allow_private_urls)
     worker = Worker(store, rec, events, WorkerSettings(
         max_download_bytes=config.max_upload_bytes,
         download_timeout_s=config.download_timeout_s,
@@ -205,10 +223,13 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
         store.recover()  # jobs a killed server left running run again; orphans go
         if start_worker:
             worker.start()
+            hub.start()
         yield
         worker.stop()
+        await asyncio.to_thread(hub.stop)
         if worker.is_alive():
             await asyncio.to_thread(worker.join, 10)
+        await asyncio.to_thread(pusher.close)
 
     app = FastAPI(title="har", version=__version__, lifespan=lifespan,
                   docs_url="/docs" if config.docs else None, redoc_url=None,
@@ -216,6 +237,7 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
                   "submit a video, follow its clips, read its timeline.")
     app.add_middleware(_Guard, allowed_hosts=config.allowed_hosts, docs=config.docs)
     app.state.store, app.state.worker, app.state.events = store, worker, events
+    app.state.streams, app.state.pusher = hub, pusher
 
     # the bearer scheme in the OpenAPI document (generated clients send the header);
     # the check itself is below, so ?token= works for the page's <video> and SSE
@@ -249,17 +271,21 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
     def healthz() -> JSONResponse:
         """Liveness: the model is loaded and the worker runs. 503 when the worker
         thread died, or when the job it runs has not moved (no clip scored, no bytes
-        downloaded) for the server's stuck limit."""
+        downloaded) for the server's stuck limit, or when the streams' model loop
+        died."""
         alive = worker.is_alive() or not start_worker
         current = worker.current
         stalled = worker.stalled_s() if current else 0.0
         stuck = bool(current) and stalled > config.stuck_after_s
-        ok = alive and not stuck
+        streams_alive = hub.alive()
+        ok = alive and not stuck and streams_alive
         return JSONResponse(
             {"ok": ok, "model": rec.model_name, "queued": store.count("queued"),
              "running": store.count("running"),
              "worker": {"alive": alive, "job": current, "stalled_s": round(stalled, 1),
-                        "stuck": stuck}}, status_code=200 if ok else 503)
+                        "stuck": stuck},
+             "streams": {"count": len(hub.list()), "alive": streams_alive}},
+            status_code=200 if ok else 503)
 
     v1 = f"/{API_VERSION}"
 
@@ -530,6 +556,230 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
         store.delete(job.id)
         return {"id": job.id, "deleted": True}
 
+    # -- live streams ---------------------------------------------------------------
+    def stream_or_404(stream_id: str):
+        s = hub.get(stream_id) if _is_id(stream_id) else None
+        if s is None:
+            raise HTTPException(404, f"no stream {clean_text(stream_id)[:40]}")
+        return s
+
+    @app.post(f"{v1}/streams", status_code=201, dependencies=[Depends(auth)],
+              responses=schemas.responses(400, 409, 413, ok=schemas.Stream, ok_code=201),
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": schemas.StreamIn.model_json_schema()}}}})
+    async def add_stream(request: Request) -> JSONResponse:
+        """Watch a live stream (a camera): ``{"url", "name", "options"}``. The URL is
+        rtsp(s)://, rtmp(s)://, udp://, srt:// or http(s)://; like URL jobs, it may
+        not point at loopback, private or link-local addresses unless the server
+        was started with --allow-private-urls (cameras usually are on a private
+        network: start the server with it there). Options: ``stride``, ``topk``,
+        ``threshold``, ``frame_stride`` (score every k-th frame) or ``fps``. The
+        stream is kept (it is opened again when the server restarts) until DELETE."""
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            raise HTTPException(415, 'send application/json {"url": "rtsp://...", '
+                                '"name": "...", "options": {...}}')
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > 64 * 1024:
+                raise HTTPException(413, "the JSON body is larger than 64 KB")
+        try:
+            fields = json.loads(bytes(body))
+        except (ValueError, RecursionError):
+            raise HTTPException(400, "the body is not JSON (or nests too deep)") from None
+        if not isinstance(fields, dict) or not isinstance(fields.get("url"), str):
+            raise HTTPException(400, 'give {"url": "rtsp://...", "name": "...", '
+                                '"options": {...}}')
+        if not isinstance(fields.get("name") or "", str):
+            raise HTTPException(400, "name: give a string")
+        if not isinstance(fields.get("options") or {}, dict):
+            raise HTTPException(400, 'options: give an object, e.g. {"stride": 8}')
+        url = fields["url"].strip()
+        try:
+            why = await asyncio.to_thread(stream_refusal, url, config.allow_private_urls)
+        except UrlRefused as exc:
+            raise HTTPException(400, str(exc)) from None
+        if why:
+            raise HTTPException(400, f"{_shown_url(url)}: is {why}; this server does not "
+                                "open streams on its own network (cameras on a private "
+                                "network: start it with --allow-private-urls)")
+        try:
+            options = _stream_options(fields.get("options") or {}, len(rec.labels))
+        except ValueError as exc:
+            raise HTTPException(400, f"options: {exc}") from None
+        name = clean_text(fields.get("name") or "").strip()[:100] or _shown_url(url)
+        same = next((s for s in hub.list() if s.url == url), None)
+        if same is not None:  # two readers of one UDP port or camera would fight
+            raise HTTPException(409, f"{_shown_url(url)}: already watched as stream "
+                                f"{same.id}; DELETE it first to change its options")
+        if len(hub.list()) >= config.max_streams:
+            raise HTTPException(409, f"this server watches {config.max_streams} streams "
+                                "already; DELETE one, or start it with a larger "
+                                "--max-streams")
+        try:
+            stream = await asyncio.to_thread(hub.add, url, name, options)
+        except sqlite3.Error as exc:
+            raise _disk_error(exc, "the stream") from None
+        return JSONResponse(hub.stats(stream), status_code=201,
+                            headers={"Location": f"{v1}/streams/{stream.id}"})
+
+    @app.get(f"{v1}/streams", dependencies=[Depends(auth)],
+             responses=schemas.responses(ok=schemas.StreamList))
+    def list_streams() -> dict[str, Any]:
+        """Every stream: state, latency p50/p95 (seconds from a clip's last frame's
+        arrival to its scores), skipped clips, reconnects, queue depth."""
+        return {"streams": [hub.stats(s) for s in hub.list()]}
+
+    @app.get(f"{v1}/streams/{{stream_id}}", dependencies=[Depends(auth)],
+             responses=schemas.responses(404, ok=schemas.Stream))
+    def get_stream(stream_id: str) -> dict[str, Any]:
+        """One stream's state and figures (as in the list)."""
+        return hub.stats(stream_or_404(stream_id))
+
+    @app.delete(f"{v1}/streams/{{stream_id}}", dependencies=[Depends(auth)],
+                responses=schemas.responses(404, ok=schemas.Deleted))
+    def delete_stream(stream_id: str) -> dict[str, Any]:
+        """Stop watching the stream and forget it."""
+        s = stream_or_404(stream_id)
+        hub.remove(s.id)
+        return {"id": s.id, "deleted": True}
+
+    @app.get(f"{v1}/streams/{{stream_id}}/snapshot", dependencies=[Depends(auth)],
+             responses={**schemas.responses(404, 409),
+                        "200": {"content": {"image/jpeg": {}},
+                                "description": "a JPEG"}})
+    def get_snapshot(stream_id: str, event: str | None = None) -> Response:
+        """The stream's newest frame as a JPEG; with ``?event=ID``, the frame taken
+        when that ``segment_start`` event happened (the last 16 per stream are
+        kept)."""
+        s = stream_or_404(stream_id)
+        if event is not None:
+            jpeg = s.snapshots.get(event)
+            if jpeg is None:
+                raise HTTPException(404, f"no snapshot for event {clean_text(event)[:40]}; "
+                                    "only the last 16 segment_start events have one")
+        else:
+            jpeg = hub.jpeg(s)
+            if jpeg is None and s.options.get("snapshots") is False:
+                raise HTTPException(409, f"stream {s.id} was added with snapshots: false; "
+                                    "add it again without that option for snapshots")
+            if jpeg is None:
+                raise HTTPException(409, f"stream {s.id} is {s.state}: no frame yet")
+        return Response(jpeg, media_type="image/jpeg",
+                        headers={"Cache-Control": "no-store"})
+
+    @app.get(f"{v1}/streams/{{stream_id}}/events", dependencies=[Depends(auth)],
+             responses=schemas.responses(404))
+    async def get_stream_events(stream_id: str, request: Request) -> StreamingResponse:
+        """The stream's ``har.events/1`` events as server-sent events: ``state``,
+        ``gap``, ``clip``, ``segment_start`` and ``segment_end``, each with
+        ``wall_time`` and an ``id:``. A client that reconnects with
+        ``Last-Event-ID`` gets what it missed, from the last events kept in memory
+        (an ``event: missed`` tells how many were no longer kept). The events the
+        server still holds are sent first. A comment line is sent at once and every
+        few seconds while nothing happens (heartbeat)."""
+        s = stream_or_404(stream_id)
+        nxt = s.events.start_after(request.headers.get("last-event-id"))
+
+        async def gen():
+            nonlocal nxt
+            yield ": har.events/1\nretry: 3000\n\n"
+            beat = time.monotonic()
+            deadline = time.monotonic() + 24 * 3600
+            while time.monotonic() < deadline:
+                if await request.is_disconnected() or hub.get(s.id) is None:
+                    return
+                got, missed = s.events.read(nxt)
+                if missed:
+                    yield ("event: missed\ndata: " + json.dumps(
+                        {"type": "missed", "events": missed, "stream": s.id}) + "\n\n")
+                for n, ev in got:
+                    yield f"id: {ev['id']}\nevent: {ev['type']}\ndata: {json.dumps(ev)}\n\n"
+                if got:
+                    nxt = got[-1][0] + 1
+                    beat = time.monotonic()
+                elif missed:
+                    nxt += missed
+                elif time.monotonic() - beat >= config.heartbeat_s:
+                    yield ": keep-alive\n\n"
+                    beat = time.monotonic()
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(gen(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache",
+                                          "X-Accel-Buffering": "no"})
+
+    # -- metrics ----------------------------------------------------------------------
+    @app.get("/metrics", dependencies=[Depends(auth)],
+             responses={"200": {"content": {"text/plain": {}},
+                                "description": "Prometheus text format 0.0.4"}})
+    def metrics() -> Response:
+        """Prometheus text format: per stream latency (p50, p95), clips, skipped
+        clips, reconnects, stalls, queue depth and whether it is live; the share
+        of time the model ran for the streams; jobs queued and running; events
+        pushed, failed and dropped."""
+        return Response(_metrics(hub, store, pusher), media_type=METRICS_TYPE)
+
+    return app
+
+
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _metrics(hub: StreamHub, store: JobStore, pusher: Pusher) -> str:
+    lines: list[str] = []
+
+    def family(name: str, kind: str, help_: str, samples) -> None:
+        lines.append(f"# HELP {name} {help_}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            text = ",".join(f'{k}="{_label(str(v))}"' for k, v in labels.items())
+            lines.append(f"{name}{{{text}}} {float(value):.6g}" if text
+                         else f"{name} {float(value):.6g}")
+
+    stats = [hub.stats(s) for s in hub.list()]
+
+    def per(key: str):
+        return [({"stream": st["id"], "name": st["name"]}, st[key] or 0) for st in stats]
+
+    lat = []
+    for st in stats:
+        for q, key in (("0.5", "latency_p50_s"), ("0.95", "latency_p95_s")):
+            if st[key] is not None:
+                lat.append(({"stream": st["id"], "name": st["name"], "quantile": q}, st[key]))
+    family("har_stream_latency_seconds", "gauge", "Seconds from the arrival of a clip's "
+           "last frame to its scores (last 1000 clips), by quantile.", lat)
+    family("har_stream_clips_total", "counter", "Clips scored.", per("clips"))
+    family("har_stream_skipped_total", "counter", "Clips skipped to stay real time.",
+           per("skipped"))
+    family("har_stream_reconnects_total", "counter", "Reconnections after a drop.",
+           per("reconnects"))
+    family("har_stream_stalls_total", "counter", "Times the stream stopped sending.",
+           per("stalls"))
+    family("har_stream_queue_depth", "gauge", "Clips waiting for the model (0 or 1).",
+           per("queue_depth"))
+    family("har_stream_up", "gauge", "1 while the stream is live.",
+           [({"stream": st["id"], "name": st["name"]}, st["state"] == "live")
+            for st in stats])
+    family("har_model_busy_seconds_total", "counter", "Seconds the model ran (rate() "
+           "of it is the busy fraction), for the streams and for everything (jobs too).",
+           [({"work": "streams"}, hub.many.busy_s), ({"work": "all"}, hub.busy_all_s())])
+    family("har_model_busy_ratio", "gauge", "Share of the time since the server "
+           "started that the model ran for the streams.", [({}, hub.busy_fraction())])
+    family("har_jobs", "gauge", "Jobs by status (queued and running).",
+           [({"status": st}, store.count(st)) for st in ("queued", "running")])
+    family("har_push_sent_total", "counter", "Events pushed.",
+           [({"output": k}, v) for k, v in pusher.sent.items()])
+    family("har_push_failed_total", "counter", "Events that could not be pushed.",
+           [({"output": k}, v) for k, v in pusher.failed.items()])
+    family("har_push_dropped_total", "counter", "Events dropped from a full queue.",
+           [({"output": k}, v) for k, v in pusher.dropped.items()])
+    return "\n".join(lines) + "\n"
+
     return app
 
 
@@ -597,6 +847,40 @@ def _options(fields: dict[str, Any], n_classes: int) -> dict[str, Any]:
             out["annotate"] = False
         else:
             raise ValueError(f"annotate: {clean_text(repr(ann))[:40]} is not true or false")
+    return out
+
+
+def _shown_url(url: str) -> str:
+    from .streams import redact_url
+
+    return redact_url(url)[:200]
+
+
+def _stream_options(raw: dict[str, Any], n_classes: int) -> dict[str, Any]:
+    """A stream's options, checked: ValueError naming the bad one."""
+    known = {"stride", "topk", "threshold", "frame_stride", "fps", "snapshots"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{clean_text(unknown[0])[:40]!r} is not a stream option; give "
+                         f"{', '.join(sorted(known))}")
+    out = _options({k: raw[k] for k in ("stride", "topk", "threshold") if k in raw},
+                   n_classes)
+    extra = {k: raw[k] for k in ("frame_stride", "fps") if raw.get(k) not in (None, "")}
+    if len(extra) == 2:
+        raise ValueError("give frame_stride or fps, not both")
+    for key, cast, lo, hi in (("frame_stride", int, 1, 1000), ("fps", float, 0.01, 1000.0)):
+        if key not in extra:
+            continue
+        value = extra[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                (cast is int and value != int(value)) or not lo <= value <= hi:
+            raise ValueError(f"{key}: must be a {'whole ' if cast is int else ''}number "
+                             f"from {lo:g} to {hi:g}, not {clean_text(repr(value))[:40]}")
+        out[key] = cast(value)
+    if raw.get("snapshots") is not None:
+        if not isinstance(raw["snapshots"], bool):
+            raise ValueError("snapshots: give true or false")
+        out["snapshots"] = raw["snapshots"]
     return out
 
 

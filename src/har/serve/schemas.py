@@ -44,12 +44,47 @@ class Deleted(BaseModel):
     deleted: bool
 
 
+class StreamIn(BaseModel):
+    """``POST /v1/streams``: the camera's URL, a name, and options."""
+    url: str  # rtsp://, rtsps://, rtmp://, udp://, srt://, http(s)://
+    name: Optional[str] = None
+    # stride, topk, threshold, frame_stride (score every k-th frame) or fps
+    options: dict[str, Any] = {}
+
+
+class Stream(BaseModel):
+    id: str
+    name: str
+    url: str  # without its password
+    options: dict[str, Any]
+    created: float
+    state: str  # connecting, live, stalled, reconnecting, ended
+    error: Optional[str] = None
+    clips: int
+    skipped: int
+    reconnects: int
+    stalls: int
+    gaps: int
+    frames: int
+    frame_stride: Optional[int] = None
+    fps: Optional[float] = None
+    queue_depth: int
+    latency_p50_s: Optional[float] = None
+    latency_p95_s: Optional[float] = None
+    last_event_id: Optional[str] = None
+
+
+class StreamList(BaseModel):
+    streams: list[Stream]
+
+
 def responses(*codes: int, **models) -> dict[str, dict[str, Any]]:
     """``responses=`` for a route: the error codes it may answer (as :class:`Error`),
     401 always (``--token``), and ``ok=Model`` for its 2xx body."""
     words = {400: "bad request (the detail says what to change)",
              401: "missing or wrong bearer token", 404: "no such job",
-             409: "the job is not in a state for this", 413: "over the size limit",
+             409: "the job is not in a state for this (or: too many streams)",
+             413: "over the size limit",
              415: "unsupported content type", 429: "the queue is full (see Retry-After)",
              507: "the data folder is full"}
     out: dict[str, dict[str, Any]] = {

@@ -6,6 +6,7 @@ Layout of the data folder::
     DATA/uploads/<id>.video    the uploaded or downloaded video (generated name)
     DATA/results/<id>.json     the har.predictions/1 document of a done job
     DATA/results/<id>.annotated.mp4
+    (table ``streams``)        the live streams, opened again when the server starts
 
 A job moves ``queued -> running -> done | failed`` (or ``cancelled`` by a client).
 On start, jobs left ``running`` by a killed server go back to ``queued`` (their
@@ -54,6 +55,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     top1 TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, seq);
+CREATE TABLE IF NOT EXISTS streams (
+    id TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    url TEXT NOT NULL,
+    options TEXT NOT NULL,         -- JSON
+    created REAL NOT NULL
+);
 """
 _COLUMNS = ("id, seq, status, kind, name, url, options, created, started, finished, "
             "progress, error, attempts, finishes, top1")
@@ -326,6 +335,32 @@ class JobStore:
         for path in (self.upload_path(job_id), self.result_path(job_id),
                      self.annotated_path(job_id)):
             path.unlink(missing_ok=True)
+        return cur.rowcount == 1
+
+    # -- live streams (har.serve.streams): kept so that they restart with the server
+    def add_stream(self, stream_id: str, name: str, url: str, options: dict[str, Any]
+                   ) -> float:
+        """Keep a stream; its creation time."""
+        created = time.time()
+        with self._lock:
+            seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM streams"
+                                   ).fetchone()[0]
+            self._db.execute("INSERT INTO streams (id, seq, name, url, options, created) "
+                             "VALUES (?, ?, ?, ?, ?, ?)",
+                             (stream_id, seq, name, url, json.dumps(options), created))
+        return created
+
+    def streams(self) -> list[dict[str, Any]]:
+        """The kept streams, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, name, url, options, created FROM streams "
+                                    "ORDER BY seq").fetchall()
+        return [{"id": r[0], "name": r[1], "url": r[2], "options": json.loads(r[3]),
+                 "created": r[4]} for r in rows]
+
+    def delete_stream(self, stream_id: str) -> bool:
+        with self._lock:
+            cur = self._db.execute("DELETE FROM streams WHERE id = ?", (stream_id,))
         return cur.rowcount == 1
 
     def close(self) -> None:

@@ -29,7 +29,10 @@ log = logging.getLogger("har.serve")
 class JobEvents:
     """The events of the job that is running (and of recent ones), for SSE readers."""
 
-    def __init__(self, keep: int = 16) -> None:
+    def __init__(self, keep: int = 16, on_event=None) -> None:
+        # on_event(job_id, event): called with every event (har serve pushes the
+        # job's end, the ``video`` event, to webhooks and MQTT)
+        self.on_event = on_event
         self._lock = threading.Lock()
         self._events: dict[str, list[dict[str, Any]]] = {}
         self._ended: dict[str, bool] = {}
@@ -52,6 +55,8 @@ class JobEvents:
         event = {"type": type_, **fields, "wall_time": round(time.time(), 6)}
         with self._lock:
             self._events.setdefault(job_id, []).append(event)
+        if self.on_event is not None:
+            self.on_event(job_id, event)
 
     def end(self, job_id: str) -> None:
         with self._lock:

@@ -1,0 +1,406 @@
+"""Live streams (cameras) in ``har serve``: several at once, one model.
+
+:class:`StreamHub` owns the streams that clients add with ``POST /v1/streams``:
+
+- every stream is a :class:`har.live.LiveSource` (reconnecting without end, opened
+  in its own thread, so a camera that does not answer holds up nothing else);
+- all of them feed one :class:`har.live.LiveMany`, whose single model loop takes
+  clips round-robin across streams into mixed batches, keeping only each stream's
+  newest clip (older ones are skipped and counted): each stream stays real time or
+  skips, and none starves the others. The model is the recognizer that jobs use
+  (its backend lock keeps the two apart);
+- the streams are kept in the job database (table ``streams``) and opened again
+  when the server starts;
+- each stream's ``har.events/1`` events (``state``, ``gap``, ``clip``,
+  ``segment_start``, ``segment_end``) go to a bounded in-memory ring for
+  ``GET /v1/streams/{id}/events`` (ids ``<server start>-<n>``, so a client that
+  resumes with ``Last-Event-ID`` after a restart of the server gets the new
+  server's ring from its start), and ``state`` and ``segment_*`` events to the
+  :class:`~har.serve.push.Pusher` (webhooks, MQTT);
+- the newest full-size frame of each stream is kept (by reference) for
+  ``GET /v1/streams/{id}/snapshot``, and a JPEG is made for every
+  ``segment_start`` (the last ``SNAPSHOTS`` per stream are kept in memory).
+
+Per-stream options: ``stride`` (frames between clip starts), ``topk``,
+``threshold`` (segments), ``frame_stride`` (score every k-th frame) or ``fps``
+(the frame stride that brings the camera's rate down to about this).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import urllib.parse
+import uuid
+from collections import OrderedDict, deque
+from typing import Any
+
+from ..errors import HarError
+from ..fsutil import clean_text
+
+log = logging.getLogger("har.serve")
+
+SNAPSHOTS = 16  # segment_start JPEGs kept per stream
+PUSHED = ("state", "segment_start", "segment_end")
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password (``rtsp://user:***@host/...``): camera URLs often
+    carry credentials, and stream listings and events must not show them."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return clean_text(url)
+    if parts.password is None and "@" not in parts.netloc:
+        return clean_text(url)
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    netloc = f"{user}:***@{host}" if parts.password is not None else f"{user}@{host}"
+    return clean_text(urllib.parse.urlunsplit(parts._replace(netloc=netloc)))
+
+
+class EventRing:
+    """A stream's newest events (at most ``size``), numbered from 0."""
+
+    def __init__(self, epoch: str, size: int = 1000) -> None:
+        self.epoch = epoch
+        self._ring: deque[tuple[int, dict[str, Any]]] = deque(maxlen=size)
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def add(self, type_: str, **fields: Any) -> dict[str, Any]:
+        wall = fields.pop("wall_time", None)
+        with self._lock:
+            n = self._next
+            self._next += 1
+            event = {"type": type_, **fields, "id": f"{self.epoch}-{n}",
+                     "wall_time": round(time.time() if wall is None else wall, 6)}
+            self._ring.append((n, event))
+        return event
+
+    @property
+    def last_id(self) -> str | None:
+        with self._lock:
+            return f"{self.epoch}-{self._next - 1}" if self._next else None
+
+    def start_after(self, last_event_id: str | None) -> int:
+        """The number of the first event to send to a client that saw
+        ``last_event_id`` (0: everything the ring holds)."""
+        if not last_event_id:
+            return 0
+        epoch, _, n = last_event_id.strip().rpartition("-")
+        if epoch != self.epoch or not n.isdigit():
+            return 0  # another server run (or not ours): the whole ring
+        return int(n) + 1
+
+    def read(self, start: int) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+        """Events numbered ``start`` on, and how many of those the ring no longer
+        holds (the client was away too long)."""
+        with self._lock:
+            if not self._ring:
+                return [], 0
+            first = self._ring[0][0]
+            missed = max(0, first - start)
+            return [(n, ev) for n, ev in self._ring if n >= start], missed
+
+    @property
+    def next(self) -> int:
+        with self._lock:
+            return self._next
+
+
+class BusyLock:
+    """The recognizer's backend lock, timed: ``busy_s`` adds up how long it was
+    held, i.e. how long the model ran, for jobs and streams together."""
+
+    def __init__(self, lock) -> None:
+        self._lock = lock
+        self._since = 0.0
+        self.busy_s = 0.0
+
+    def acquire(self, *args, **kw) -> bool:
+        got = self._lock.acquire(*args, **kw)
+        if got:
+            self._since = time.monotonic()
+        return got
+
+    def release(self) -> None:
+        self.busy_s += time.monotonic() - self._since
+        self._lock.release()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class Stream:
+    """One stream and what it has given so far."""
+
+    def __init__(self, id: str, name: str, url: str, options: dict[str, Any],
+                 created: float, epoch: str, ring: int) -> None:
+        self.id, self.name, self.url, self.options, self.created = (id, name, url,
+                                                                    options, created)
+        self.shown_url = redact_url(url)
+        self.state = "connecting"
+        self.error: str | None = None
+        self.live = None
+        self.index: int | None = None
+        self.stop = threading.Event()
+        self.events = EventRing(epoch, ring)
+        self.latencies: deque[float] = deque(maxlen=1000)
+        self.clips = 0
+        self.segmenter = None
+        self.frame = None  # the newest full-size RGB frame (a reference, not a copy)
+        self.snapshots: OrderedDict[str, bytes] = OrderedDict()
+        self.deleted = False
+        self.lock = threading.Lock()  # the segmenter: the model loop and a DELETE
+
+    def tap(self, frame) -> None:
+        self.frame = frame.rgb
+
+
+class StreamHub:
+    """The server's live streams; see the module's docstring."""
+
+    def __init__(self, rec, store, *, pusher=None, ring: int = 1000,
+                 open_timeout_s: float = 10.0, read_timeout_s: float = 5.0,
+                 allow_private: bool = False) -> None:
+        from ..live import LiveMany
+
+        self.rec, self.store, self.pusher = rec, store, pusher
+        self.ring = ring
+        self.allow_private = allow_private
+        self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
+        # the defaults, captured now: the job worker changes rec's settings per job
+        self.stride, self.k, self.timeline = rec.stride, rec.k, rec.timeline
+        if not isinstance(rec._backend_lock, BusyLock):  # the model's time, all uses
+            rec._backend_lock = BusyLock(rec._backend_lock)
+        self.many = LiveMany(rec, [], keep_open=True)
+        self.epoch = format(int(time.time() * 1000), "x")
+        self.started = time.monotonic()
+        self._streams: dict[str, Stream] = {}
+        self._by_index: dict[int, Stream] = {}
+        self._lock = threading.Lock()
+        self._loop: threading.Thread | None = None
+
+    # -- life -------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the kept streams and start the model loop."""
+        from ..netsafe import UrlRefused, stream_refusal
+
+        for row in self.store.streams():
+            s = Stream(**row, epoch=self.epoch, ring=self.ring)
+            # the policy of this run: a server restarted without --allow-private-urls
+            # does not open the private cameras an earlier run was allowed to
+            try:
+                why = stream_refusal(s.url, self.allow_private, resolve=False)
+            except UrlRefused as exc:
+                why = str(exc)
+            if why:
+                s.state = "ended"
+                s.error = (f"{s.shown_url}: not opened: it is {why}, and this server was "
+                           "started without --allow-private-urls; restart it with the "
+                           "option, or DELETE the stream")
+                with self._lock:
+                    self._streams[s.id] = s
+                continue
+            self._begin(s)
+        self._loop = threading.Thread(target=self._run, name="har-serve-streams",
+                                      daemon=True)
+        self._loop.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            streams = list(self._streams.values())
+        for s in streams:
+            s.stop.set()
+        self.many.stop()
+        if self._loop is not None:
+            self._loop.join(timeout=5.0)
+        self.many.close()
+
+    def alive(self) -> bool:
+        return self._loop is None or self._loop.is_alive()
+
+    # -- streams ------------------------------------------------------------------
+    def add(self, url: str, name: str, options: dict[str, Any]) -> Stream:
+        stream_id = uuid.uuid4().hex
+        created = self.store.add_stream(stream_id, name, url, options)
+        s = Stream(stream_id, name, url, options, created, self.epoch, self.ring)
+        self._begin(s)
+        return s
+
+    def get(self, stream_id: str) -> Stream | None:
+        with self._lock:
+            return self._streams.get(stream_id)
+
+    def list(self) -> list[Stream]:
+        with self._lock:
+            return sorted(self._streams.values(), key=lambda s: s.created)
+
+    def remove(self, stream_id: str) -> bool:
+        with self._lock:
+            s = self._streams.pop(stream_id, None)
+        if s is None:
+            return False
+        with s.lock:  # open segments end with the stream (pushed like any other)
+            for type_, seg in (s.segmenter.flush() if s.segmenter else []):
+                self._emit(s, type_, **seg)
+            s.deleted = True
+        s.stop.set()
+        if s.index is not None:
+            self.many.remove(s.index)
+        self.store.delete_stream(stream_id)
+        return True
+
+    def _begin(self, s: Stream) -> None:
+        from ..live import LiveSegmenter
+
+        threshold = s.options.get("threshold")
+        timeline = self.timeline if threshold is None else \
+            dataclasses.replace(self.timeline, threshold=float(threshold))
+        s.segmenter = LiveSegmenter(self.rec.labels, timeline)
+        with self._lock:
+            self._streams[s.id] = s
+        threading.Thread(target=self._open, args=(s,), name="har-serve-open",
+                         daemon=True).start()
+
+    def _open(self, s: Stream) -> None:
+        from ..live import LiveSource
+        from ..sources import parse_source
+
+        def on_state(state: str, fields: dict) -> None:
+            s.state = state
+            fields = {k: (self._clean(s, v) if isinstance(v, str) else v)
+                      for k, v in fields.items()}
+            if state == "ended" and fields.get("reason"):
+                s.error = fields["reason"]
+            self._emit(s, "state", **{**fields, "state": state, "source": s.shown_url})
+
+        def on_gap(fields: dict) -> None:
+            self._emit(s, "gap", **{**fields, "source": s.shown_url})
+
+        try:
+            src = parse_source(s.url)
+            live = LiveSource(src, open_timeout_s=self.open_timeout_s,
+                              read_timeout_s=self.read_timeout_s,
+                              max_reconnects=None if src.live else 0,
+                              on_state=on_state, on_gap=on_gap, stop_event=s.stop,
+                              tap=s.tap if s.options.get("snapshots", True) else None,
+                              frame_stride=int(s.options.get("frame_stride", 1)))
+        except HarError as exc:
+            s.error = self._clean(s, str(exc))
+            s.state = "ended"
+            return
+        except Exception as exc:  # noqa: BLE001 - this stream's failure only
+            s.error = f"{s.shown_url}: cannot be opened ({type(exc).__name__})"
+            s.state = "ended"
+            log.exception("stream %s", s.id)
+            return
+        fps = s.options.get("fps")
+        if fps and live.info.fps:
+            live.frame_stride = max(1, int(round(live.info.fps / float(fps))))
+        with self._lock:
+            if s.stop.is_set():
+                live.close()
+                return
+            s.live = live
+            s.index = self.many.add(live, stride=s.options.get("stride") or self.stride)
+            self._by_index[s.index] = s
+
+    def _clean(self, s: Stream, text: str) -> str:
+        return clean_text(text.replace(s.url, s.shown_url))
+
+    # -- the model loop -------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            for j, clip in self.many:
+                s = self._by_index.get(j)
+                if s is not None and not s.deleted:
+                    self._clip(s, clip)
+        except Exception:  # noqa: BLE001 - logged; /healthz reports the loop dead
+            log.exception("the streams' model loop failed")
+
+    def _clip(self, s: Stream, clip) -> None:
+        from ..aggregate import topk
+
+        now = time.monotonic()
+        arrival = s.live.arrival(clip.end_frame - 1) or clip.ready_at
+        latency = now - arrival if arrival is not None else None
+        if latency is not None:
+            s.latencies.append(latency)
+        s.clips += 1
+        k = int(s.options.get("topk") or self.k)
+        fields = clip.to_dict()
+        fields["top"] = [p.to_dict() for p in topk(clip.probs, self.rec.labels, k)]
+        if arrival is not None:  # the wall-clock time the clip's last frame arrived
+            fields["frame_wall_time"] = round(time.time() - (now - arrival), 6)
+        self._emit(s, "clip", **fields,
+                   latency_s=None if latency is None else round(latency, 4),
+                   skipped=self.many.skipped[s.index])
+        with s.lock:
+            if s.deleted:
+                return
+            for type_, seg in s.segmenter.add(clip):
+                self._emit(s, type_, **seg, _snapshot=type_ == "segment_start")
+
+    def _emit(self, s: Stream, type_: str, _snapshot: bool = False, **fields) -> dict:
+        if _snapshot:
+            jpeg = self.jpeg(s)
+            fields["snapshot"] = jpeg is not None
+        event = s.events.add(type_, stream=s.id, name=s.name, **fields)
+        if _snapshot and jpeg is not None:
+            s.snapshots[event["id"]] = jpeg
+            while len(s.snapshots) > SNAPSHOTS:
+                s.snapshots.popitem(last=False)
+        if self.pusher is not None and type_ in PUSHED and not s.deleted:
+            self.pusher.publish("streams", s.id, event)
+        return event
+
+    @staticmethod
+    def jpeg(s: Stream, quality: int = 85) -> bytes | None:
+        """The stream's newest frame as a JPEG (None before the first frame)."""
+        import cv2
+
+        rgb = s.frame
+        if rgb is None:
+            return None
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, quality])
+        return buf.tobytes() if ok else None
+
+    # -- what clients see ---------------------------------------------------------------
+    def stats(self, s: Stream) -> dict[str, Any]:
+        from ..live import percentile
+
+        live = s.live
+        st = live.stats if live is not None else None
+        lat = list(s.latencies)
+        p50, p95 = percentile(lat, 50), percentile(lat, 95)
+        return {"id": s.id, "name": s.name, "url": s.shown_url, "options": s.options,
+                "created": s.created, "state": s.state, "error": s.error,
+                "clips": s.clips,
+                "skipped": self.many.skipped[s.index] if s.index is not None else 0,
+                "reconnects": st.reconnects if st else 0,
+                "stalls": st.stalls if st else 0, "gaps": st.gaps if st else 0,
+                "frames": st.frames if st else 0,
+                "frame_stride": live.frame_stride if live is not None else None,
+                "fps": live.info.fps if live is not None else None,
+                "queue_depth": self.many.waiting(s.index) if s.index is not None else 0,
+                "latency_p50_s": None if p50 is None else round(p50, 4),
+                "latency_p95_s": None if p95 is None else round(p95, 4),
+                "last_event_id": s.events.last_id}
+
+    def busy_all_s(self) -> float:
+        """Seconds the model ran since the server started, for jobs and streams."""
+        return self.rec._backend_lock.busy_s
+
+    def busy_fraction(self) -> float:
+        """The share of the time since the server started that the model ran for
+        the streams."""
+        return self.many.busy_s / max(1e-9, time.monotonic() - self.started)
