@@ -229,10 +229,19 @@ def test_similar_returns_the_query_clip_first(archive, folder, capsys, r10, tmp_
     d, good, broken = folder
     video = good[4]
     assert main(["similar", str(video), "--start", "0.64", "--end", "1.28", "--db",
-                 str(archive), "--json"]) == 0
+                 str(archive), "--json", "--include-self"]) == 0
     hits = json.loads(capsys.readouterr().out)["results"]
     assert hits[0]["path"] == os.path.abspath(video) and hits[0]["clip"] == 1
     assert hits[0]["similarity"] == pytest.approx(1.0, abs=1e-3)
+    # By default the query's own clips are left out: neighbours only.
+    assert main(["similar", str(video), "--start", "0.64", "--end", "1.28", "--db",
+                 str(archive), "--json"]) == 0
+    mine = json.loads(capsys.readouterr().out)["results"]
+    assert mine and not any(h["path"] == os.path.abspath(video) and h["start_s"] < 1.28
+                            and h["end_s"] > 0.64 for h in mine)
+    others = [(h["path"], h["clip"]) for h in hits
+              if (h["path"], h["clip"]) != (os.path.abspath(video), 1)]
+    assert [(h["path"], h["clip"]) for h in mine][:len(others)] == others
     # A video that is not in the archive is scored first; its twin's clip comes first.
     copy = tmp_path / "copy.mp4"
     copy.write_bytes(video.read_bytes())

@@ -104,6 +104,9 @@ def register(sub) -> None:
                    help=f"the archive (default {DEFAULT_DB})")
     m.add_argument("--limit", type=positive_int, default=10, metavar="N",
                    help="nearest N clips (default 10)")
+    m.add_argument("--include-self", action="store_true",
+                   help="keep the query's own clips in the results (by default a video in "
+                        "the archive does not find its own query span)")
     m.add_argument("--json", action="store_true", help="JSON on stdout")
     add_model_arguments(m)
     add_clip_arguments(m, sampler=False)
@@ -430,7 +433,11 @@ def cmd_similar(args: argparse.Namespace) -> int:
                   ".json) was not written by har; it is left as it is and the index is "
                   "built in memory; move it away to have har keep one", file=sys.stderr)
         index = similar.load_index(conn, args.db)
-        hits = similar.nearest(conn, index, q, k=args.limit)
+        if args.include_self or indexed is None:
+            hits = similar.nearest(conn, index, q, k=args.limit)
+        else:  # the query's own clips would come first: leave them out
+            hits = [h for h in similar.nearest(conn, index, q, k=args.limit + 64)
+                    if not _is_query_clip(h, args)][:args.limit]
     except HarError as exc:
         print(f"error: {_show(exc)}", file=sys.stderr)
         return ExitCode.MODEL
@@ -446,6 +453,20 @@ def cmd_similar(args: argparse.Namespace) -> int:
                   f"clip {h.clip:<4d} {_show(display_path(h.path))}  "
                   f"({_show(h.top_label)} {h.top_score:.3f})")
     return ExitCode.OK
+
+
+def _is_query_clip(hit, args) -> bool:
+    """A clip of the query video that overlaps the query span (the whole video when no
+    span is given): the query itself, not a neighbour."""
+    try:
+        same = os.path.samefile(hit.path, args.video)
+    except OSError:
+        same = os.path.realpath(hit.path) == os.path.realpath(args.video)
+    if not same:
+        return False
+    start = args.start if args.start is not None else 0.0
+    end = args.end if args.end is not None else float("inf")
+    return hit.start_s < end and hit.end_s > start
 
 
 def _check_span(args, duration_s: float | None) -> None:
