@@ -157,6 +157,9 @@ def export_onnx_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
     if not path.is_file():
         import sys
 
+        # A cache that cannot be written raises here, before the note: the caller then
+        # runs uncached and says so instead.
+        path.parent.mkdir(parents=True, exist_ok=True)
         name = getattr(getattr(model, "har_info", None), "model", None) or "the model"
         print(f"note: converting {name} for the runtime: a one-time cost for these "
               f"weights (cached in {path.parent}); later runs start at once",
