@@ -487,7 +487,10 @@ class Recognizer:
                 batch = np.concatenate([it.batch for it in items]) if len(items) > 1 \
                     else items[0].batch
                 with self._backend_lock:
-                    job = _submit(self.backend, batch)
+                    # one batch at a time: infer() as before issue 23 (OpenVINO splits
+                    # it over its requests); more: the runtime's own submit()
+                    job = (_submit(self.backend, batch) if depth > 1 else
+                           Pending.run(lambda b: _infer(self.backend, b), batch))
                 pending.append((items, job))
                 if len(pending) >= depth:
                     yield self._collect(pending, progress, info, counter, channel)
