@@ -377,7 +377,8 @@ def bench_overlap(model_name: str, weights, seconds: float, batch: int,
 
     onnx = export_onnx_cached(har.load_model(model_name, weights=weights),
                               (p.clip_len, p.crop, p.crop))
-    st = OpenVINOBackend(onnx, batch_size=batch, precision=prec, static_batch=True)
+    st = OpenVINOBackend(onnx, batch_size=batch, precision=prec, static_batch=True,
+                         clip_shape=(3, p.clip_len, p.crop, p.crop))
     measure([
         ("openvino", "infer: split over requests, wait all (before #23)", sync,
          Mode(rt, True, True)),
@@ -868,6 +869,80 @@ def main() -> int:
     return 0
 
 
+LABELLED = [("mmaction2__demo.mp4", "arm wrestling"),
+            ("decord__flipping_a_pancake.mkv", "flipping pancake")]
+
+
+def int8_vs_bf16(model_name: str, weights, seconds: float) -> dict:
+    """OpenVINO int8 (NNCF, default calibration) against bf16 (fp32 where the CPU has
+    no bf16): model-only clips/s side by side (alternating rounds, batch 1), and the
+    clips of the real labelled videos scored by both."""
+    import tempfile
+
+    import numpy as np
+
+    from har.recognizer import Recognizer
+    from har.runtimes import load_runtime
+
+    out: dict = {}
+    t0 = time.perf_counter()
+    la = load_avg()
+    int8 = load_runtime(model_name, weights, backend="openvino", precision="int8",
+                        batch_size=1)
+    out["int8_build_s"] = time.perf_counter() - t0
+    out["int8_build_load"] = la
+    ref = load_runtime(model_name, weights, backend="openvino", precision="auto",
+                       batch_size=1)
+    p = ref.preset
+    x = (np.random.default_rng(0).standard_normal((1, 3, p.clip_len, p.crop, p.crop))
+         .astype(np.float32))
+    best = {}
+    for _ in range(3):
+        for name, be in (("ref", ref), ("int8", int8)):
+            be.infer(x)
+            la = load_avg()
+            t1, n = time.perf_counter(), 0
+            while time.perf_counter() - t1 < seconds or n < 2:
+                be.infer(x)
+                n += 1
+            rate = n / (time.perf_counter() - t1)
+            if rate > best.get(name, {}).get("clips_per_s", 0):
+                best[name] = {"precision": be.precision, "clips_per_s": rate, "load": la}
+    out["speed"] = best
+    agree = []
+    for video, label in LABELLED:
+        path = SHARED / video
+        if not path.exists():
+            continue
+        res = {}
+        for name, be in (("ref", ref), ("int8", int8)):
+            rec = Recognizer(model_name, backend=be)
+            r = rec.predict(str(path))
+            res[name] = r
+        a = np.stack([c.probs for c in res["ref"].clips])
+        b = np.stack([c.probs for c in res["int8"].clips])
+        agree.append({"video": video, "label": label, "clips": len(a),
+                      "clip_top1_agree": float((a.argmax(1) == b.argmax(1)).mean()),
+                      "max_prob_diff": float(np.abs(a - b).max()),
+                      "ref_top1": res["ref"].top[0].label,
+                      "int8_top1": res["int8"].top[0].label,
+                      "ref_p": float(res["ref"].top[0].score),
+                      "int8_p": float(res["int8"].top[0].score)})
+    out["agreement"] = agree
+    r, i = best["ref"], best["int8"]
+    print(f"\n## int8 against {r['precision']} (OpenVINO, batch 1, model only; int8 built in "
+          f"{out['int8_build_s']:.0f} s, load {out['int8_build_load']})")
+    print(f"  {r['precision']}: {r['clips_per_s']:.2f} clips/s (load {r['load']}); int8: "
+          f"{i['clips_per_s']:.2f} clips/s (load {i['load']}); int8/{r['precision']} "
+          f"{i['clips_per_s'] / r['clips_per_s']:.2f}x")
+    for a in agree:
+        print(f"  {a['video']} ({a['label']}): {r['precision']} top-1 {a['ref_top1']} "
+              f"({a['ref_p']:.1%}), int8 top-1 {a['int8_top1']} ({a['int8_p']:.1%}); "
+              f"clip top-1 agreement {a['clip_top1_agree']:.0%} of {a['clips']}, "
+              f"largest probability difference {a['max_prob_diff']:.3f}")
+    return out
+
+
 def profile_main(args) -> int:
     from machine import cpu_name  # noqa: E402 - bench/machine.py
 
@@ -882,6 +957,8 @@ def profile_main(args) -> int:
           f"load {report['load_at_start']}; {args.model}")
     batch = 4
     report["profile"] = profile_run(args.model, weights, 2.0 if args.quick else 8.0, batch)
+    if not args.skip_int8 and importlib.util.find_spec("nncf"):
+        report["int8_vs_bf16"] = int8_vs_bf16(args.model, weights, 2.0 if args.quick else 6.0)
     out = Path(args.out) if args.out else HERE / "results" / (
         f"profile-{args.model}-{socket.gethostname()}-"
         f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")

@@ -18,7 +18,11 @@ class OpenVINOBackend(RuntimeBase):
 
     def __init__(self, model_path: str | Path, *, batch_size: int | None = None,
                  precision: str = "auto", add_features: bool = False,
-                 metadata: dict | None = None, static_batch: bool = False) -> None:
+                 metadata: dict | None = None, static_batch: bool = False,
+                 clip_shape: tuple[int, ...] | None = None) -> None:
+        # static_batch: compile for exactly batch_size clips (shorter batches are
+        # padded); clip_shape (3, T, H, W) fills the graph's dynamic dimensions (I3D's
+        # time axis).
         # metadata: the file's har metadata when the caller knows it (a cached export's
         # sidecar); the model is then compiled straight from its path, which OpenVINO's
         # cache answers without reading the file (0.05 s instead of 0.6 s for ResNet-34).
@@ -45,6 +49,7 @@ class OpenVINOBackend(RuntimeBase):
         config = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "THROUGHPUT"}
         self._fixed_batch = False
         self._static = None
+        self._clip_shape = clip_shape
         if static_batch and batch_size:
             self._static = batch_size
         if metadata is not None and not add_features and self._static is None:
@@ -84,8 +89,9 @@ class OpenVINOBackend(RuntimeBase):
                 self._fixed_batch = True
         if self._static:  # one static shape: the batch is padded up to it
             shape = list(ov_model.input(0).get_partial_shape())
-            ov_model.reshape({ov_model.input(0): [self._static,
-                                                  *[d.get_length() for d in shape[1:]]]})
+            dims = [d.get_length() if d.is_static else self._clip_shape[i]
+                    for i, d in enumerate(shape[1:])]
+            ov_model.reshape({ov_model.input(0): [self._static, *dims]})
         return core.compile_model(ov_model, "CPU", config)
 
     def _pad(self, x: np.ndarray) -> np.ndarray:
