@@ -488,6 +488,10 @@ def print_profile(title: str, run: dict) -> float:
         share = f"{sec / wall:6.1%}" if wall else ""
         print(f"  {name:<66} {sec:7.2f} s {share}")
     print(f"  {'sum of the phases':<66} {total:7.2f} s {total / wall:6.1%}")
+    busy = run["profile"].get("runtime_busy_s") or 0
+    if busy:
+        print(f"  the runtime's own pace while busy: {run['clips'] / busy:.2f} clips/s "
+              f"(clips / busy time)")
     return total
 
 
