@@ -447,11 +447,16 @@ class Recognizer:
             pending: collections.deque = collections.deque()  # (items, Pending) in order
             while not ended:
                 t_wait = time.monotonic()
-                if pending and depth > 1 and pending[0][1].done():
+                if pending and pending[0][1].done():
                     # the oldest batch is scored: hand it over before waiting for clips
                     yield self._collect(pending, progress, info, counter, channel)
                     continue
-                first = channel.get(timeout=0.5)
+                first = channel.get(timeout=0.0 if pending else 0.5)
+                if first is None and pending:
+                    # no clip ready for the next batch: deliver the one in the runtime
+                    # rather than hold its results back while the decoder catches up
+                    yield self._collect(pending, progress, info, counter, channel)
+                    continue
                 if counter.halted:
                     break
                 if first is None:
