@@ -388,6 +388,8 @@ def bench_overlap(model_name: str, weights, seconds: float, batch: int,
          Mode(rt, False, False)),
         ("openvino", "submit x2: one batch per request, shared input", piped,
          Mode(rt, False, True)),
+        ("openvino", "submit x2: split only when idle, shared (the default)", piped,
+         Mode(rt, None, True)),
         ("openvino", f"submit x2: static batch {batch}, one batch per request", piped,
          Mode(st, False, True)),
     ], rounds=2 if seconds < 5 else 3)
@@ -472,7 +474,11 @@ def phase_table(run: dict) -> list[tuple[str, float, str]]:
              ("  beside them, decode thread: preprocess", sums.get("preprocess", 0.0), "c"),
              ("  beside them, decode thread: waiting for room (runtime-bound)",
               sums.get("decode_blocked", 0.0), "c"),
+             ("  beside them, decode thread: CPU time (of 2 x the streaming wall time)",
+              sums.get("decode_thread_cpu", 0.0), "c"),
              ("  main thread: waiting for clips (decode-bound)", sums.get("wait_clips", 0.0), "c"),
+             ("  main thread: submitting (1 batch in the runtime: the whole inference)",
+              sums.get("submit", 0.0), "c"),
              ("  main thread: waiting for the runtime", sums.get("wait_runtime", 0.0), "c")]
     return rows
 

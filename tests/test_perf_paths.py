@@ -196,7 +196,8 @@ def ov_onnx(tmp_path_factory):
 
 
 @openvino
-@pytest.mark.parametrize("split,shared", [(False, True), (True, True), (False, False)])
+@pytest.mark.parametrize("split,shared", [(None, True), (False, True), (True, True),
+                                          (False, False)])
 def test_openvino_submit_matches_infer_in_order(ov_onnx, split, shared):
     from har.runtimes.openvino_runtime import OpenVINOBackend
 
@@ -236,3 +237,4 @@ def test_openvino_failing_request_propagates(ov_onnx):
         job.result(timeout=60)
     ok = be.submit(np.zeros((1, 3, 8, 32, 32), np.float32)).result(timeout=60)  # still works
     assert ok[0].shape == (1, 400)
+    assert be._in_flight == 0  # every batch counted out, the failed one too

@@ -428,6 +428,9 @@ class Recognizer:
                         prof.add("preprocess", t2 - t1)
                         channel.put(item, stop)
                         prof.add("decode_blocked", time.monotonic() - t2)
+                    # CPU seconds of this thread (decode + preprocess + queueing): the
+                    # share of the cores the runtime did not get
+                    prof.add("decode_thread_cpu", time.thread_time())
                     if stop.is_set():
                         return
                 channel.put(_DONE, stop)
@@ -491,11 +494,14 @@ class Recognizer:
                     prof.add("wait_clips", time.monotonic() - t_wait)
                 batch = np.concatenate([it.batch for it in items]) if len(items) > 1 \
                     else items[0].batch
+                t_submit = time.monotonic()
                 with self._backend_lock:
                     # one batch at a time: infer() as before issue 23 (OpenVINO splits
                     # it over its requests); more: the runtime's own submit()
                     job = (_submit(self.backend, batch) if depth > 1 else
                            Pending.run(lambda b: _infer(self.backend, b), batch))
+                if prof is not None:
+                    prof.add("submit", time.monotonic() - t_submit)
                 pending.append((items, job))
                 if len(pending) >= depth:
                     yield self._collect(pending, progress, info, counter, channel)

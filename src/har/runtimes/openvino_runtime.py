@@ -3,6 +3,7 @@ ONNX file or an IR ``.xml`` (from ``har export openvino``) directly."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -67,7 +68,12 @@ class OpenVINOBackend(RuntimeBase):
         # one batch per request; shared: the input tensor wraps the NumPy buffer
         # (no copy). Defaults from bench/run.py's model-only rows (docs/performance.md).
         self._queue = None
-        self.split = False
+        self._in_flight = 0  # batches submitted and not yet answered
+        self._count_lock = threading.Lock()
+        # split: None (default) splits a batch over the requests only when the runtime
+        # is idle (a pipeline starting or a lone batch: one request per batch would
+        # leave the other streams idle), else one batch per request.
+        self.split: bool | None = None
         self.shared = True
         self._ov = ov
 
@@ -100,9 +106,9 @@ class OpenVINOBackend(RuntimeBase):
         return x
 
     def submit(self, batch) -> Pending:
-        """Start ``batch`` on a free request and return at once (double buffering: the
-        caller assembles the next batch while this one runs). Results come back through
-        the queue's callback; :meth:`Pending.result` waits for them."""
+        """Start ``batch`` and return at once (double buffering: the caller assembles
+        the next batch while this one runs). Results come back through the queue's
+        callback; :meth:`Pending.result` waits for them."""
         x = as_batch(batch)
         n = len(x)
         if self._fixed_batch or (self._static and n > self._static):
@@ -111,38 +117,55 @@ class OpenVINOBackend(RuntimeBase):
         if self._queue is None:
             self._queue = self._ov.AsyncInferQueue(self._compiled, self._n_requests)
             self._queue.set_callback(self._done)
+        split = self.split if self.split is not None else self._in_flight == 0
         parts = (np.array_split(x, min(self._n_requests, len(x)))
-                 if self.split and not self._static else [x])
+                 if split and not self._static else [x])
         job = Pending()
-        job.keep = [None] * len(parts)  # the inputs (shared with OpenVINO), then outputs
-        job._value = [None] * len(parts)
         job.submitted_at = time.monotonic()
+        # per batch: its parts' outputs (None: not back yet), its row count, inputs
+        state = {"job": job, "outs": [None] * len(parts), "n": n, "inputs": []}
+        with self._count_lock:
+            self._in_flight += 1
         for i, part in enumerate(parts):
             part = np.ascontiguousarray(part)
             tensor = self._ov.Tensor(part, shared_memory=self.shared)  # False: a copy
-            job.keep[i] = (part, tensor)
+            state["inputs"].append((part, tensor))  # alive until the request is done
             try:
-                self._queue.start_async({0: tensor}, (job, i, n))
+                self._queue.start_async({0: tensor}, (state, i))
             except Exception as exc:  # noqa: BLE001 - re-raised by result()
-                job.fail(exc)
+                for k in range(i, len(parts)):  # never started: count them as back
+                    self._part_back(state, k, exc)
                 break
         return job
 
     def _done(self, request, userdata) -> None:
-        job, i, n = userdata
+        state, i = userdata
         try:
-            out = [np.array(request.get_output_tensor(0).data, dtype=np.float32),
+            out = (np.array(request.get_output_tensor(0).data, dtype=np.float32),
                    np.array(request.get_output_tensor(1).data, dtype=np.float32)
-                   if self._n_out > 1 else None]
+                   if self._n_out > 1 else None)
         except Exception as exc:  # noqa: BLE001 - re-raised by result()
-            job.fail(exc)
+            out = exc
+        self._part_back(state, i, out)
+
+    def _part_back(self, state: dict, i: int, out) -> None:
+        """Part ``i`` of a batch is back (outputs or an error); the last part
+        completes the job."""
+        with self._count_lock:
+            outs = state["outs"]
+            outs[i] = out
+            if any(o is None for o in outs) or state.get("closed"):
+                return
+            state["closed"] = True
+            self._in_flight -= 1
+        state["inputs"] = None
+        job, n = state["job"], state["n"]
+        errors = [o for o in outs if isinstance(o, BaseException)]
+        if errors:
+            job.fail(errors[0])
             return
-        parts = job._value
-        parts[i] = out
-        if all(p is not None for p in parts) and not job.done():
-            job.set((np.concatenate([p[0] for p in parts])[:n],
-                     None if parts[0][1] is None
-                     else np.concatenate([p[1] for p in parts])[:n]))
+        job.set((np.concatenate([o[0] for o in outs])[:n],
+                 None if outs[0][1] is None else np.concatenate([o[1] for o in outs])[:n]))
 
     def infer(self, batch) -> tuple[np.ndarray, np.ndarray | None]:
         x = as_batch(batch)
