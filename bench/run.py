@@ -423,14 +423,15 @@ def bench_overlap(model_name: str, weights, seconds: float, batch: int,
     return rows
 
 
-def run_predict(videos, model_name: str, weights, env_extra: dict, home: str) -> dict:
+def run_predict(videos, model_name: str, weights, env_extra: dict, home: str,
+                extra_args: tuple = ()) -> dict:
     """One `har predict` process with HAR_PROFILE; its wall time and profile."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         prof, out = Path(tmp) / "profile.json", Path(tmp) / "out.json"
         cmd = [sys.executable, "-m", "har", "predict", *videos, "--model", model_name,
-               "--json", str(out), "--no-progress"]
+               "--json", str(out), "--no-progress", *extra_args]
         if weights:
             cmd += ["--weights", str(weights)]
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HAR_HOME": home,
@@ -530,6 +531,9 @@ def profile_run(model_name: str, weights, seconds: float, batch: int) -> dict:
                 runs[key + " (repeat)"] = r
             else:
                 runs[key] = r
+        # the next video decoded while the current one is scored (idle between videos)
+        runs["warm, 2 batches, --workers 2"] = run_predict(
+            chosen, model_name, weights, {"HAR_INFER_DEPTH": "2"}, home, ("--workers", "2"))
     finally:
         shutil.rmtree(home, ignore_errors=True)
     out["runs"] = runs
