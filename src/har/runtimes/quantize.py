@@ -23,6 +23,16 @@ from .base import need
 DEFAULT_CALIBRATION_CLIPS = 64
 
 
+def default_calibration_size(preset) -> int:
+    """Default calibration clips for ``preset``: 64 for 16x112x112 clips, fewer for
+    bigger ones so the clips (all held in memory by NNCF) stay near the same ~150 MB
+    of float32, with a floor of 8: I3D's 64x224x224 clips (38.5 MB each) get 8, where
+    64 took 2.5 GB and minutes of statistics on 2 cores (issue 23)."""
+    per_clip = 3 * preset.clip_len * preset.crop * preset.crop * 4
+    budget = DEFAULT_CALIBRATION_CLIPS * 3 * 16 * 112 * 112 * 4
+    return max(8, min(DEFAULT_CALIBRATION_CLIPS, budget // per_clip))
+
+
 def default_calibration(preset, n: int = DEFAULT_CALIBRATION_CLIPS,
                         seed: int = 0) -> Iterator[np.ndarray]:
     """``n`` preprocessed clips of moving coloured shapes on noise (one per batch)."""
@@ -91,7 +101,8 @@ def quantize_openvino(ov_model, calibration: Iterable[np.ndarray] | None, input_
     if calibration is None:
         from ..transforms import HARA_KINETICS
 
-        calibration = default_calibration(HARA_KINETICS)
+        calibration = default_calibration(HARA_KINETICS,
+                                          default_calibration_size(HARA_KINETICS))
     data = list(calibration)
     ds = nncf.Dataset(data)
     with _stdout_to_stderr():
@@ -136,5 +147,6 @@ def int8_ir_cached(model, input_shape=(16, 112, 112)) -> Path:
               "`har export openvino --precision int8 --calibrate DIR` calibrates on "
               "your videos)", file=sys.stderr)
         export_openvino(model, path, input_shape, precision="int8",
-                        calibration=default_calibration(preset))
+                        calibration=default_calibration(preset,
+                                                        default_calibration_size(preset)))
     return path
