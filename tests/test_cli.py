@@ -120,7 +120,7 @@ def test_all_shared_videos_and_broken_files_in_one_call(capsys, tmp_path, r10_we
     assert failed == {"broken/empty.mp4", "broken/garbage_random_bytes.mp4",
                       "broken/truncated_half__mmaction2_demo.mp4"}
     for line in err.splitlines():
-        assert line.startswith(("error:", "warning:", "har:")), line
+        assert line.startswith(("error:", "warning:", "har:", "note:", "speed:")), line
     partial = {k for k, v in videos.items() if v["warnings"]}
     assert partial == {"decord__corrupted.mp4", "broken/bitflip__mmaction2_demo.mp4",
                        "broken/truncated_half__decord_pancake.mkv"}
