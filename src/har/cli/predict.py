@@ -320,6 +320,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          "stdout; send all but one of them to a file")
     t_start = time.monotonic()
     sources, input_errors = resolve_inputs(args.inputs)
+    named = list(sources)
+    n_unresolved = len(input_errors)  # a missing glob, a name given twice: listed first
     sources, input_errors = _readable(sources, input_errors)
     plan = _plan_outputs(args, sources, len(sources) + len(input_errors))
     clean_stale_temps([getattr(args, n, None) for n, _ in _RUN_OUTPUTS] +
@@ -444,7 +446,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 close()
 
     finished.sort(key=lambda r: r.input_index if r.input_index is not None else -1)
-    results = failed_inputs + finished
+    # Results in the order the inputs were given: a file found unreadable before the
+    # model loaded keeps its place among the others.
+    place = {id(src): i for i, src in enumerate(named)}
+    kept_place = [place[id(src)] for src in sources]
+    unreadable = {display_path(src.text): place[id(src)] for src in named
+                  if id(src) not in {id(k) for k in sources}}
+
+    def order(item: tuple[int, VideoResult]) -> tuple[int, int]:
+        i, r = item
+        if i < n_unresolved:
+            return (-1, i)
+        if i < len(failed_inputs):
+            return (unreadable.get(r.path, -1), 0)
+        idx = r.input_index
+        return (kept_place[idx] if idx is not None and idx < len(kept_place) else -1, 1)
+
+    results = [r for _, r in sorted(enumerate(failed_inputs + finished), key=order)]
     with _signals_ignored():
         emit(lambda: events.summary(results, interrupted=interrupted))
         if jsonl_file is not None:

@@ -70,8 +70,12 @@ class TrainingDiverged(HarError):
     run folder keeps the checkpoint of the last finished (good) epoch, never bad weights."""
 
 
-# A mean cross-entropy above this many times ln(classes) puts the true class at a
-# probability below classes**-100: no model that is learning gets there; the run diverged.
+# A run diverged when its loss grows to this many times where it started (the first
+# batch's loss, at least ln(classes), chance): with ln(classes) that puts the true class at
+# a probability below classes**-100, which no learning run reaches. Measuring from the
+# start keeps a run whose fresh head begins far from chance (a loss of 1.1e3 at step 2 in
+# tests/test_train.py, falling after) from being stopped. A loss that is not finite stops
+# at once.
 DIVERGED_LOSS_FACTOR = 100.0
 # Settings that --resume may change: how long to train, where, and decoding threads.
 RESUMABLE_CHANGES = ("epochs", "device", "workers")
@@ -580,7 +584,7 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
                                   for _ in range(2)])
             precision = choose_precision(o, model, sample, log)
         scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-        diverged_at = DIVERGED_LOSS_FACTOR * max(math.log(len(labels)), 1.0)
+        diverged_at = None  # set from this run's first batch
         data_doc = _data_doc(train_set, val_set, train_store, val_store)
         t_start = time.monotonic()
         clips_seen = 0
@@ -602,6 +606,8 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
                     logits = model(x)
                 loss = F.cross_entropy(logits.float(), y)
                 value = loss.item()
+                if diverged_at is None and math.isfinite(value):
+                    diverged_at = DIVERGED_LOSS_FACTOR * max(value, math.log(len(labels)), 1.0)
                 if not math.isfinite(value) or value > diverged_at:
                     raise TrainingDiverged(_diverged(out, epoch, s, value, o, "loss"))
                 opt.zero_grad(set_to_none=True)
