@@ -3,14 +3,17 @@
 :class:`Summary` is fed every scored clip (:meth:`Summary.add`) and can say at any
 moment what the video looks like so far (:meth:`Summary.snapshot`): its scores (the
 ``aggregate`` of the clip probabilities), top labels, the evidence clips behind the top
-label and the action segments. The arithmetic is the pure functions of
-:mod:`har.aggregate` and :mod:`har.timeline`, so the final snapshot of a whole video is
-exactly what those functions give on all its clips.
+label and the action segments. The scores are the pure functions of
+:mod:`har.aggregate`; the segments come from a :class:`har.timeline.Segmenter` fed
+each clip as it is added, the same rule that writes live ``segment_start`` and
+``segment_end`` events, so a stream's final segments are exactly the ones announced
+live. A snapshot before the end shows the segments as if the stream ended there.
 
 Memory: with ``keep_clips`` (the default for files) every clip is kept, since the
 outputs list them all. Without it (live streams that run for days) the video's scores
 come from running sums (mean), maxima (max) and per-class top-k lists (topk-mean),
-which take constant memory, and segments are computed over the last ``window`` clips.
+which take constant memory, and the segmenter remembers the last ``window`` ended
+segments (it holds a few clips and the open segments, never the whole stream).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from .aggregate import aggregate_scores, evidence_clips, topk
 from .results import ClipResult, VideoResult
-from .timeline import TimelineOptions, segments
+from .timeline import Segmenter, SegmentEvent, TimelineOptions
 
 
 class Summary:
@@ -47,12 +50,19 @@ class Summary:
         # Per class, the aggregate_k best probabilities seen and the clips that gave them.
         self._best = np.full((aggregate_k, c), -1.0, dtype=np.float32)
         self._best_idx = np.full((aggregate_k, c), -1, dtype=np.int64)
+        self._segmenter = Segmenter(self.labels, self.timeline,
+                                    keep=None if keep_clips else window)
 
-    def add(self, clip: ClipResult) -> None:
+    def add(self, clip: ClipResult) -> list[SegmentEvent]:
+        """Add one clip (clips in time order); returns the ``segment_start`` /
+        ``segment_end`` decisions it made possible (:class:`har.timeline.Segmenter`)."""
         self.count += 1
         self.clips.append(clip)
-        if self.keep_clips or clip.probs is None:
-            return
+        if clip.probs is None:
+            return []
+        events = self._segmenter.add(clip)
+        if self.keep_clips:
+            return events
         p = clip.probs.astype(np.float32, copy=False)
         self._sum += p
         np.maximum(self._max, p, out=self._max)
@@ -66,6 +76,12 @@ class Summary:
             order = np.argsort(-self._best[:, cols], axis=0, kind="stable")
             self._best[:, cols] = np.take_along_axis(self._best[:, cols], order, axis=0)
             self._best_idx[:, cols] = np.take_along_axis(self._best_idx[:, cols], order, axis=0)
+        return events
+
+    def finish(self) -> list[SegmentEvent]:
+        """The stream ended: the last segment decisions (each call after the first
+        returns none). :meth:`segments` is final from here on."""
+        return self._segmenter.flush()
 
     # -- video-level views ---------------------------------------------------------
     def scores(self) -> np.ndarray | None:
@@ -103,14 +119,8 @@ class Summary:
         return [int(i) for i in self._best_idx[:, best] if i >= 0]
 
     def segments(self):
-        clips = sorted((c for c in self.clips if c.probs is not None),
-                       key=lambda c: (c.start_s, c.index))
-        if not clips:
-            return []
-        probs = np.stack([c.probs for c in clips])
-        return segments(probs, self.labels, [c.start_s for c in clips],
-                        [c.end_s for c in clips], self.timeline,
-                        clip_indices=[c.index for c in clips])
+        """The action segments so far (as if the stream ended now), then the final ones."""
+        return self._segmenter.segments()
 
     def snapshot(self, base: VideoResult) -> VideoResult:
         """``base`` (path and metadata) completed with what is known so far."""
