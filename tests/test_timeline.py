@@ -7,8 +7,7 @@ import pytest
 
 from har.aggregate import (aggregate_scores, evidence_clips, max_scores, topk_mean_scores,
                            video_scores)
-from har.timeline import (TimelineOptions, clip_cells, merge_runs, runs, segments, smooth,
-                          to_srt, to_vtt)
+from har.timeline import TimelineOptions, clip_cells, segments, smooth, to_srt, to_vtt
 from timeline_helpers import BLUE, BLUE_LABEL, GREEN, GREEN_LABEL, RED, RED_LABEL, recognizer, write_video
 
 LABELS = ["a", "b", "c", "d"]
@@ -54,17 +53,6 @@ def test_cells_of_touching_overlapping_and_gapped_clips():
     assert clip_cells([0, 16, 32], [16, 32, 40]).tolist() == [[0, 16], [16, 32], [32, 40]]
     assert clip_cells([0, 8, 16], [16, 24, 32]).tolist() == [[0, 12], [12, 20], [20, 32]]
     assert clip_cells([0, 42], [16, 58]).tolist() == [[0, 29], [29, 58]]
-
-
-def test_runs():
-    assert runs(np.array([1, 1, 0, 0, 1, 0, 1, 1], bool)) == [(0, 1), (4, 4), (6, 7)]
-    assert runs(np.zeros(3, bool)) == [] and runs(np.zeros(0, bool)) == []
-
-
-def test_merge_runs_bridges_short_gaps_only():
-    cells = clip_cells(*grid(10))
-    assert merge_runs([(0, 1), (3, 4), (8, 9)], cells, 0.6) == [(0, 4), (8, 9)]
-    assert merge_runs([(0, 1), (3, 4)], cells, 0.5) == [(0, 1), (3, 4)]  # gap == 0.5 s
 
 
 # -- segments -----------------------------------------------------------------------

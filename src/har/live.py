@@ -18,7 +18,8 @@
   known answer (``har live FILE --realtime`` gives the same clip scores as
   ``har predict FILE`` when no clip is skipped).
 
-:class:`LiveSegmenter` opens and closes action segments as clips arrive.
+:class:`har.timeline.Segmenter` opens and closes action segments as clips arrive
+(the same rule as every summary's segments).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import contextlib
 import threading
 import time
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -473,83 +474,6 @@ class LiveMany:
                 t.join(timeout=0.5)
 
 
-# -- segments as they happen ----------------------------------------------------------
-@dataclass
-class _Open:
-    label: str
-    start_s: float
-    end_s: float
-    start_clip: int
-    end_clip: int
-    scores: list[float] = field(default_factory=list)
-    announced: bool = False
-    off_since: float | None = None
-
-
-class LiveSegmenter:
-    """Segments from clip probabilities as they arrive, with har predict's options.
-
-    A label is *on* when the median of its probability over the last ``window`` clips
-    reaches ``threshold``. A segment is announced (``segment_start``) once it has been
-    on for ``min_duration_s`` and closed (``segment_end``) once it has been off for
-    ``max_gap_s``: the decision delay is about half the smoothing window plus
-    ``min_duration_s`` to open, and ``max_gap_s`` to close.
-    """
-
-    def __init__(self, labels: Sequence[str], options) -> None:
-        self.labels = list(labels)
-        self.opt = options
-        self._hist: deque[np.ndarray] = deque(maxlen=max(1, options.window))
-        self._open: dict[int, _Open] = {}
-
-    def add(self, clip) -> list[tuple[str, dict]]:
-        """Feed one clip; returns ``[(event type, fields), ...]``."""
-        self._hist.append(np.asarray(clip.probs, dtype=np.float32))
-        h = np.stack(self._hist)
-        smooth = np.median(h, axis=0) if self.opt.smoothing == "median" else h.mean(axis=0)
-        events: list[tuple[str, dict]] = []
-        on = set(int(i) for i in np.nonzero(smooth >= self.opt.threshold)[0])
-        for c in sorted(on):
-            seg = self._open.get(c)
-            if seg is None:
-                if len(self._open) >= self.opt.max_labels:
-                    continue
-                seg = self._open[c] = _Open(self.labels[c], clip.start_s, clip.end_s,
-                                            clip.index, clip.index)
-            seg.end_s, seg.end_clip, seg.off_since = clip.end_s, clip.index, None
-            seg.scores.append(float(clip.probs[c]))
-            if not seg.announced and seg.end_s - seg.start_s >= self.opt.min_duration_s - 1e-6:
-                seg.announced = True
-                events.append(("segment_start", self._fields(seg)))
-        for c in [c for c in self._open if c not in on]:
-            seg = self._open[c]
-            if seg.off_since is None:
-                seg.off_since = clip.start_s
-            if clip.end_s - seg.end_s >= self.opt.max_gap_s:
-                events += self._close(c)
-        return events
-
-    def flush(self) -> list[tuple[str, dict]]:
-        events: list[tuple[str, dict]] = []
-        for c in list(self._open):
-            events += self._close(c)
-        return events
-
-    def _close(self, c: int) -> list[tuple[str, dict]]:
-        seg = self._open.pop(c)
-        if not seg.announced:
-            return []
-        return [("segment_end", self._fields(seg))]
-
-    @staticmethod
-    def _fields(seg: _Open) -> dict:
-        return {"label": seg.label, "start_s": round(seg.start_s, 4),
-                "end_s": round(seg.end_s, 4), "start_clip": seg.start_clip,
-                "end_clip": seg.end_clip,
-                "mean_score": round(float(np.mean(seg.scores)), 6),
-                "peak_score": round(float(np.max(seg.scores)), 6)}
-
-
 # -- what people watch: the annotated frames -------------------------------------------
 _COLOURS = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
             (213, 94, 0), (204, 121, 167))  # Okabe-Ito: safe for colour-blind viewers
@@ -784,5 +708,4 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
 
-__all__ = ["LiveMany", "LiveSource", "LiveSegmenter", "LiveStats", "Overlay", "HarError",
-           "percentile"]
+__all__ = ["LiveMany", "LiveSource", "LiveStats", "Overlay", "HarError", "percentile"]

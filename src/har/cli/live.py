@@ -142,8 +142,9 @@ class _Cam:
 def cmd_live(args: argparse.Namespace) -> int:
     from .. import writers
     from ..errors import HarError
-    from ..live import LiveMany, LiveSegmenter, LiveSource, Overlay, percentile
+    from ..live import LiveMany, LiveSource, Overlay, percentile
     from ..sources import parse_source
+    from ..timeline import Segmenter
     from .predict import _JsonlFile
 
     check_runtime_options(args)
@@ -316,7 +317,7 @@ def cmd_live(args: argparse.Namespace) -> int:
                 emit(type_, **fields)
             held.clear()
         for cam in cams:
-            cam.segmenter = LiveSegmenter(recognizer.labels, timeline_options(args))
+            cam.segmenter = Segmenter(recognizer.labels, timeline_options(args), keep=0)
         for cam in cams:
             while cam.opener.is_alive() and not stop.is_set():
                 cam.opener.join(0.2)

@@ -259,12 +259,12 @@ class StreamHub:
         return True
 
     def _begin(self, s: Stream) -> None:
-        from ..live import LiveSegmenter
+        from ..timeline import Segmenter
 
         threshold = s.options.get("threshold")
         timeline = self.timeline if threshold is None else \
             dataclasses.replace(self.timeline, threshold=float(threshold))
-        s.segmenter = LiveSegmenter(self.rec.labels, timeline)
+        s.segmenter = Segmenter(self.rec.labels, timeline, keep=0)
         with self._lock:
             self._streams[s.id] = s
         threading.Thread(target=self._open, args=(s,), name="har-serve-open",
