@@ -150,7 +150,7 @@ def add_timeline_arguments(p: argparse.ArgumentParser, *, files: bool = True) ->
                    help="merge same-label segments less than S seconds apart "
                    f"(default {d['max_gap_s']:g})")
     g.add_argument("--max-labels", type=positive_int, default=d["max_labels"], metavar="N",
-                   help=f"at most N different labels get segments (default {d['max_labels']})")
+                   help=f"at most N segments open at once (default {d['max_labels']})")
 
 
 def timeline_options(args: argparse.Namespace):
