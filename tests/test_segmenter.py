@@ -14,6 +14,7 @@ from har.summary import Summary
 from har.timeline import Segmenter, TimelineOptions, clip_cells, segments, smooth
 
 LABELS = ["a", "b", "c", "d"]
+LABELS12 = [f"l{i}" for i in range(12)]
 
 
 def grid(n, clip_s=0.5):
@@ -271,17 +272,17 @@ def feed_live_and_summary(p, starts, ends, opt, keep_clips=True):
     a Summary of the same clips. Returns (events, summary)."""
     live = Segmenter(LABELS12, opt, keep=0)
     summ = Summary(LABELS12, timeline=opt, keep_clips=keep_clips)
-    events = []
+    events, own = [], []
     for i, row in enumerate(p):
         clip = ClipResult(index=i, start_frame=i * 16, end_frame=i * 16 + 16,
                           start_s=starts[i], end_s=ends[i], top=[], probs=row)
         events += live.add(clip)
-        summ.add(clip)
+        own += summ.add(clip)
     events += live.flush()
+    final = summ.segments()
+    own += summ.finish()  # the summary's own events are the same decisions
+    assert own == events and summ.segments() == final
     return events, summ
-
-
-LABELS12 = [f"l{i}" for i in range(12)]
 
 
 def check_agreement(events, segs):
@@ -325,11 +326,16 @@ def test_summary_finish_returns_the_last_decisions_once():
     p = np.zeros((n, 12))
     p[:, 3] = 0.9
     starts, ends = grid(n)
-    events, summ = feed_live_and_summary(p, starts, ends, TimelineOptions())
-    before = summ.segments()
-    assert summ.finish() == [e for e in events if e[0] == "segment_end"]
+    summ = Summary(LABELS12)
+    added = []
+    for i in range(n):
+        added += summ.add(ClipResult(index=i, start_frame=0, end_frame=16,
+                                     start_s=starts[i], end_s=ends[i], top=[], probs=p[i]))
+    before = summ.segments()  # as if it ended now
+    assert [k for k, _ in added] == ["segment_start"]
+    last = summ.finish()
+    assert last == [("segment_end", before[0].to_dict())]
     assert summ.finish() == [] and summ.segments() == before
-    assert [s.to_dict() for s in before] == [events[-1][1]]
 
 
 def test_a_lean_summary_keeps_the_last_window_segments():
