@@ -42,7 +42,7 @@ from ..writers import EVENTS_SCHEMA
 from . import schemas
 from .push import Pusher
 from .store import JobStore
-from .streams import StreamHub
+from .streams import MP4_KEPT, MP4_MAX_S, StreamHub
 from .worker import JobEvents, Worker, WorkerSettings
 
 STATIC = Path(__file__).with_name("static")
@@ -668,6 +668,26 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
         return Response(jpeg, media_type="image/jpeg",
                         headers={"Cache-Control": "no-store"})
 
+    @app.get(f"{v1}/streams/{{stream_id}}/clips/{{name}}", dependencies=[Depends(auth)],
+             responses={**schemas.responses(404, 409),
+                        "200": {"content": {"video/mp4": {}},
+                                "description": "an MP4 (H.264)"}})
+    def get_segment_mp4(stream_id: str, name: str) -> Response:
+        """The short MP4 of a ``segment_start`` event (streams added with
+        ``"mp4": true``): the path is the event's ``mp4`` field. 409 while it is
+        being written (retry after a second), 404 once removed (the last 32 per
+        stream are kept) or for a name the server did not give."""
+        s = stream_or_404(stream_id)
+        path, pending = hub.mp4_path(s, name)
+        if pending:
+            raise HTTPException(409, f"{clean_text(name)[:40]} is being written; "
+                                "retry in a second", headers={"Retry-After": "1"})
+        if path is None:
+            raise HTTPException(404, f"no MP4 {clean_text(name)[:40]} for stream {s.id}; "
+                                f"only the last {MP4_KEPT} segment MP4s are kept")
+        return FileResponse(path, media_type="video/mp4",
+                            headers={"Cache-Control": "no-store"})
+
     @app.get(f"{v1}/streams/{{stream_id}}/events", dependencies=[Depends(auth)],
              responses=schemas.responses(404))
     async def get_stream_events(stream_id: str, request: Request) -> StreamingResponse:
@@ -858,7 +878,8 @@ def _shown_url(url: str) -> str:
 
 def _stream_options(raw: dict[str, Any], n_classes: int) -> dict[str, Any]:
     """A stream's options, checked: ValueError naming the bad one."""
-    known = {"stride", "topk", "threshold", "frame_stride", "fps", "snapshots"}
+    known = {"stride", "topk", "threshold", "frame_stride", "fps", "snapshots", "mp4",
+             "mp4_max_s"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"{clean_text(unknown[0])[:40]!r} is not a stream option; give "
@@ -881,6 +902,19 @@ def _stream_options(raw: dict[str, Any], n_classes: int) -> dict[str, Any]:
         if not isinstance(raw["snapshots"], bool):
             raise ValueError("snapshots: give true or false")
         out["snapshots"] = raw["snapshots"]
+    if raw.get("mp4") is not None:
+        if not isinstance(raw["mp4"], bool):
+            raise ValueError("mp4: give true or false")
+        out["mp4"] = raw["mp4"]
+    if raw.get("mp4_max_s") is not None:
+        value = raw["mp4_max_s"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not 0.5 <= value <= MP4_MAX_S:
+            raise ValueError(f"mp4_max_s: must be a number of seconds from 0.5 to "
+                             f"{MP4_MAX_S:g}, not {clean_text(repr(value))[:40]}")
+        if not out.get("mp4"):
+            raise ValueError("mp4_max_s: give it with \"mp4\": true")
+        out["mp4_max_s"] = float(value)
     return out
 
 

@@ -71,6 +71,10 @@ class Stream(BaseModel):
     queue_depth: int
     latency_p50_s: Optional[float] = None
     latency_p95_s: Optional[float] = None
+    # from a clip's last frame's capture on the sender's clock (RTSP with RTCP sender
+    # reports) to its scores; null for streams without a sender clock
+    sender_latency_p50_s: Optional[float] = None
+    sender_latency_p95_s: Optional[float] = None
     last_event_id: Optional[str] = None
 
 
