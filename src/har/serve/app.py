@@ -36,6 +36,7 @@ from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from ..defaults import AGGREGATES
+from ..errors import HarError
 from ..fsutil import clean_text
 from ..netsafe import UrlRefused, literal_refusal, stream_refusal
 from ..writers import EVENTS_SCHEMA
@@ -202,14 +203,15 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
 
     store = store or JobStore(config.data)
     pusher = Pusher(webhook=config.webhook, secret=config.webhook_secret,
-                    mqtt=config.mqtt, topic=config.mqtt_topic)
+                    mqtt=config.mqtt, topic=config.mqtt_topic,
+                    allow_private=config.allow_private_urls)
 
     def push_job_end(job_id: str, event: dict[str, Any]) -> None:
         if event.get("type") == "video":
             pusher.publish("jobs", job_id, {**event, "job": job_id})
 
     events = JobEvents(on_event=push_job_end if pusher.enabled else None)
-    hub = StreamHub(rec, store, pusher=pusher if pusher.enabled else None,
+    hub = StreamHub(rec, store, pusher=pusher,  # a stream may have its own webhook
                     ring=config.stream_ring, allow_private=config.allow_private_urls)
     worker = Worker(store, rec, events, WorkerSettings(
         max_download_bytes=config.max_upload_bytes,
@@ -607,6 +609,16 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
             options = _stream_options(fields.get("options") or {}, len(rec.labels))
         except ValueError as exc:
             raise HTTPException(400, f"options: {exc}") from None
+        if options.get("mqtt_topic") and not pusher.mqtt_enabled:
+            raise HTTPException(400, "options: mqtt_topic: this server has no MQTT "
+                                "broker; start it with --mqtt HOST:PORT, or leave the "
+                                "option out")
+        if options.get("webhook"):  # a client's URL: the URL jobs' SSRF policy
+            try:
+                await asyncio.to_thread(_check_webhook, options["webhook"],
+                                        config.allow_private_urls)
+            except (UrlRefused, HarError) as exc:
+                raise HTTPException(400, f"options: webhook: {exc}") from None
         name = clean_text(fields.get("name") or "").strip()[:100] or _shown_url(url)
         same = next((s for s in hub.list() if s.url == url), None)
         if same is not None:  # two readers of one UDP port or camera would fight
@@ -879,7 +891,7 @@ def _shown_url(url: str) -> str:
 def _stream_options(raw: dict[str, Any], n_classes: int) -> dict[str, Any]:
     """A stream's options, checked: ValueError naming the bad one."""
     known = {"stride", "topk", "threshold", "frame_stride", "fps", "snapshots", "mp4",
-             "mp4_max_s"}
+             "mp4_max_s", "webhook", "webhook_secret", "mqtt_topic"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"{clean_text(unknown[0])[:40]!r} is not a stream option; give "
@@ -915,7 +927,36 @@ def _stream_options(raw: dict[str, Any], n_classes: int) -> dict[str, Any]:
         if not out.get("mp4"):
             raise ValueError("mp4_max_s: give it with \"mp4\": true")
         out["mp4_max_s"] = float(value)
+    for key in ("webhook", "webhook_secret", "mqtt_topic"):
+        value = raw.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip() or len(value) > 2000:
+            raise ValueError(f"{key}: give a non-empty string (at most 2000 characters)")
+        out[key] = value.strip() if key != "webhook_secret" else value
+    if "webhook_secret" in out and "webhook" not in out:
+        raise ValueError("webhook_secret signs the stream's own webhook; give webhook "
+                         "as well")
+    topic = out.get("mqtt_topic")
+    if topic is not None and (not topic.strip("/") or len(topic) > 200
+                              or any(c in topic for c in "#+\0")):
+        raise ValueError(f"mqtt_topic {clean_text(topic)[:60]!r}: give a topic prefix "
+                         "without '#', '+' or NUL, e.g. home/garden")
     return out
+
+
+def _check_webhook(url: str, allow_private: bool) -> None:
+    """A stream's own webhook URL, checked as URL jobs are (har.netsafe): http(s)
+    only, and unless ``allow_private`` every address its host resolves to public;
+    UrlRefused (or HarError: the name does not resolve) otherwise."""
+    from ..netsafe import _resolve, check_url
+
+    why = literal_refusal(url, allow_private)
+    if why:
+        raise UrlRefused(f"{_shown_url(url)}: is {why}; this server does not send "
+                         "webhooks into its own network (start it with "
+                         "--allow-private-urls to allow that)")
+    _resolve(check_url(url), allow_private)
 
 
 def _sse(event: dict[str, Any], number: int) -> str:

@@ -72,6 +72,17 @@ def redact_url(url: str) -> str:
     return clean_text(urllib.parse.urlunsplit(parts._replace(netloc=netloc)))
 
 
+def shown_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A stream's options as clients see them: the webhook's password and the
+    webhook secret replaced by ``***``."""
+    out = dict(options)
+    if out.get("webhook"):
+        out["webhook"] = redact_url(out["webhook"])
+    if out.get("webhook_secret"):
+        out["webhook_secret"] = "***"
+    return out
+
+
 class EventRing:
     """A stream's newest events (at most ``size``), numbered from 0."""
 
@@ -309,6 +320,8 @@ class StreamHub:
             self.many.remove(s.index)
         self.store.delete_stream(stream_id)
         self._remove_mp4s(s)
+        if self.pusher is not None:  # after the last segment_end above is sent
+            self.pusher.remove_webhook(s.id)
         return True
 
     def _begin(self, s: Stream) -> None:
@@ -318,6 +331,9 @@ class StreamHub:
         timeline = self.timeline if threshold is None else \
             dataclasses.replace(self.timeline, threshold=float(threshold))
         s.segmenter = LiveSegmenter(self.rec.labels, timeline)
+        if s.options.get("webhook") and self.pusher is not None:  # its own receiver
+            self.pusher.add_webhook(s.id, s.options["webhook"],
+                                    s.options.get("webhook_secret"))
         if s.mp4:  # MP4s an earlier run of the server wrote: kept under the bound
             folder = self.clips_dir / s.id
             try:
@@ -480,7 +496,7 @@ class StreamHub:
             while len(s.snapshots) > SNAPSHOTS:
                 s.snapshots.popitem(last=False)
         if self.pusher is not None and type_ in PUSHED and not s.deleted:
-            self.pusher.publish("streams", s.id, event)
+            self.pusher.publish("streams", s.id, event, topic=s.options.get("mqtt_topic"))
         return event
 
     # -- segment MP4s ------------------------------------------------------------------
@@ -609,7 +625,8 @@ class StreamHub:
         p50, p95 = percentile(lat, 50), percentile(lat, 95)
         sent = list(s.sender_latencies)
         s50, s95 = percentile(sent, 50), percentile(sent, 95)
-        return {"id": s.id, "name": s.name, "url": s.shown_url, "options": s.options,
+        return {"id": s.id, "name": s.name, "url": s.shown_url,
+                "options": shown_options(s.options),
                 "created": s.created, "state": s.state, "error": s.error,
                 "clips": s.clips,
                 "skipped": self.many.skipped[s.index] if s.index is not None else 0,
