@@ -785,6 +785,16 @@ def _metrics(hub: StreamHub, store: JobStore, pusher: Pusher) -> str:
                 lat.append(({"stream": st["id"], "name": st["name"], "quantile": q}, st[key]))
     family("har_stream_latency_seconds", "gauge", "Seconds from the arrival of a clip's "
            "last frame to its scores (last 1000 clips), by quantile.", lat)
+    sender = []
+    for st in stats:
+        for q, key in (("0.5", "sender_latency_p50_s"), ("0.95", "sender_latency_p95_s")):
+            if st.get(key) is not None:
+                sender.append(({"stream": st["id"], "name": st["name"], "quantile": q},
+                               st[key]))
+    family("har_stream_sender_latency_seconds", "gauge", "Seconds from the capture of a "
+           "clip's last frame on the sender's clock (RTSP with RTCP sender reports) to "
+           "its scores (last 1000 clips), by quantile; only streams with a sender clock.",
+           sender)
     family("har_stream_clips_total", "counter", "Clips scored.", per("clips"))
     family("har_stream_skipped_total", "counter", "Clips skipped to stay real time.",
            per("skipped"))
