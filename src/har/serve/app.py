@@ -575,7 +575,10 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
         not point at loopback, private or link-local addresses unless the server
         was started with --allow-private-urls (cameras usually are on a private
         network: start the server with it there). Options: ``stride``, ``topk``,
-        ``threshold``, ``frame_stride`` (score every k-th frame) or ``fps``. The
+        ``threshold``, ``frame_stride`` (score every k-th frame) or ``fps``,
+        ``snapshots``, ``mp4`` and ``mp4_max_s`` (a short MP4 per segment_start),
+        ``webhook`` and ``webhook_secret`` (this stream's own webhook, under the URL
+        jobs' address policy) and ``mqtt_topic`` (its own MQTT topic prefix). The
         stream is kept (it is opened again when the server restarts) until DELETE."""
         if not request.headers.get("content-type", "").startswith("application/json"):
             raise HTTPException(415, 'send application/json {"url": "rtsp://...", '

@@ -41,7 +41,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from ..errors import HarError as HarErrorType
+from ..errors import HarError
 
 log = logging.getLogger("har.serve")
 
@@ -246,7 +246,7 @@ class Pusher:
                                 shown, exc.code)
                     return False
                 why = f"HTTP {exc.code}"
-            except (OSError, ValueError, HarErrorType) as exc:  # timeouts, refused, DNS
+            except (OSError, ValueError, HarError) as exc:  # timeouts, refused, DNS
                 why = str(getattr(exc, "reason", None) or exc)
             if attempt == self.retries or self._stop.wait(delay) or hook.stop.is_set():
                 log.warning("webhook: %s failed (%s); the event is dropped", shown, why)

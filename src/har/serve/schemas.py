@@ -48,7 +48,8 @@ class StreamIn(BaseModel):
     """``POST /v1/streams``: the camera's URL, a name, and options."""
     url: str  # rtsp://, rtsps://, rtmp://, udp://, srt://, http(s)://
     name: Optional[str] = None
-    # stride, topk, threshold, frame_stride (score every k-th frame) or fps
+    # stride, topk, threshold, frame_stride (score every k-th frame) or fps,
+    # snapshots, mp4, mp4_max_s, webhook, webhook_secret, mqtt_topic
     options: dict[str, Any] = {}
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HarError
-from ..fsutil import clean_text
+from ..fsutil import clean_text, remove_stale_temps
 
 log = logging.getLogger("har.serve")
 
@@ -336,6 +336,7 @@ class StreamHub:
                                     s.options.get("webhook_secret"))
         if s.mp4:  # MP4s an earlier run of the server wrote: kept under the bound
             folder = self.clips_dir / s.id
+            remove_stale_temps(folder)  # what a killed server was writing
             try:
                 names = [e for e in os.scandir(folder)
                          if _MP4_NAME.match(e.name) and e.is_file()]
