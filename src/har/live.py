@@ -13,7 +13,9 @@
   stays a gap), so clips never go backwards. At a gap (an outage, or timestamps that
   jump) the frame number skips one, which ends the clip run: no clip spans a gap.
 * Live decoding holds no frame back, and each frame carries its arrival time (when
-  its packet was read): latency is measured from there.
+  its packet was read): latency is measured from there. Streams with a sender clock
+  (RTSP with RTCP sender reports) also give each frame's capture time on that clock
+  (:meth:`LiveSource.sender_time`).
 * ``realtime=True`` plays a file at its own frame rate: a rehearsal of a camera with a
   known answer (``har live FILE --realtime`` gives the same clip scores as
   ``har predict FILE`` when no clip is skipped).
@@ -97,6 +99,7 @@ class LiveSource:
         self._reading = False
         self._tries = 0  # tries to reopen so far (max_reconnects bounds them)
         self._arrivals: OrderedDict[int, float] = OrderedDict()
+        self._senders: OrderedDict[int, float] = OrderedDict()  # sender-clock times
         self._arrivals_lock = threading.Lock()
         # HLS: a finished (VOD) playlist is played once at its own rate; a live one
         # is reopened only once it has a segment newer than when it stopped.
@@ -137,11 +140,23 @@ class LiveSource:
         with self._arrivals_lock:
             return self._arrivals.get(index)
 
-    def _note_arrival(self, index: int, arrival: float) -> None:
+    def sender_time(self, index: int) -> float | None:
+        """Unix seconds on the sender's clock when frame ``index`` was captured
+        (recent frames of streams that carry a sender clock: RTSP with RTCP sender
+        reports); None otherwise."""
+        with self._arrivals_lock:
+            return self._senders.get(index)
+
+    def _note_arrival(self, index: int, arrival: float,
+                      sender: float | None = None) -> None:
         with self._arrivals_lock:
             self._arrivals[index] = arrival
             while len(self._arrivals) > 4096:
                 self._arrivals.popitem(last=False)
+            if sender is not None:
+                self._senders[index] = sender
+                while len(self._senders) > 4096:
+                    self._senders.popitem(last=False)
 
     def _open_once(self, reopen: bool):
         options = None
@@ -241,7 +256,8 @@ class LiveSource:
                     rgb = f.rgb
                     if self.tap is not None:
                         self.tap(Frame(index=index, time_s=t, duration_s=f.duration_s,
-                                       rgb=rgb, arrival=f.arrival))
+                                       rgb=rgb, arrival=f.arrival,
+                                       sender_time=f.sender_time))
                         if size is not None and (rgb.shape[1], rgb.shape[0]) != tuple(size):
                             import cv2
 
@@ -252,10 +268,11 @@ class LiveSource:
                         if wait > 0 and self._stop.wait(wait):
                             break
                         arrival = time.monotonic()  # when a camera would have sent it
+                    sender = None if self.realtime else f.sender_time
                     if arrival is not None:
-                        self._note_arrival(index, arrival)
+                        self._note_arrival(index, arrival, sender)
                     yield Frame(index=index, time_s=t, duration_s=f.duration_s, rgb=rgb,
-                                arrival=arrival)
+                                arrival=arrival, sender_time=sender)
                     index += 1
                     decoded += 1
                     got += 1

@@ -63,6 +63,11 @@ class Frame:
     # time.monotonic() when the packet that completed this frame was read (live
     # latency is measured from here); None when not recorded
     arrival: float | None = None
+    # Unix seconds on the sender's clock when this frame was captured, for live
+    # streams that carry one (RTSP with RTCP sender reports: FFmpeg's
+    # start_time_realtime + the frame's pts); None when the stream has no such clock
+    # (or before the first sender report)
+    sender_time: float | None = None
 
 
 @dataclass
@@ -421,9 +426,24 @@ class VideoSource:
                 dur = (float(vf.duration * vf.time_base) if vf.duration and vf.time_base
                        else 1.0 / fps)
                 stats.frames, stats.end_s = index + 1, t + dur
-                yield Frame(index=index, time_s=t, duration_s=dur, rgb=rgb, arrival=arrival)
+                yield Frame(index=index, time_s=t, duration_s=dur, rgb=rgb, arrival=arrival,
+                            sender_time=self._sender_time(vf) if self.live else None)
         finally:
             self._finish_stats()
+
+    def _sender_time(self, vf) -> float | None:
+        """The frame's capture time on the sender's clock (Unix seconds), when the
+        stream carries one: FFmpeg's RTSP demuxer sets ``start_time_realtime`` (Unix
+        microseconds of pts 0, from the first RTCP sender report's NTP time) and from
+        then on stamps the frames' pts against the sender reports, so
+        ``start_time_realtime + pts`` is the sender's wall-clock time of the frame.
+        None for streams without sender reports (UDP MPEG-TS, files, HTTP) and for
+        an RTSP stream's frames before its first sender report (a few seconds)."""
+        container = self._container
+        base = getattr(container, "start_time_realtime", None) if container else None
+        if not base or base <= 0 or vf.pts is None or vf.time_base is None:
+            return None
+        return base / 1_000_000 + float(vf.pts * vf.time_base)
 
     def _invented_times(self) -> bool:
         """Whether the demuxer makes timestamps up (MJPEG over HTTP, raw elementary

@@ -36,13 +36,14 @@ from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from ..defaults import AGGREGATES
+from ..errors import HarError
 from ..fsutil import clean_text
 from ..netsafe import UrlRefused, literal_refusal, stream_refusal
 from ..writers import EVENTS_SCHEMA
 from . import schemas
 from .push import Pusher
 from .store import JobStore
-from .streams import StreamHub
+from .streams import MP4_KEPT, MP4_MAX_S, StreamHub
 from .worker import JobEvents, Worker, WorkerSettings
 
 STATIC = Path(__file__).with_name("static")
@@ -202,14 +203,15 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
 
     store = store or JobStore(config.data)
     pusher = Pusher(webhook=config.webhook, secret=config.webhook_secret,
-                    mqtt=config.mqtt, topic=config.mqtt_topic)
+                    mqtt=config.mqtt, topic=config.mqtt_topic,
+                    allow_private=config.allow_private_urls)
 
     def push_job_end(job_id: str, event: dict[str, Any]) -> None:
         if event.get("type") == "video":
             pusher.publish("jobs", job_id, {**event, "job": job_id})
 
     events = JobEvents(on_event=push_job_end if pusher.enabled else None)
-    hub = StreamHub(rec, store, pusher=pusher if pusher.enabled else None,
+    hub = StreamHub(rec, store, pusher=pusher,  # a stream may have its own webhook
                     ring=config.stream_ring, allow_private=config.allow_private_urls)
     worker = Worker(store, rec, events, WorkerSettings(
         max_download_bytes=config.max_upload_bytes,
@@ -573,7 +575,10 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
         not point at loopback, private or link-local addresses unless the server
         was started with --allow-private-urls (cameras usually are on a private
         network: start the server with it there). Options: ``stride``, ``topk``,
-        ``threshold``, ``frame_stride`` (score every k-th frame) or ``fps``. The
+        ``threshold``, ``frame_stride`` (score every k-th frame) or ``fps``,
+        ``snapshots``, ``mp4`` and ``mp4_max_s`` (a short MP4 per segment_start),
+        ``webhook`` and ``webhook_secret`` (this stream's own webhook, under the URL
+        jobs' address policy) and ``mqtt_topic`` (its own MQTT topic prefix). The
         stream is kept (it is opened again when the server restarts) until DELETE."""
         if not request.headers.get("content-type", "").startswith("application/json"):
             raise HTTPException(415, 'send application/json {"url": "rtsp://...", '
@@ -607,6 +612,16 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
             options = _stream_options(fields.get("options") or {}, len(rec.labels))
         except ValueError as exc:
             raise HTTPException(400, f"options: {exc}") from None
+        if options.get("mqtt_topic") and not pusher.mqtt_enabled:
+            raise HTTPException(400, "options: mqtt_topic: this server has no MQTT "
+                                "broker; start it with --mqtt HOST:PORT, or leave the "
+                                "option out")
+        if options.get("webhook"):  # a client's URL: the URL jobs' SSRF policy
+            try:
+                await asyncio.to_thread(_check_webhook, options["webhook"],
+                                        config.allow_private_urls)
+            except (UrlRefused, HarError) as exc:
+                raise HTTPException(400, f"options: webhook: {exc}") from None
         name = clean_text(fields.get("name") or "").strip()[:100] or _shown_url(url)
         same = next((s for s in hub.list() if s.url == url), None)
         if same is not None:  # two readers of one UDP port or camera would fight
@@ -667,6 +682,26 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
                 raise HTTPException(409, f"stream {s.id} is {s.state}: no frame yet")
         return Response(jpeg, media_type="image/jpeg",
                         headers={"Cache-Control": "no-store"})
+
+    @app.get(f"{v1}/streams/{{stream_id}}/clips/{{name}}", dependencies=[Depends(auth)],
+             responses={**schemas.responses(404, 409),
+                        "200": {"content": {"video/mp4": {}},
+                                "description": "an MP4 (H.264)"}})
+    def get_segment_mp4(stream_id: str, name: str) -> Response:
+        """The short MP4 of a ``segment_start`` event (streams added with
+        ``"mp4": true``): the path is the event's ``mp4`` field. 409 while it is
+        being written (retry after a second), 404 once removed (the last 32 per
+        stream are kept) or for a name the server did not give."""
+        s = stream_or_404(stream_id)
+        path, pending = hub.mp4_path(s, name)
+        if pending:
+            raise HTTPException(409, f"{clean_text(name)[:40]} is being written; "
+                                "retry in a second", headers={"Retry-After": "1"})
+        if path is None:
+            raise HTTPException(404, f"no MP4 {clean_text(name)[:40]} for stream {s.id}; "
+                                f"only the last {MP4_KEPT} segment MP4s are kept")
+        return FileResponse(path, media_type="video/mp4",
+                            headers={"Cache-Control": "no-store"})
 
     @app.get(f"{v1}/streams/{{stream_id}}/events", dependencies=[Depends(auth)],
              responses=schemas.responses(404))
@@ -753,6 +788,16 @@ def _metrics(hub: StreamHub, store: JobStore, pusher: Pusher) -> str:
                 lat.append(({"stream": st["id"], "name": st["name"], "quantile": q}, st[key]))
     family("har_stream_latency_seconds", "gauge", "Seconds from the arrival of a clip's "
            "last frame to its scores (last 1000 clips), by quantile.", lat)
+    sender = []
+    for st in stats:
+        for q, key in (("0.5", "sender_latency_p50_s"), ("0.95", "sender_latency_p95_s")):
+            if st.get(key) is not None:
+                sender.append(({"stream": st["id"], "name": st["name"], "quantile": q},
+                               st[key]))
+    family("har_stream_sender_latency_seconds", "gauge", "Seconds from the capture of a "
+           "clip's last frame on the sender's clock (RTSP with RTCP sender reports) to "
+           "its scores (last 1000 clips), by quantile; only streams with a sender clock.",
+           sender)
     family("har_stream_clips_total", "counter", "Clips scored.", per("clips"))
     family("har_stream_skipped_total", "counter", "Clips skipped to stay real time.",
            per("skipped"))
@@ -858,7 +903,8 @@ def _shown_url(url: str) -> str:
 
 def _stream_options(raw: dict[str, Any], n_classes: int) -> dict[str, Any]:
     """A stream's options, checked: ValueError naming the bad one."""
-    known = {"stride", "topk", "threshold", "frame_stride", "fps", "snapshots"}
+    known = {"stride", "topk", "threshold", "frame_stride", "fps", "snapshots", "mp4",
+             "mp4_max_s", "webhook", "webhook_secret", "mqtt_topic"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ValueError(f"{clean_text(unknown[0])[:40]!r} is not a stream option; give "
@@ -881,7 +927,49 @@ def _stream_options(raw: dict[str, Any], n_classes: int) -> dict[str, Any]:
         if not isinstance(raw["snapshots"], bool):
             raise ValueError("snapshots: give true or false")
         out["snapshots"] = raw["snapshots"]
+    if raw.get("mp4") is not None:
+        if not isinstance(raw["mp4"], bool):
+            raise ValueError("mp4: give true or false")
+        out["mp4"] = raw["mp4"]
+    if raw.get("mp4_max_s") is not None:
+        value = raw["mp4_max_s"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not 0.5 <= value <= MP4_MAX_S:
+            raise ValueError(f"mp4_max_s: must be a number of seconds from 0.5 to "
+                             f"{MP4_MAX_S:g}, not {clean_text(repr(value))[:40]}")
+        if not out.get("mp4"):
+            raise ValueError("mp4_max_s: give it with \"mp4\": true")
+        out["mp4_max_s"] = float(value)
+    for key in ("webhook", "webhook_secret", "mqtt_topic"):
+        value = raw.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip() or len(value) > 2000:
+            raise ValueError(f"{key}: give a non-empty string (at most 2000 characters)")
+        out[key] = value.strip() if key != "webhook_secret" else value
+    if "webhook_secret" in out and "webhook" not in out:
+        raise ValueError("webhook_secret signs the stream's own webhook; give webhook "
+                         "as well")
+    topic = out.get("mqtt_topic")
+    if topic is not None and (not topic.strip("/") or len(topic) > 200
+                              or any(c in topic for c in "#+\0")):
+        raise ValueError(f"mqtt_topic {clean_text(topic)[:60]!r}: give a topic prefix "
+                         "without '#', '+' or NUL, e.g. home/garden")
     return out
+
+
+def _check_webhook(url: str, allow_private: bool) -> None:
+    """A stream's own webhook URL, checked as URL jobs are (har.netsafe): http(s)
+    only, and unless ``allow_private`` every address its host resolves to public;
+    UrlRefused (or HarError: the name does not resolve) otherwise."""
+    from ..netsafe import _resolve, check_url
+
+    why = literal_refusal(url, allow_private)
+    if why:
+        raise UrlRefused(f"{_shown_url(url)}: is {why}; this server does not send "
+                         "webhooks into its own network (start it with "
+                         "--allow-private-urls to allow that)")
+    _resolve(check_url(url), allow_private)
 
 
 def _sse(event: dict[str, Any], number: int) -> str:

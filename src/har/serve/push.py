@@ -16,6 +16,15 @@ broker never holds up the model.
 
 The webhook URL and the broker are the operator's (command line), not a client's,
 so they are not subject to the SSRF policy of URL jobs and streams.
+
+A stream may name its own webhook (stream options ``webhook``, ``webhook_secret``)
+and MQTT topic prefix (``mqtt_topic``), which replace the server's for its events:
+:meth:`Pusher.add_webhook` gives that stream its own queue and thread (a dead
+receiver of one stream holds up no other). Such a URL comes from a client of the
+API, so it gets the URL jobs' SSRF policy (:mod:`har.netsafe`): http(s) only, the
+host resolved by the server and every address checked (no loopback, private,
+link-local ... unless the server runs with ``--allow-private-urls``), the connection
+made to the address that was checked, and redirects not followed.
 """
 
 from __future__ import annotations
@@ -32,9 +41,18 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from ..errors import HarError
+
 log = logging.getLogger("har.serve")
 
 SIGNATURE_HEADER = "X-Har-Signature"
+
+
+def _shown(url: str) -> str:
+    """A URL for the log, without a password."""
+    from .streams import redact_url
+
+    return redact_url(url)
 
 
 def signature(secret: str, body: bytes) -> str:
@@ -60,27 +78,46 @@ class _Queue:
                     self.dropped += 1
 
 
+class _Webhook:
+    """One webhook receiver: its URL, secret, queue and thread. ``client``: the URL
+    came from a client of the API (a stream's option), so it is checked and pinned
+    as URL jobs are; ``allow_private`` is then --allow-private-urls."""
+
+    def __init__(self, url: str, secret: str | None, size: int, *, client: bool = False,
+                 allow_private: bool = False) -> None:
+        self.url, self.secret = url, secret
+        self.client, self.allow_private = client, allow_private
+        self.queue = _Queue(size)
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+
 class Pusher:
     """Webhook and MQTT outputs (either may be None); :meth:`close` stops them."""
 
     def __init__(self, *, webhook: str | None = None, secret: str | None = None,
                  mqtt: tuple[str, int] | None = None, topic: str = "har",
                  queue_size: int = 1000, retries: int = 5, backoff_s: float = 0.5,
-                 max_backoff_s: float = 30.0, timeout_s: float = 5.0) -> None:
+                 max_backoff_s: float = 30.0, timeout_s: float = 5.0,
+                 allow_private: bool = False) -> None:
         self.webhook, self.secret = webhook, secret
         self.topic = topic.strip("/") or "har"
         self.retries, self.backoff_s, self.max_backoff_s = retries, backoff_s, max_backoff_s
         self.timeout_s = timeout_s
+        self.queue_size = queue_size
+        self.allow_private = allow_private  # for streams' own webhooks (client URLs)
         self.sent = {"webhook": 0, "mqtt": 0}
         self.failed = {"webhook": 0, "mqtt": 0}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._web = _Queue(queue_size) if webhook else None
+        self._server_hook = _Webhook(webhook, secret, queue_size) if webhook else None
+        self._web = self._server_hook.queue if self._server_hook else None
+        self._hooks: dict[str, _Webhook] = {}  # a stream's own webhook, by stream id
+        self._hooks_lock = threading.Lock()
+        self._dropped_gone = 0  # dropped by streams' webhooks since removed
         self._mqtt = None
         if webhook:
-            t = threading.Thread(target=self._web_loop, name="har-webhook", daemon=True)
-            self._threads.append(t)
-            t.start()
+            self._start_hook(self._server_hook, "har-webhook")
         if mqtt:
             import paho.mqtt.client as paho
 
@@ -97,16 +134,66 @@ class Pusher:
         return self._web is not None or self._mqtt is not None
 
     @property
-    def dropped(self) -> dict[str, int]:
-        return {"webhook": self._web.dropped if self._web else 0, "mqtt": 0}
+    def mqtt_enabled(self) -> bool:
+        return self._mqtt is not None
 
-    def publish(self, kind: str, owner: str, event: dict[str, Any]) -> None:
+    @property
+    def dropped(self) -> dict[str, int]:
+        with self._hooks_lock:
+            own = sum(h.queue.dropped for h in self._hooks.values()) + self._dropped_gone
+        return {"webhook": (self._web.dropped if self._web else 0) + own, "mqtt": 0}
+
+    # -- a stream's own webhook ------------------------------------------------------
+    def _start_hook(self, hook: _Webhook, name: str) -> None:
+        hook.thread = threading.Thread(target=self._web_loop, args=(hook,), name=name,
+                                       daemon=True)
+        self._threads.append(hook.thread)
+        hook.thread.start()
+
+    def add_webhook(self, owner: str, url: str, secret: str | None = None) -> None:
+        """Events published for ``owner`` (a stream id) go to ``url`` instead of the
+        server's webhook, with their own queue and thread."""
+        hook = _Webhook(url, secret, self.queue_size, client=True,
+                        allow_private=self.allow_private)
+        with self._hooks_lock:
+            old = self._hooks.pop(owner, None)
+            self._hooks[owner] = hook
+        if old is not None:
+            self._retire(old)
+        self._start_hook(hook, "har-webhook-stream")
+
+    def remove_webhook(self, owner: str, drain_s: float = 2.0) -> None:
+        """Stop ``owner``'s own webhook, after up to ``drain_s`` seconds for what it
+        still has to send (in its own thread: the caller does not wait)."""
+        with self._hooks_lock:
+            hook = self._hooks.pop(owner, None)
+        if hook is not None:
+            threading.Thread(target=self._retire, args=(hook, drain_s), daemon=True).start()
+
+    def _retire(self, hook: _Webhook, drain_s: float = 0.0) -> None:
+        deadline = time.monotonic() + drain_s
+        while not hook.queue.q.empty() and time.monotonic() < deadline \
+                and not self._stop.is_set():
+            time.sleep(0.05)
+        hook.stop.set()
+        with self._hooks_lock:
+            self._dropped_gone += hook.queue.dropped
+
+    def publish(self, kind: str, owner: str, event: dict[str, Any],
+                topic: str | None = None) -> None:
         """Push ``event`` of a stream (``kind`` "streams") or a job ("jobs") whose id is
-        ``owner``; returns at once."""
-        if self._web is not None:
+        ``owner``; returns at once. A stream with its own webhook
+        (:meth:`add_webhook`) gets it instead of the server's; ``topic``: the MQTT
+        topic prefix instead of the server's."""
+        with self._hooks_lock:
+            hook = self._hooks.get(owner) if kind == "streams" else None
+        if hook is not None:
+            hook.queue.put(event)
+        elif self._web is not None:
             self._web.put(event)
         if self._mqtt is not None:
-            topic = f"{self.topic}/{kind}/{owner}/{event.get('type', 'event')}"
+            prefix = (topic or "").strip("/") or self.topic
+            topic = f"{prefix}/{kind}/{owner}/{event.get('type', 'event')}"
             payload = json.dumps(event, ensure_ascii=False, allow_nan=False)
             try:
                 info = self._mqtt.publish(topic, payload, qos=1)
@@ -120,51 +207,85 @@ class Pusher:
                 self.failed["mqtt"] += 1
 
     # -- webhook ------------------------------------------------------------------
-    def _web_loop(self) -> None:
-        while not self._stop.is_set():
+    def _web_loop(self, hook: _Webhook) -> None:
+        while not (self._stop.is_set() or hook.stop.is_set()):
             try:
-                event = self._web.q.get(timeout=0.5)
+                event = hook.queue.q.get(timeout=0.5)
             except queue.Empty:
                 continue
             body = json.dumps(event, ensure_ascii=False, allow_nan=False).encode()
-            if self._post(body, str(event.get("type", "event"))):
+            if self._post(hook, body, str(event.get("type", "event"))):
                 self.sent["webhook"] += 1
             else:
                 self.failed["webhook"] += 1
 
-    def _post(self, body: bytes, type_: str) -> bool:
+    def _post(self, hook: _Webhook, body: bytes, type_: str) -> bool:
+        from ..netsafe import UrlRefused
+
         headers = {"Content-Type": "application/json", "X-Har-Event": type_,
                    "User-Agent": "har-serve"}
-        if self.secret:
-            headers[SIGNATURE_HEADER] = signature(self.secret, body)
+        if hook.secret:
+            headers[SIGNATURE_HEADER] = signature(hook.secret, body)
+        shown = _shown(hook.url)
         delay = self.backoff_s
         for attempt in range(self.retries + 1):
-            req = urllib.request.Request(self.webhook, data=body, headers=headers,
-                                         method="POST")
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                    resp.read(65536)
-                return True
+                code = self._send(hook, body, headers)
+                if code < 300:
+                    return True
+                if code != 429 and code < 500:
+                    log.warning("webhook: %s answered %d; the event is dropped", shown, code)
+                    return False
+                why = f"HTTP {code}"
+            except UrlRefused as exc:  # a stream's webhook on a refused address
+                log.warning("webhook: %s; the event is dropped", exc)
+                return False
             except urllib.error.HTTPError as exc:
                 if exc.code != 429 and exc.code < 500:
                     log.warning("webhook: %s answered %d; the event is dropped",
-                                self.webhook, exc.code)
+                                shown, exc.code)
                     return False
                 why = f"HTTP {exc.code}"
-            except (OSError, ValueError) as exc:  # URLError, timeouts, refused
+            except (OSError, ValueError, HarError) as exc:  # timeouts, refused, DNS
                 why = str(getattr(exc, "reason", None) or exc)
-            if attempt == self.retries or self._stop.wait(delay):
-                log.warning("webhook: %s failed (%s); the event is dropped",
-                            self.webhook, why)
+            if attempt == self.retries or self._stop.wait(delay) or hook.stop.is_set():
+                log.warning("webhook: %s failed (%s); the event is dropped", shown, why)
                 return False
             delay = min(delay * 2, self.max_backoff_s)
         return False
 
+    def _send(self, hook: _Webhook, body: bytes, headers: dict[str, str]) -> int:
+        """POST once; the HTTP status. The server's webhook: urllib. A stream's (a
+        client's URL): resolved and checked by har.netsafe, sent to the address that
+        was checked, redirects not followed (a 3xx is a final answer)."""
+        if not hook.client:
+            req = urllib.request.Request(hook.url, data=body, headers=headers,
+                                         method="POST")
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                resp.read(65536)
+                return resp.status
+        from ..netsafe import _PinnedHTTP, _PinnedHTTPS, _resolve, check_url
+
+        target = check_url(hook.url)
+        address = _resolve(target, hook.allow_private)
+        cls = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
+        conn = cls(target.host, target.port, address, timeout=self.timeout_s)
+        try:
+            conn.request("POST", target.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read(65536)
+            return resp.status
+        finally:
+            conn.close()
+
     def close(self, drain_s: float = 2.0) -> None:
         """Stop, after up to ``drain_s`` seconds for what is queued."""
         deadline = time.monotonic() + drain_s
-        while self._web is not None and not self._web.q.empty() \
-                and time.monotonic() < deadline:
+        with self._hooks_lock:
+            queues = [h.queue for h in self._hooks.values()]
+        if self._web is not None:
+            queues.append(self._web)
+        while any(not q.q.empty() for q in queues) and time.monotonic() < deadline:
             time.sleep(0.05)
         self._stop.set()
         for t in self._threads:

@@ -48,7 +48,8 @@ class StreamIn(BaseModel):
     """``POST /v1/streams``: the camera's URL, a name, and options."""
     url: str  # rtsp://, rtsps://, rtmp://, udp://, srt://, http(s)://
     name: Optional[str] = None
-    # stride, topk, threshold, frame_stride (score every k-th frame) or fps
+    # stride, topk, threshold, frame_stride (score every k-th frame) or fps,
+    # snapshots, mp4, mp4_max_s, webhook, webhook_secret, mqtt_topic
     options: dict[str, Any] = {}
 
 
@@ -71,6 +72,10 @@ class Stream(BaseModel):
     queue_depth: int
     latency_p50_s: Optional[float] = None
     latency_p95_s: Optional[float] = None
+    # from a clip's last frame's capture on the sender's clock (RTSP with RTCP sender
+    # reports) to its scores; null for streams without a sender clock
+    sender_latency_p50_s: Optional[float] = None
+    sender_latency_p95_s: Optional[float] = None
     last_event_id: Optional[str] = None
 
 

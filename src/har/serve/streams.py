@@ -28,21 +28,32 @@ Per-stream options: ``stride`` (frames between clip starts), ``topk``,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import os
+import queue
+import re
 import threading
 import time
 import urllib.parse
 import uuid
 from collections import OrderedDict, deque
+from pathlib import Path
 from typing import Any
 
 from ..errors import HarError
-from ..fsutil import clean_text
+from ..fsutil import clean_text, remove_stale_temps
 
 log = logging.getLogger("har.serve")
 
 SNAPSHOTS = 16  # segment_start JPEGs kept per stream
+MP4_KEPT = 32  # segment_start MP4s kept on disk per stream (the oldest are removed)
+MP4_MAX_S = 10.0  # the longest MP4 a stream may ask for (option mp4_max_s)
+MP4_DEFAULT_S = 4.0
+MP4_SIDE = 640  # frames kept for MP4s are scaled down to at most this many pixels
+MP4_MARGIN_S = 3.0  # frames kept beyond mp4_max_s: the model's lag behind the reader
+_MP4_NAME = re.compile(r"^[0-9a-f]{16}\.mp4$")
 PUSHED = ("state", "segment_start", "segment_end")
 
 
@@ -59,6 +70,17 @@ def redact_url(url: str) -> str:
     host = parts.netloc.rsplit("@", 1)[1]
     netloc = f"{user}:***@{host}" if parts.password is not None else f"{user}@{host}"
     return clean_text(urllib.parse.urlunsplit(parts._replace(netloc=netloc)))
+
+
+def shown_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A stream's options as clients see them: the webhook's password and the
+    webhook secret replaced by ``***``."""
+    out = dict(options)
+    if out.get("webhook"):
+        out["webhook"] = redact_url(out["webhook"])
+    if out.get("webhook_secret"):
+        out["webhook_secret"] = "***"
+    return out
 
 
 class EventRing:
@@ -153,15 +175,45 @@ class Stream:
         self.stop = threading.Event()
         self.events = EventRing(epoch, ring)
         self.latencies: deque[float] = deque(maxlen=1000)
+        # seconds from a clip's last frame's capture on the sender's clock to its
+        # scores (streams with a sender clock only)
+        self.sender_latencies: deque[float] = deque(maxlen=1000)
+        # clip index -> (start wall time, end wall time, clock, start frame, end frame)
+        # of recent clips, for the times of segment events
+        self.clip_times: OrderedDict[int, tuple] = OrderedDict()
+        # (label, start clip) of an announced segment -> its start_wall_time, clock
+        self.seg_starts: dict[tuple[str, int], tuple[float | None, str]] = {}
         self.clips = 0
         self.segmenter = None
         self.frame = None  # the newest full-size RGB frame (a reference, not a copy)
         self.snapshots: OrderedDict[str, bytes] = OrderedDict()
         self.deleted = False
         self.lock = threading.Lock()  # the segmenter: the model loop and a DELETE
+        # option mp4: the newest frames (index, stream time, RGB at most MP4_SIDE px)
+        # for a short MP4 of each segment's opening clips; the MP4s on disk, oldest
+        # first, and those still being written
+        self.mp4 = bool(options.get("mp4"))
+        self.mp4_max_s = float(options.get("mp4_max_s") or MP4_DEFAULT_S)
+        self.recent: deque = deque(maxlen=int(30 * (self.mp4_max_s + MP4_MARGIN_S)))
+        self.recent_lock = threading.Lock()
+        self.mp4_files: deque[str] = deque()
+        self.mp4_pending: set[str] = set()
+        self.mp4_last: tuple | None = None  # ((first, end frame), URL, frames)
 
     def tap(self, frame) -> None:
-        self.frame = frame.rgb
+        if self.options.get("snapshots", True):
+            self.frame = frame.rgb
+        if self.mp4:
+            rgb = frame.rgb
+            h, w = rgb.shape[:2]
+            if max(h, w) > MP4_SIDE:
+                import cv2
+
+                k = MP4_SIDE / max(h, w)
+                rgb = cv2.resize(rgb, (max(2, int(w * k)), max(2, int(h * k))),
+                                 interpolation=cv2.INTER_AREA)
+            with self.recent_lock:
+                self.recent.append((frame.index, frame.time_s, rgb))
 
 
 class StreamHub:
@@ -187,6 +239,11 @@ class StreamHub:
         self._by_index: dict[int, Stream] = {}
         self._lock = threading.Lock()
         self._loop: threading.Thread | None = None
+        # segment MP4s: written by one thread, under DATA/clips/<stream id>/
+        self.clips_dir = Path(store.data) / "clips"
+        self._mp4_jobs: queue.Queue = queue.Queue(maxsize=8)
+        self._mp4_thread: threading.Thread | None = None
+        self._mp4_stop = threading.Event()
 
     # -- life -------------------------------------------------------------------
     def start(self) -> None:
@@ -213,6 +270,9 @@ class StreamHub:
         self._loop = threading.Thread(target=self._run, name="har-serve-streams",
                                       daemon=True)
         self._loop.start()
+        self._mp4_thread = threading.Thread(target=self._mp4_loop, name="har-serve-mp4",
+                                            daemon=True)
+        self._mp4_thread.start()
 
     def stop(self) -> None:
         with self._lock:
@@ -223,6 +283,9 @@ class StreamHub:
         if self._loop is not None:
             self._loop.join(timeout=5.0)
         self.many.close()
+        self._mp4_stop.set()
+        if self._mp4_thread is not None:
+            self._mp4_thread.join(timeout=10.0)
 
     def alive(self) -> bool:
         return self._loop is None or self._loop.is_alive()
@@ -250,12 +313,15 @@ class StreamHub:
             return False
         with s.lock:  # open segments end with the stream (pushed like any other)
             for type_, seg in (s.segmenter.flush() if s.segmenter else []):
-                self._emit(s, type_, **seg)
+                self._emit(s, type_, **self._segment_times(s, seg, None, None), **seg)
             s.deleted = True
         s.stop.set()
         if s.index is not None:
             self.many.remove(s.index)
         self.store.delete_stream(stream_id)
+        self._remove_mp4s(s)
+        if self.pusher is not None:  # after the last segment_end above is sent
+            self.pusher.remove_webhook(s.id)
         return True
 
     def _begin(self, s: Stream) -> None:
@@ -265,6 +331,19 @@ class StreamHub:
         timeline = self.timeline if threshold is None else \
             dataclasses.replace(self.timeline, threshold=float(threshold))
         s.segmenter = Segmenter(self.rec.labels, timeline, keep=0)
+        if s.options.get("webhook") and self.pusher is not None:  # its own receiver
+            self.pusher.add_webhook(s.id, s.options["webhook"],
+                                    s.options.get("webhook_secret"))
+        if s.mp4:  # MP4s an earlier run of the server wrote: kept under the bound
+            folder = self.clips_dir / s.id
+            remove_stale_temps(folder)  # what a killed server was writing
+            try:
+                names = [e for e in os.scandir(folder)
+                         if _MP4_NAME.match(e.name) and e.is_file()]
+            except OSError:
+                names = []
+            for e in sorted(names, key=lambda e: e.stat().st_mtime):
+                s.mp4_files.append(e.name)
         with self._lock:
             self._streams[s.id] = s
         threading.Thread(target=self._open, args=(s,), name="har-serve-open",
@@ -291,7 +370,8 @@ class StreamHub:
                               read_timeout_s=self.read_timeout_s,
                               max_reconnects=None if src.live else 0,
                               on_state=on_state, on_gap=on_gap, stop_event=s.stop,
-                              tap=s.tap if s.options.get("snapshots", True) else None,
+                              tap=s.tap if s.options.get("snapshots", True) or s.mp4
+                              else None,
                               frame_stride=int(s.options.get("frame_stride", 1)))
         except HarError as exc:
             s.error = self._clean(s, str(exc))
@@ -305,6 +385,11 @@ class StreamHub:
         fps = s.options.get("fps")
         if fps and live.info.fps:
             live.frame_stride = max(1, int(round(live.info.fps / float(fps))))
+        if s.mp4:  # room for mp4_max_s of the frames scored, and the model's lag
+            rate = (live.info.fps or 30.0) / live.frame_stride
+            with s.recent_lock:
+                s.recent = deque(s.recent, maxlen=max(
+                    16, int(rate * (s.mp4_max_s + MP4_MARGIN_S)) + 1))
         with self._lock:
             if s.stop.is_set():
                 live.close()
@@ -329,8 +414,10 @@ class StreamHub:
     def _clip(self, s: Stream, clip) -> None:
         from ..aggregate import topk
 
-        now = time.monotonic()
-        arrival = s.live.arrival(clip.end_frame - 1) or clip.ready_at
+        now, wall_now = time.monotonic(), time.time()
+        live = s.live
+        last, first = clip.end_frame - 1, clip.start_frame
+        arrival = live.arrival(last) or clip.ready_at
         latency = now - arrival if arrival is not None else None
         if latency is not None:
             s.latencies.append(latency)
@@ -338,29 +425,184 @@ class StreamHub:
         k = int(s.options.get("topk") or self.k)
         fields = clip.to_dict()
         fields["top"] = [p.to_dict() for p in topk(clip.probs, self.rec.labels, k)]
-        if arrival is not None:  # the wall-clock time the clip's last frame arrived
-            fields["frame_wall_time"] = round(time.time() - (now - arrival), 6)
-        self._emit(s, "clip", **fields,
+        arrived = None  # the wall-clock time the clip's last frame arrived
+        if arrival is not None:
+            arrived = fields["frame_wall_time"] = round(wall_now - (now - arrival), 6)
+        # The clip's time: the sender's clock when the stream has one (RTSP with RTCP
+        # sender reports) for both its first and last frame, else arrival here.
+        sent_end, sent_start = live.sender_time(last), live.sender_time(first)
+        if sent_end is not None and sent_start is not None:
+            clock, t_start, t_end = "sender", sent_start, sent_end
+            sender_latency = wall_now - sent_end
+            s.sender_latencies.append(sender_latency)
+            fields["sender_latency_s"] = round(sender_latency, 4)
+        else:
+            first_arrival = live.arrival(first)
+            clock, t_end = "arrival", arrived
+            t_start = None if first_arrival is None else wall_now - (now - first_arrival)
+        t_start = None if t_start is None else round(t_start, 6)
+        t_end = None if t_end is None else round(t_end, 6)
+        s.clip_times[clip.index] = (t_start, t_end, clock, first, clip.end_frame)
+        while len(s.clip_times) > 4096:
+            s.clip_times.popitem(last=False)
+        self._emit(s, "clip", **fields, clock=clock, start_wall_time=t_start,
+                   wall_time=t_end,
                    latency_s=None if latency is None else round(latency, 4),
                    skipped=self.many.skipped[s.index])
         with s.lock:
             if s.deleted:
                 return
             for type_, seg in s.segmenter.add(clip):
-                self._emit(s, type_, **seg, _snapshot=type_ == "segment_start")
+                self._emit(s, type_, **self._segment_times(s, seg, clock, t_end), **seg,
+                           _snapshot=type_ == "segment_start")
+
+    @staticmethod
+    def _segment_times(s: Stream, seg: dict, clock: str | None,
+                       wall: float | None) -> dict[str, Any]:
+        """``wall_time`` (the clip that decided the event, on its ``clock``; None:
+        now, on arrival), ``start_wall_time`` (the segment's first frame) and
+        ``end_wall_time`` (its last clip's last frame) on the same clock, where the
+        clips' times are still known."""
+        key = (seg.get("label"), seg.get("start_clip"))
+        end = s.clip_times.get(seg.get("end_clip"))
+        if clock is None:  # a flush (DELETE): the segment's last clip is its time
+            clock, wall = (end[2], end[1]) if end else ("arrival", None)
+        start = s.seg_starts.get(key)
+        if start is None:
+            first = s.clip_times.get(seg.get("start_clip"))
+            start = (first[0], first[2]) if first else (None, clock)
+            s.seg_starts[key] = start
+            while len(s.seg_starts) > 256:
+                s.seg_starts.pop(next(iter(s.seg_starts)))
+        return {"clock": clock, "wall_time": wall,
+                "start_wall_time": start[0] if start[1] == clock else None,
+                "end_wall_time": end[1] if end and end[2] == clock else None}
 
     def _emit(self, s: Stream, type_: str, _snapshot: bool = False, **fields) -> dict:
+        if fields.get("wall_time") is None:  # now, on this machine's clock
+            fields.pop("wall_time", None)
+            fields["clock"] = "arrival"
+        else:
+            fields.setdefault("clock", "arrival")
+        if type_ == "segment_end":
+            s.seg_starts.pop((fields.get("label"), fields.get("start_clip")), None)
         if _snapshot:
             jpeg = self.jpeg(s)
             fields["snapshot"] = jpeg is not None
+            if s.mp4:
+                fields.update(self._queue_mp4(s, fields))
         event = s.events.add(type_, stream=s.id, name=s.name, **fields)
         if _snapshot and jpeg is not None:
             s.snapshots[event["id"]] = jpeg
             while len(s.snapshots) > SNAPSHOTS:
                 s.snapshots.popitem(last=False)
         if self.pusher is not None and type_ in PUSHED and not s.deleted:
-            self.pusher.publish("streams", s.id, event)
+            self.pusher.publish("streams", s.id, event, topic=s.options.get("mqtt_topic"))
         return event
+
+    # -- segment MP4s ------------------------------------------------------------------
+    def _queue_mp4(self, s: Stream, seg: dict) -> dict[str, Any]:
+        """Hand the frames of a segment's opening clips (from its first clip's first
+        frame to the announcing clip's last, at most ``mp4_max_s`` seconds of them)
+        to the MP4 writer; the event's fields: ``mp4`` (the URL path it is served at)
+        and ``mp4_frames``, or ``mp4: null`` and ``mp4_error``."""
+        first = s.clip_times.get(seg.get("start_clip"))
+        last = s.clip_times.get(seg.get("end_clip"))
+        if first is None or last is None:
+            return {"mp4": None, "mp4_error": "the segment's clips are no longer known"}
+        lo, hi = first[3], last[4]
+        with s.recent_lock:
+            frames = [(i, t, rgb) for i, t, rgb in s.recent if lo <= i < hi]
+        if frames and frames[0][0] != lo:
+            return {"mp4": None, "mp4_error": "the segment's first frames are no longer "
+                    "kept (the model was too far behind the stream)"}
+        if not frames:
+            return {"mp4": None, "mp4_error": "no frame of the segment is kept"}
+        t0 = frames[0][1]
+        frames = [f for f in frames if f[1] - t0 < s.mp4_max_s - 1e-6]
+        if s.mp4_last is not None and s.mp4_last[0] == (lo, hi):
+            # several labels announced by one clip: one MP4 for all of them
+            return {"mp4": s.mp4_last[1], "mp4_frames": s.mp4_last[2]}
+        name = f"{uuid.uuid4().hex[:16]}.mp4"
+        try:
+            self._mp4_jobs.put_nowait((s, name, frames))
+        except queue.Full:
+            return {"mp4": None, "mp4_error": "the MP4 writer is behind; this one was "
+                    "not written"}
+        s.mp4_pending.add(name)
+        url = f"/v1/streams/{s.id}/clips/{name}"
+        s.mp4_last = ((lo, hi), url, len(frames))
+        return {"mp4": url, "mp4_frames": len(frames)}
+
+    def _mp4_loop(self) -> None:
+        while not (self._mp4_stop.is_set() and self._mp4_jobs.empty()):
+            try:
+                s, name, frames = self._mp4_jobs.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                self._write_mp4(s, name, frames)
+            finally:
+                s.mp4_pending.discard(name)
+
+    def _write_mp4(self, s: Stream, name: str, frames: list) -> None:
+        from ..live import _Recorder
+
+        if s.deleted:
+            return
+        folder = self.clips_dir / s.id
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("stream %s: %s cannot be made (%s)", s.id, folder, exc)
+            return
+        rec = _Recorder(str(folder / name))  # a temporary file, renamed when done
+        t0 = frames[0][1]
+        try:
+            for _, t, rgb in frames:
+                rec.write(rgb, t - t0)
+        except Exception as exc:  # noqa: BLE001 - this MP4 only
+            rec.abort()
+            log.warning("stream %s: MP4 %s not written (%s)", s.id, name, exc)
+            return
+        error = rec.close()
+        if error:
+            log.warning("stream %s: MP4 %s not written (%s)", s.id, name, error)
+            return
+        if s.deleted:  # deleted while it was written
+            with contextlib.suppress(OSError):
+                (folder / name).unlink()
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+            return
+        s.mp4_files.append(name)
+        while len(s.mp4_files) > MP4_KEPT:
+            with contextlib.suppress(OSError):
+                (folder / s.mp4_files.popleft()).unlink()
+
+    def mp4_path(self, s: Stream, name: str) -> tuple[Path | None, bool]:
+        """``(the file, whether it is still being written)`` of a segment MP4 named
+        ``name`` (None: no such MP4)."""
+        if not _MP4_NAME.match(name):
+            return None, False
+        if name in s.mp4_pending:
+            return None, True
+        path = self.clips_dir / s.id / name
+        return (path if name in s.mp4_files and path.is_file() else None), False
+
+    def _remove_mp4s(self, s: Stream) -> None:
+        """The stream's MP4s (only the names this server writes), then its folder
+        if that left it empty."""
+        folder = self.clips_dir / s.id
+        try:
+            entries = [e for e in os.scandir(folder) if _MP4_NAME.match(e.name)]
+        except OSError:
+            return
+        for e in entries:
+            with contextlib.suppress(OSError):
+                os.unlink(e.path)
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when empty
 
     @staticmethod
     def jpeg(s: Stream, quality: int = 85) -> bytes | None:
@@ -382,7 +624,10 @@ class StreamHub:
         st = live.stats if live is not None else None
         lat = list(s.latencies)
         p50, p95 = percentile(lat, 50), percentile(lat, 95)
-        return {"id": s.id, "name": s.name, "url": s.shown_url, "options": s.options,
+        sent = list(s.sender_latencies)
+        s50, s95 = percentile(sent, 50), percentile(sent, 95)
+        return {"id": s.id, "name": s.name, "url": s.shown_url,
+                "options": shown_options(s.options),
                 "created": s.created, "state": s.state, "error": s.error,
                 "clips": s.clips,
                 "skipped": self.many.skipped[s.index] if s.index is not None else 0,
@@ -394,6 +639,8 @@ class StreamHub:
                 "queue_depth": self.many.waiting(s.index) if s.index is not None else 0,
                 "latency_p50_s": None if p50 is None else round(p50, 4),
                 "latency_p95_s": None if p95 is None else round(p95, 4),
+                "sender_latency_p50_s": None if s50 is None else round(s50, 4),
+                "sender_latency_p95_s": None if s95 is None else round(s95, 4),
                 "last_event_id": s.events.last_id}
 
     def busy_all_s(self) -> float:
