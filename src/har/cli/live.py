@@ -305,7 +305,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         term.close()
         raise
     load_s = time.monotonic() - t_start
-    interrupted = False
+    interrupted = crashed = False
     try:
         which = {"sources": [cam.name for cam in cams]} if many else \
             {"source": cams[0].name}
@@ -378,16 +378,19 @@ def cmd_live(args: argparse.Namespace) -> int:
         interrupted = True
         stop_all()
     except BaseException:
-        term.close()  # the signal handlers as they were
+        crashed = True
         raise
     finally:
+        # From here on the recording, the last events and the --jsonl file are
+        # written whole: a second Ctrl-C or SIGTERM must not cut them short (as har
+        # predict).
+        term.enter_context(signals_ignored())
         _close_all(timer, overlay, stream, None, keep=True)
         for cam in cams:
             if cam.live is None and "live" in cam.opened:
                 cam.opened["live"].close()
-    # From here on the last events and the --jsonl file are written whole: a second
-    # Ctrl-C or SIGTERM must not cut them short (as har predict).
-    term.enter_context(signals_ignored())
+        if crashed:
+            term.close()  # the signal handlers as they were
     for cam in cams:
         if cam.error is not None and not output_errors:  # else the output stopped it
             print(f"error: {printable(cam.error)}", file=sys.stderr)

@@ -182,9 +182,11 @@ class Worker(threading.Thread):
                 # deleted or cancelled by a client: a last event that says so (never a
                 # cut-short 'partial' result), and nothing left behind
                 self._gone(job)
-                self.events.writer(job.id).video(
-                    VideoResult(path=job.name, error=f"{job.name}: the job was cancelled"),
-                    status="cancelled")
+                now = self.store.get(job.id)  # its record's reason, as the replay says
+                why = now.error if now is not None and now.error else \
+                    f"{job.name}: the job was cancelled"
+                self.events.writer(job.id).video(VideoResult(path=job.name, error=why),
+                                                 status="cancelled")
             except Exception as exc:  # never let one job stop the worker
                 log.exception("job %s", job.id)
                 if isinstance(exc, OSError):  # a full or read-only --data, most often
