@@ -163,7 +163,7 @@ def test_live_events_annotate_delete_and_options(tmp_path, videos, r10_weights):
         final = server.wait_all([job_id])[job_id]
         assert final["status"] == "done" and final["progress"] == 1.0
         doc = httpx.get(f"{server.url}/v1/jobs/{job_id}/result", timeout=10).json()
-        assert doc["settings"]["stride"] == 8 and doc["settings"]["threshold"] == 0.5
+        assert doc["settings"]["stride"] == 8 and doc["settings"]["segments"]["threshold"] == 0.5
         assert doc["videos"][0]["path"] == videos[3].name
         mp4 = httpx.get(f"{server.url}/v1/jobs/{job_id}/annotated.mp4", timeout=30)
         assert mp4.status_code == 200 and mp4.content[4:8] == b"ftyp"

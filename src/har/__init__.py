@@ -16,8 +16,8 @@ import importlib
 __version__ = "0.2.0"
 
 _EXPORTS = {
-    "Recognizer": "recognizer", "VideoResult": "results", "ClipResult": "results",
-    "Prediction": "results", "Segment": "results", "load_model": "models.zoo",
+    "Recognizer": "recognizer", "RunOptions": "recognizer", "VideoResult": "results",
+    "ClipResult": "results", "Prediction": "results", "Segment": "results", "load_model": "models.zoo",
     "list_models": "models.zoo", "HarError": "errors", "DecodeError": "errors",
     "WeightsError": "errors", "ModelNotFoundError": "errors",
     "PersonStream": "persons.stream", "PersonOptions": "persons.stream",

@@ -19,6 +19,8 @@ has waited ``max_latency_s``, or at the end of the video.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import numbers
 import os
 import queue
 import threading
@@ -50,6 +52,76 @@ ProgressFn = Callable[[int, VideoInfo], None]
 _DONE = object()
 # Live sources: a clip waits at most this long for its batch unless told otherwise.
 LIVE_MAX_LATENCY_S = 0.0
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one run cuts a video into clips and turns their scores into the video's
+    (typed, frozen, checked here and nowhere else).
+
+    A :class:`Recognizer` holds its defaults as ``rec.options``; :meth:`Recognizer.stream`,
+    :meth:`~Recognizer.predict`, :meth:`~Recognizer.run_many` and
+    :meth:`~Recognizer.predict_many` take ``options=`` for one call, so runs with
+    different options can share one loaded model (the service does, per job).
+
+    >>> opts = rec.options.replace(stride=8, topk=3)           # doctest: +SKIP
+    >>> rec.predict("video.mp4", options=opts)                # doctest: +SKIP
+
+    stride: frames between clip starts (None: the model's clip length). topk: labels
+    per clip and video. aggregate: how clip scores pool into the video's ("mean", the
+    paper's protocol; "max"; "topk-mean" over the ``aggregate_k`` best clips; also the
+    evidence clips reported). timeline: segment settings (:class:`har.timeline.
+    TimelineOptions`). tail: "pad" loop-pads the last partial clip (every frame
+    covered), "drop" scores full clips only. sampler: "sliding" or "uniform"
+    (``num_clips`` evenly spread clips). max_latency_s: a clip waits at most this long
+    for its batch to fill (None: until full for files; live sources default to 0).
+    """
+
+    stride: int | None = None
+    topk: int = 5
+    aggregate: str = "mean"
+    aggregate_k: int = 3
+    timeline: TimelineOptions | None = None  # None: TimelineOptions()
+    tail: str = "pad"
+    sampler: str = "sliding"
+    num_clips: int = 10
+    max_latency_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.stride is not None and not (_whole(self.stride) and self.stride >= 1):
+            raise ValueError("stride must be a positive number of frames")
+        if not (_whole(self.topk) and self.topk >= 1):
+            raise ValueError("topk must be at least 1")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}")
+        if not (_whole(self.aggregate_k) and self.aggregate_k >= 1):
+            raise ValueError("aggregate_k must be at least 1")
+        if self.timeline is None:
+            object.__setattr__(self, "timeline", TimelineOptions())
+        elif not isinstance(self.timeline, TimelineOptions):
+            raise ValueError("timeline must be a har.timeline.TimelineOptions")
+        if self.tail not in ("pad", "drop"):
+            raise ValueError("tail must be 'pad' or 'drop'")
+        if self.sampler not in ("sliding", "uniform"):
+            raise ValueError("sampler must be 'sliding' or 'uniform'")
+        if not (_whole(self.num_clips) and self.num_clips >= 1):
+            raise ValueError("num_clips must be at least 1")
+        wait = self.max_latency_s
+        if wait is not None and not (isinstance(wait, numbers.Real) and
+                                     not isinstance(wait, bool) and wait >= 0):  # NaN too
+            raise ValueError("max_latency_s must be 0 or more")
+
+    def replace(self, **changes: Any) -> "RunOptions":
+        """A copy with ``changes`` (checked like the original)."""
+        return dataclasses.replace(self, **changes)
+
+    def for_clip_len(self, clip_len: int) -> "RunOptions":
+        """``stride=None`` made concrete: back-to-back clips of ``clip_len`` frames."""
+        return self if self.stride is not None else self.replace(stride=clip_len)
 
 
 @dataclass(frozen=True)
@@ -183,31 +255,15 @@ class Recognizer:
                  aggregate: str = "mean", aggregate_k: int = 3,
                  timeline: TimelineOptions | None = None, tail: str = "pad",
                  max_latency_s: float | None = None) -> None:
-        # aggregate: how clip scores pool into the video's ("mean", the paper's
-        # protocol; "max"; "topk-mean" over the aggregate_k best clips). timeline:
-        # segment settings (har.timeline). Both only post-process the clip scores.
-        # tail: "pad" loop-pads the last partial clip (every frame covered), "drop"
-        # scores full clips only. max_latency_s: a clip waits at most this long for
-        # its batch to fill (None: until full, for files; live sources default to 0).
-        if aggregate not in AGGREGATES:
-            raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}")
-        if aggregate_k < 1:
-            raise ValueError("aggregate_k must be at least 1")
-        if stride is not None and stride < 1:
-            raise ValueError("stride must be a positive number of frames")
-        if sampler not in ("sliding", "uniform"):
-            raise ValueError("sampler must be 'sliding' or 'uniform'")
-        if tail not in ("pad", "drop"):
-            raise ValueError("tail must be 'pad' or 'drop'")
-        if max_latency_s is not None and max_latency_s < 0:
-            raise ValueError("max_latency_s must be 0 or more")
+        # The run options (stride ... max_latency_s, see RunOptions) are the defaults
+        # of every call; a call can pass its own (options=). Checked before loading.
+        options = RunOptions(stride=stride, topk=topk, aggregate=aggregate,
+                             aggregate_k=aggregate_k, timeline=timeline, tail=tail,
+                             sampler=sampler, num_clips=num_clips,
+                             max_latency_s=max_latency_s)
         from .memory import tame_malloc
 
         tame_malloc()  # flat memory over long videos (see har.memory)
-        self.aggregate, self.aggregate_k = aggregate, aggregate_k
-        self.timeline = timeline or TimelineOptions()
-        self.stride, self.k, self.sampler, self.num_clips = stride, topk, sampler, num_clips
-        self.tail, self.max_latency_s = tail, max_latency_s
         self.entry: ModelEntry = get_entry(model)
         self.model_name = self.entry.name
         self.labels = self.entry.class_names
@@ -230,9 +286,10 @@ class Recognizer:
             self.labels = tuple(backend.labels)
         if getattr(backend, "preset", None) is not None:
             self.preset = backend.preset
-        if self.stride is None:  # default: back-to-back clips of the model's length
-            self.stride = self.preset.clip_len
+        # default stride: back-to-back clips of the model's length
+        self._options = options.for_clip_len(self.preset.clip_len)
         self.backend: Backend = backend
+        self.device = getattr(backend, "device", None) or device  # where it runs
         if getattr(backend, "model_name", "") and backend.model_name != self.model_name:
             self.model_name = backend.model_name  # a checkpoint that names its own model
         # A checkpoint's learned video head scores whole videos (har.models.temporal).
@@ -247,21 +304,57 @@ class Recognizer:
         self.keep_features = True
         self._backend_lock = threading.Lock()  # runtimes need not be thread-safe
 
+    # -- options ------------------------------------------------------------
+    @property
+    def options(self) -> RunOptions:
+        """The default :class:`RunOptions` of every call (``stride`` made concrete).
+        Assigning a new one changes the defaults of the calls that start after."""
+        return self._options
+
+    @options.setter
+    def options(self, value: RunOptions) -> None:
+        self._options = self.resolve(value)
+
+    def resolve(self, options: RunOptions | None) -> RunOptions:
+        """``options`` for one call (None: the defaults), ``stride=None`` made the
+        model's clip length."""
+        if options is None:
+            return self._options
+        if not isinstance(options, RunOptions):
+            raise TypeError(f"options must be a har.recognizer.RunOptions, not "
+                            f"{type(options).__name__}")
+        return options.for_clip_len(self.preset.clip_len)
+
+    # The defaults, read-only (a call's own options go in options=, never here).
+    stride = property(lambda self: self._options.stride)
+    k = property(lambda self: self._options.topk)
+    aggregate = property(lambda self: self._options.aggregate)
+    aggregate_k = property(lambda self: self._options.aggregate_k)
+    timeline = property(lambda self: self._options.timeline)
+    tail = property(lambda self: self._options.tail)
+    sampler = property(lambda self: self._options.sampler)
+    num_clips = property(lambda self: self._options.num_clips)
+    max_latency_s = property(lambda self: self._options.max_latency_s)
+
     # -- public API -------------------------------------------------------
     def stream(self, source: str | Path | Source | Any, *, keep_clips: bool = False,
-               live: bool | None = None, progress: ProgressFn | None = None) -> "ClipStream":
+               live: bool | None = None, progress: ProgressFn | None = None,
+               options: RunOptions | None = None) -> "ClipStream":
         """Clip results of one video as they are scored (see :class:`ClipStream`).
 
         ``source``: a path, URL or :class:`~har.sources.Source`, or an already open
         frame source (anything with ``info``, ``stats``, ``frames(size)``, ``close()``).
         ``live`` (default: the source's own) drops clips the model has no time for.
+        ``options``: this stream's :class:`RunOptions` (default: ``self.options``).
         """
-        return ClipStream(self, source, keep_clips=keep_clips, live=live, progress=progress)
+        return ClipStream(self, source, keep_clips=keep_clips, live=live, progress=progress,
+                          options=options)
 
-    def predict(self, source: str | Path | Source, progress: ProgressFn | None = None
-                ) -> VideoResult:
+    def predict(self, source: str | Path | Source, progress: ProgressFn | None = None, *,
+                options: RunOptions | None = None) -> VideoResult:
         """Process one video. Never raises for a bad input: see ``result.error``."""
-        stream = self.stream(source, keep_clips=True, live=False, progress=progress)
+        stream = self.stream(source, keep_clips=True, live=False, progress=progress,
+                             options=options)
         try:
             for _ in stream:
                 pass
@@ -271,7 +364,8 @@ class Recognizer:
 
     def run_many(self, sources: Iterable[str | Path | Source], workers: int = 1, *,
                  keep_clips: bool = True,
-                 progress: Callable[[str], ProgressFn | None] | None = None
+                 progress: Callable[[str], ProgressFn | None] | None = None,
+                 options: RunOptions | None = None
                  ) -> Iterator[ClipEvent | VideoResult]:
         """Every clip (:class:`ClipEvent`) and every video's result, as they happen.
 
@@ -280,21 +374,24 @@ class Recognizer:
         then come in the order videos finish. At most ``workers`` videos are in flight
         and events wait in a bounded queue, so memory does not grow with the input count.
         A bad input gives a result with ``error``; it never stops the others.
+        ``options``: the run's :class:`RunOptions` (default: ``self.options``).
         """
+        options = self.resolve(options)  # checked now, not when the first video starts
         if workers <= 1:
             for pos, src in enumerate(sources):
-                yield from self._events(src, keep_clips, progress, pos)
+                yield from self._events(src, keep_clips, progress, pos, options)
             return
-        yield from self._run_threaded(sources, workers, keep_clips, progress)
+        yield from self._run_threaded(sources, workers, keep_clips, progress, options)
 
     def predict_many(self, sources: Iterable[str | Path | Source], workers: int = 1,
-                     progress: Callable[[str], ProgressFn | None] | None = None
-                     ) -> Iterator[VideoResult]:
+                     progress: Callable[[str], ProgressFn | None] | None = None, *,
+                     options: RunOptions | None = None) -> Iterator[VideoResult]:
         """One result per source, in input order (bad inputs give results with ``error``).
         Results that finish early wait for the earlier ones (at most ``workers``)."""
         pending: dict[int, VideoResult] = {}
         nxt = 0
-        for event in self.run_many(sources, workers, keep_clips=True, progress=progress):
+        for event in self.run_many(sources, workers, keep_clips=True, progress=progress,
+                                   options=options):
             if isinstance(event, ClipEvent):
                 continue
             pending[event.input_index] = event
@@ -303,11 +400,11 @@ class Recognizer:
                 nxt += 1
 
     # -- running ------------------------------------------------------------
-    def _events(self, src, keep_clips: bool, progress, pos: int
-                ) -> Iterator[ClipEvent | VideoResult]:
+    def _events(self, src, keep_clips: bool, progress, pos: int,
+                options: RunOptions | None = None) -> Iterator[ClipEvent | VideoResult]:
         name = _name(src)
         stream = self.stream(src, keep_clips=keep_clips, live=False,
-                             progress=progress(name) if progress else None)
+                             progress=progress(name) if progress else None, options=options)
         try:
             for clip in stream:
                 yield ClipEvent(name, clip)
@@ -322,7 +419,8 @@ class Recognizer:
         result.input_index = pos
         yield result
 
-    def _run_threaded(self, sources, workers: int, keep_clips: bool, progress
+    def _run_threaded(self, sources, workers: int, keep_clips: bool, progress,
+                      options: RunOptions | None = None
                       ) -> Iterator[ClipEvent | VideoResult]:
         events: queue.Queue = queue.Queue(maxsize=256)
         todo = iter(enumerate(sources))
@@ -347,7 +445,7 @@ class Recognizer:
                     if nxt is None:
                         return
                     pos, src = nxt
-                    gen = self._events(src, keep_clips, progress, pos)
+                    gen = self._events(src, keep_clips, progress, pos, options)
                     try:
                         for ev in gen:
                             if not put(ev):
@@ -375,24 +473,27 @@ class Recognizer:
                 t.join(timeout=5.0)
 
     # -- the pipeline (used by ClipStream) -----------------------------------
-    def _plan(self, info: VideoInfo, source: str) -> ClipAssembler:
+    def _plan(self, info: VideoInfo, source: str, options: RunOptions | None = None
+              ) -> ClipAssembler:
+        opts = self.resolve(options)
         L = self.preset.clip_len
-        if self.sampler == "uniform":
+        if opts.sampler == "uniform":
             n = info.frames or 0
             if n <= 0:
                 raise HarError(f"{source}: frame count unknown; use the sliding sampler")
             if self.preset.fps and info.fps:  # the plan counts frames after resampling
                 n = max(1, int(round(n * self.preset.fps / info.fps)))
-            return ClipAssembler(L, plan=uniform(n, self.num_clips, L))
-        return ClipAssembler(L, stride=self.stride, tail=self.tail, gaps=not self.preset.fps)
+            return ClipAssembler(L, plan=uniform(n, opts.num_clips, L))
+        return ClipAssembler(L, stride=opts.stride, tail=opts.tail, gaps=not self.preset.fps)
 
     def _batches(self, clips: Iterator[tuple[ClipSpec, np.ndarray]], *, live: bool,
-                 progress: ProgressFn | None, info: VideoInfo, counter: "ClipStream"
+                 progress: ProgressFn | None, info: VideoInfo, counter: "ClipStream",
+                 options: RunOptions | None = None
                  ) -> Iterator[tuple[list[_Item], np.ndarray, np.ndarray | None]]:
         """Yield ``(items, logits, features)`` per batch; decoding runs in a thread."""
         bs = self.backend.batch_size
         channel = _LatestChannel(bs) if live else _FiniteChannel(bs * self.prefetch)
-        max_latency = self.max_latency_s
+        max_latency = self.resolve(options).max_latency_s
         if max_latency is None and live:
             max_latency = LIVE_MAX_LATENCY_S
         stop = threading.Event()
@@ -570,8 +671,11 @@ class ClipStream:
     """
 
     def __init__(self, rec: Recognizer, source, *, keep_clips: bool, live: bool | None,
-                 progress: ProgressFn | None) -> None:
+                 progress: ProgressFn | None, options: RunOptions | None = None) -> None:
         self._rec = rec
+        # This stream's options, fixed now: a later change of rec.options, or another
+        # stream's options, never reaches it.
+        self.options = opts = rec.resolve(options)
         if isinstance(source, (str, Path)):
             source = parse_source(str(source))
         self.source: Source | None = source if isinstance(source, Source) else None
@@ -584,8 +688,8 @@ class ClipStream:
         self.reader_alive = False  # the decode thread outlived the stream (halted mid-read)
         self._progress = progress
         self._base = VideoResult(path=self.path)
-        self._summary = Summary(rec.labels, k=rec.k, aggregate=rec.aggregate,
-                                aggregate_k=rec.aggregate_k, timeline=rec.timeline,
+        self._summary = Summary(rec.labels, k=opts.topk, aggregate=opts.aggregate,
+                                aggregate_k=opts.aggregate_k, timeline=opts.timeline,
                                 keep_clips=keep_clips, video_head=rec.video_head)
         self._final: VideoResult | None = None
         self._gen: Iterator[ClipResult] | None = None
@@ -649,14 +753,15 @@ class ClipStream:
             base.fps, base.width, base.height = info.fps, info.width, info.height
             base.codec, base.duration_s = info.codec, info.duration_s
             size = rec.preset.resized_size(info.height, info.width)
-            assembler = rec._plan(info, self.path)
+            opts = self.options
+            assembler = rec._plan(info, self.path, opts)
             frames = video.frames(size=size)
             if rec.preset.fps:
                 frames = resample(frames, rec.preset.fps)
             clips = assembler(frames)
             slabs = rec.slabs
             batches = rec._batches(clips, live=self.live, progress=self._progress,
-                                   info=info, counter=self)
+                                   info=info, counter=self, options=opts)
             for items, logits, feats in batches:
                 probs = softmax(logits)
                 if not (rec.keep_features or rec.video_head is not None):
@@ -665,7 +770,7 @@ class ClipStream:
                     spec = item.spec
                     clip = ClipResult(index=spec.index, start_frame=spec.start_frame,
                                       end_frame=spec.end_frame, start_s=spec.start_s,
-                                      end_s=spec.end_s, top=topk(row, rec.labels, rec.k),
+                                      end_s=spec.end_s, top=topk(row, rec.labels, opts.topk),
                                       probs=slabs.keep(row),
                                       features=None if feats is None else slabs.keep(feats[i]),
                                       ready_at=item.ready_at)

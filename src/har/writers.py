@@ -4,7 +4,9 @@ Each writer takes results and an open text stream; where the stream goes (a file
 written atomically, stdout, an HTTP response) is the caller's business. Schemas:
 
 * ``har.predictions/1``: one JSON document for a run (:func:`predictions_doc`).
-* ``har.events/1``: JSON Lines, one event per line as results happen (:class:`EventWriter`).
+* ``har.events/1``: one event per result as it happens (:class:`EventWriter`), as JSON
+  Lines (a file: :class:`JsonlFile`, or stdout) or to any sink (the service's jobs).
+* The ``settings`` block of both, the same for every front end (:func:`run_settings`).
 * CSV: one row per clip (:func:`write_clips_csv`), per segment
   (:func:`write_segments_csv`) or per input (:func:`write_summary_csv`).
 * The table people read on a terminal (:func:`write_table`).
@@ -12,13 +14,18 @@ written atomically, stdout, an HTTP response) is the caller's business. Schemas:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import os
+import tempfile
+import threading
 import time
-from typing import Any, Iterable, TextIO
+from pathlib import Path
+from typing import Any, Callable, Iterable, TextIO
 
-from .fsutil import clean, clean_text, display_path
+from .fsutil import clean, clean_text, display_path, is_special, temp_prefix
 from .results import SCHEMA, VideoResult
 from .text import printable
 
@@ -200,49 +207,206 @@ def write_summary_csv(out: TextIO, results: Iterable[VideoResult]) -> None:
         w.writerow(summary_row(r))
 
 
-# -- JSON Lines events (har.events/1) ------------------------------------------------
-class EventWriter:
-    """``har.events/1``: one JSON object per line, flushed as each is written.
+# -- the settings block ------------------------------------------------------------
+def clip_settings(options) -> dict[str, Any]:
+    """The clip and timeline part of ``settings`` from a :class:`har.recognizer.RunOptions`
+    (what an archive records with each video, too)."""
+    t = options.timeline
+    return {"stride": options.stride, "tail": options.tail, "sampler": options.sampler,
+            "num_clips": options.num_clips, "topk": options.topk,
+            "aggregate": options.aggregate, "aggregate_k": options.aggregate_k,
+            "segments": {"threshold": t.threshold, "smooth": t.window,
+                         "smooth_method": t.smoothing, "min_duration_s": t.min_duration_s,
+                         "merge_gap_s": t.max_gap_s, "max_labels": t.max_labels}}
 
-    Types: ``clip`` (path + the clip's fields), ``video`` (the video's fields without
-    the clip list), ``summary`` (at the end), and, from live sources, ``state`` and
-    ``segment_start``/``segment_end``. Every event has ``type`` and ``wall_time``
-    (Unix seconds when it was written).
+
+def run_settings(options, recognizer=None, *, backend: str | None = None,
+                 precision: str | None = None, device: str | None = None) -> dict[str, Any]:
+    """The ``settings`` block of ``har.predictions/1`` and of the ``start`` event of
+    ``har.events/1``, the same for every front end (predict, live, the service): the
+    run's options (``options``, a :class:`har.recognizer.RunOptions`) and what ran them
+    (``recognizer``: its clip length, runtime, precision, device, the weights' sha256),
+    and the har version, so a result can be traced to its model. Without a recognizer
+    (nothing was loaded) ``backend``/``precision``/``device`` say what was asked, and
+    what only a loaded model knows is null."""
+    from . import __version__
+
+    clip = clip_settings(options)
+    runtime = getattr(recognizer, "backend", None)
+    preset = getattr(recognizer, "preset", None)
+    if clip["stride"] is None and preset is not None:  # the model's clip length
+        clip["stride"] = preset.clip_len
+    settings: dict[str, Any] = {k: clip[k] for k in ("stride", "tail", "sampler", "num_clips")}
+    settings["clip_len"] = None if preset is None else preset.clip_len
+    settings["topk"] = clip["topk"]
+    if recognizer is not None:
+        backend = getattr(runtime, "name", None)
+        precision = getattr(runtime, "precision", None)
+        device = getattr(recognizer, "device", None)
+    settings.update(backend=backend, precision=precision, device=device,
+                    aggregate=clip["aggregate"], aggregate_k=clip["aggregate_k"],
+                    segments=clip["segments"],
+                    weights_sha256=getattr(runtime, "weights_sha256", None),
+                    har_version=__version__)
+    return settings
+
+
+# -- JSON Lines files ----------------------------------------------------------------
+class JsonlFile:
+    """A JSON Lines output (``--jsonl FILE``) whose lines appear as they are written.
+
+    A new file is written in place (``tail -f`` follows it). An existing file is kept
+    until :meth:`close` with ``keep=True`` (the run ended: finished, interrupted and
+    summed up), the new lines going to a temporary file beside it that then replaces
+    it; so the user's old file is never half-overwritten, and a run that fails
+    (``keep=False``) leaves it as it was. Special files (``/dev/stdout``, a FIFO) are
+    written as they are. ``fh`` is the open text stream.
     """
 
-    def __init__(self, out: TextIO, *, features: bool = False) -> None:
+    def __init__(self, target: str | os.PathLike) -> None:
+        self.target = os.fspath(target)
+        self.tmp: str | None = None
+        if is_special(self.target):
+            self.fh = open(self.target, "w", encoding="utf-8")
+        elif os.path.lexists(self.target):
+            fd, self.tmp = tempfile.mkstemp(prefix=temp_prefix(Path(self.target).name),
+                                            suffix=".jsonl",
+                                            dir=str(Path(self.target).parent) or ".")
+            self.fh = os.fdopen(fd, "w", encoding="utf-8")
+        else:
+            self.fh = open(self.target, "x", encoding="utf-8")
+
+    def close(self, keep: bool = True) -> None:
+        """Close; with ``keep``, a temporary file replaces the existing one. When the
+        last flush fails (a full disk) the temporary file is removed, the existing file
+        stays as it was, and the OSError is raised."""
+        try:
+            self.fh.close()
+        except OSError:
+            self._drop_tmp()
+            raise
+        if self.tmp is not None:
+            if keep:
+                try:
+                    os.replace(self.tmp, self.target)
+                except OSError:
+                    self._drop_tmp()
+                    raise
+                self.tmp = None
+            else:
+                self._drop_tmp()
+
+    def _drop_tmp(self) -> None:
+        if self.tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.tmp)
+            self.tmp = None
+
+
+# -- events (har.events/1) -----------------------------------------------------------
+def line_sink(out: TextIO) -> Callable[[dict[str, Any]], None]:
+    """Writes each event to ``out`` as one JSON line, flushed (a file, stdout)."""
+    def write(event: dict[str, Any]) -> None:
+        out.write(json.dumps(clean(event), ensure_ascii=False, allow_nan=False) + "\n")
+        out.flush()
+    return write
+
+
+def fields_status(fields: dict[str, Any]) -> str:
+    """:func:`video_status` of a video as its JSON fields."""
+    if fields.get("error") is not None:
+        return "failed"
+    return "partial" if fields.get("warnings") else "done"
+
+
+class EventWriter:
+    """``har.events/1``: every event of every front end is built here and handed to a
+    sink: one JSON line per event on a text stream (``out``: a file, stdout), the
+    service's job events (``sink=``, any callable taking the event dict), or a list
+    (the service's replay of an ended job).
+
+    Types: ``start`` (schema, model, settings), ``clip`` (path + the clip's fields),
+    ``video`` (the video's fields without the clip list), ``summary`` (at the end),
+    and, from live sources, ``state``, ``gap`` and ``segment_start``/``segment_end``.
+    Every event has ``type`` and ``wall_time`` (Unix seconds when it happened: when it
+    was written, unless the caller says when).
+
+    ``hold``: events written before ``start`` wait, with their times, and follow it
+    (a live source opens while the model loads). Safe to use from several threads.
+    """
+
+    def __init__(self, out: TextIO | None = None, *, features: bool = False,
+                 sink: Callable[[dict[str, Any]], None] | None = None,
+                 hold: bool = False) -> None:
+        if (out is None) == (sink is None):
+            raise ValueError("give an output stream or a sink")
         self.out = out
+        self.sink = sink if sink is not None else line_sink(out)
         self.features = features
+        self._held: list[dict[str, Any]] | None = [] if hold else None
+        self._lock = threading.RLock()
+
+    def event(self, type_: str, **fields: Any) -> dict[str, Any]:
+        """The event as a dict, without writing it. ``wall_time``: now, or when the
+        event happened if the caller says so (None: not known, written as null)."""
+        if "wall_time" in fields:
+            wall = fields.pop("wall_time")
+            wall = None if wall is None else round(wall, 6)
+        else:
+            wall = round(time.time(), 6)
+        return {"type": type_, **fields, "wall_time": wall}
 
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
-        # wall_time: now, or when the event happened if the caller says so (an event
-        # held back to keep `start` first)
-        wall = fields.pop("wall_time", None)
-        event = {"type": type_, **fields,
-                 "wall_time": round(time.time() if wall is None else wall, 6)}
-        self.out.write(json.dumps(clean(event), ensure_ascii=False, allow_nan=False) + "\n")
-        self.out.flush()
+        event = self.event(type_, **fields)
+        with self._lock:
+            if self._held is not None and type_ != "start":
+                self._held.append(event)
+                return event
+            self.sink(event)
+            if self._held is not None:  # the start: what waited for it follows
+                held, self._held = self._held, None
+                for ev in held:
+                    self.sink(ev)
         return event
 
-    def start(self, **fields: Any) -> None:
-        self.emit("start", schema=EVENTS_SCHEMA, **fields)
+    def start(self, model: str, settings: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        return self.emit("start", schema=EVENTS_SCHEMA, model=model, settings=settings,
+                         **fields)
 
-    def clip(self, path: str, clip, **extra: Any) -> None:
+    def clip(self, path: str, clip, *, person: int | None = None,
+             **extra: Any) -> dict[str, Any]:
         fields = clip.to_dict()
         if self.features and getattr(clip, "features", None) is not None:
             fields["features"] = [round(float(v), 6) for v in clip.features]
-        self.emit("clip", path=display_path(path), **fields, **extra)
+        return self.clip_fields(path, fields, person=person, **extra)
 
-    def video(self, result: VideoResult) -> None:
-        fields = result.to_dict()
-        fields.pop("clips", None)
-        fields["path"] = display_path(result.path)
-        fields["status"] = video_status(result)
-        fields["clips"] = len(result.clips)
-        self.emit("video", **fields)
+    def clip_fields(self, path: str, fields: dict[str, Any], *, person: int | None = None,
+                    **extra: Any) -> dict[str, Any]:
+        """A clip event from the clip's JSON fields; with ``person``, a ``person_clip``
+        event (one tracked person's clip)."""
+        who = {} if person is None else {"person": person}
+        return self.emit("clip" if person is None else "person_clip",
+                         path=display_path(path), **who, **fields, **extra)
 
-    def summary(self, results: list[VideoResult], **extra: Any) -> None:
+    def video(self, result: VideoResult, *, status: str | None = None,
+              **extra: Any) -> dict[str, Any]:
+        """The video's event; ``status`` overrides :func:`video_status` (the service's
+        ``cancelled``)."""
+        return self.video_fields(result.to_dict(), status=status or video_status(result),
+                                 **extra)
+
+    def video_fields(self, fields: dict[str, Any], *, status: str | None = None,
+                     **extra: Any) -> dict[str, Any]:
+        """A video event from the video's JSON fields (``har.predictions/1``'s)."""
+        fields = dict(fields)
+        clips = fields.pop("clips", None)
+        fields["path"] = display_path(fields.get("path") or "")
+        fields["status"] = status or fields_status(fields)
+        fields["clips"] = len(clips or ())
+        return self.emit("video", **fields, **extra)
+
+    def summary(self, results: list[VideoResult], **extra: Any) -> dict[str, Any]:
         counts = {"done": 0, "partial": 0, "failed": 0}
         for r in results:
             counts[video_status(r)] += 1
-        self.emit("summary", videos=len(results), **counts, **extra)
+        return self.emit("summary", videos=len(results), **counts, **extra)

@@ -161,13 +161,20 @@ def timeline_options(args: argparse.Namespace):
                            max_gap_s=args.merge_gap, max_labels=args.max_labels)
 
 
-def timeline_settings(args: argparse.Namespace) -> dict:
-    """For the JSON document's ``settings``."""
-    return {"aggregate": args.aggregate, "aggregate_k": args.aggregate_k,
-            "segments": {"threshold": args.threshold, "smooth": args.smooth,
-                         "smooth_method": args.smooth_method,
-                         "min_duration_s": args.min_duration, "merge_gap_s": args.merge_gap,
-                         "max_labels": args.max_labels}}
+def run_options(args: argparse.Namespace):
+    """The run's :class:`har.recognizer.RunOptions` from the clip and timeline options
+    (a command without some of them gets the defaults for those)."""
+    from ..recognizer import RunOptions
+
+    d = RunOptions()
+    return RunOptions(stride=getattr(args, "stride", None), topk=getattr(args, "topk", d.topk),
+                      aggregate=getattr(args, "aggregate", d.aggregate),
+                      aggregate_k=getattr(args, "aggregate_k", d.aggregate_k),
+                      timeline=timeline_options(args) if hasattr(args, "threshold") else None,
+                      tail=getattr(args, "tail", d.tail),
+                      sampler=getattr(args, "sampler", d.sampler),
+                      num_clips=getattr(args, "num_clips", d.num_clips),
+                      max_latency_s=getattr(args, "max_latency", None))
 
 
 # -- checks and construction -------------------------------------------------------
@@ -273,14 +280,12 @@ def make_recognizer(args: argparse.Namespace, **overrides):
     or its weights cannot be loaded)."""
     from ..recognizer import Recognizer
 
-    kw = dict(weights=args.weights, device=args.device, stride=args.stride, topk=args.topk,
-              sampler=getattr(args, "sampler", "sliding"),
-              num_clips=getattr(args, "num_clips", 10), batch_size=args.batch_size,
+    opts = run_options(args)
+    kw = dict(weights=args.weights, device=args.device, batch_size=args.batch_size,
               sha256=args.sha256, backend=args.backend, precision=args.precision,
-              tail=getattr(args, "tail", "pad"), max_latency_s=getattr(args, "max_latency", None))
-    if hasattr(args, "aggregate"):
-        kw.update(aggregate=args.aggregate, aggregate_k=args.aggregate_k,
-                  timeline=timeline_options(args))
+              stride=opts.stride, topk=opts.topk, sampler=opts.sampler,
+              num_clips=opts.num_clips, tail=opts.tail, max_latency_s=opts.max_latency_s,
+              aggregate=opts.aggregate, aggregate_k=opts.aggregate_k, timeline=opts.timeline)
     kw.update(overrides)
     rec = Recognizer(args.model, **kw)
     if getattr(args, "stride", None) is None and hasattr(args, "stride"):
@@ -321,3 +326,20 @@ def signals_interrupt():
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def signals_ignored():
+    """While the final outputs are written: a second Ctrl-C or SIGTERM must not cut
+    them short."""
+    saved = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            saved.append((sig, signal.signal(sig, signal.SIG_IGN)))
+        except ValueError:  # not the main thread
+            pass
+    try:
+        yield
+    finally:
+        for sig, handler in saved:
+            signal.signal(sig, handler)

@@ -20,8 +20,8 @@ from ..text import printable
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_runtime_options, fmt_time, make_recognizer, positive_int,
-                     probability, seconds, signals_interrupt, timeline_options,
-                     timeline_settings)
+                     probability, run_options, seconds, signals_interrupt,
+                     timeline_options)
 
 DEFAULT_DB = "har-index.db"
 
@@ -310,9 +310,11 @@ def _index_into(args: argparse.Namespace, conn, sources, input_errors) -> int:
 
 
 def index_settings(args) -> dict:
-    """The clip and timeline options an archive records with each video."""
-    return {"stride": args.stride, "tail": args.tail, "sampler": args.sampler,
-            "num_clips": args.num_clips, "topk": args.topk, **timeline_settings(args)}
+    """The clip and timeline options an archive records with each video (the clip part
+    of every output's settings: har.writers.clip_settings)."""
+    from ..writers import clip_settings
+
+    return clip_settings(run_options(args))
 
 
 def _index_exit(failed: int, results) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
+import contextlib
 import sys
 import threading
 import time
@@ -13,7 +13,8 @@ from ..text import printable
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_not_input, check_output_path, check_runtime_options,
-                     make_recognizer, positive_int, positive_seconds, timeline_options)
+                     clean_stale_temps, make_recognizer, positive_int, positive_seconds,
+                     signals_ignored, signals_interrupt, timeline_options)
 
 EPILOG = """\
 examples:
@@ -145,7 +146,6 @@ def cmd_live(args: argparse.Namespace) -> int:
     from ..live import LiveMany, LiveSource, Overlay, percentile
     from ..sources import parse_source
     from ..timeline import Segmenter
-    from .predict import _JsonlFile
 
     check_runtime_options(args)
     srcs = [parse_source(text, rtsp_transport=args.rtsp_transport) for text in args.sources]
@@ -177,26 +177,28 @@ def cmd_live(args: argparse.Namespace) -> int:
                  else None if src.live else 0) for src in srcs]
 
     # --jsonl FILE: lines appear as they are written; an existing file is replaced
-    # only at the end (see har.cli.predict._JsonlFile), so a failed run never leaves
-    # it half-overwritten.
+    # only when the run ends, interrupted or not (har.writers.JsonlFile, as har
+    # predict), so a failed run never leaves it half-overwritten.
+    clean_stale_temps([args.jsonl])  # what a killed run left beside it
     jsonl_file = None
     out = None
     if args.jsonl == "-":
         out = sys.stdout
     elif args.jsonl:
         try:
-            jsonl_file = _JsonlFile(args.jsonl)
+            jsonl_file = writers.JsonlFile(args.jsonl)
         except OSError as exc:
             raise UsageError(f"--jsonl {printable(display_path(args.jsonl))}: cannot be "
                              f"written ({exc.strerror or exc}); check the path") from None
         out = jsonl_file.fh
-    events = writers.EventWriter(out, features=args.jsonl_features) if out else None
+    # Events before `start` (a source opens while the model loads) are held by the
+    # writer, with their times, and follow it.
+    events = writers.EventWriter(out, features=args.jsonl_features, hold=True) \
+        if out else None
     lock = threading.RLock()
     output_errors: list[str] = []
     stop = threading.Event()  # set by --duration, a failed output, a closed stdout
     stream = None  # a ClipStream (one source) or a LiveMany (several)
-    started = False  # `start` written: events before it are held (with their times)
-    held: list[tuple[str, dict]] = []
 
     def stop_all() -> None:
         stop.set()
@@ -210,16 +212,14 @@ def cmd_live(args: argparse.Namespace) -> int:
                 print(f"error: {message}", file=sys.stderr)
         stop_all()
 
-    def emit(type_: str, **fields) -> None:
+    def write(fn) -> None:
+        """``fn(events)`` writes events; a failed output stops the run."""
         nonlocal events
         with lock:
             if events is None:
                 return
-            if not started and type_ != "start":
-                held.append((type_, {**fields, "wall_time": time.time()}))
-                return
             try:
-                events.emit(type_, **fields)
+                fn(events)
             except BrokenPipeError:  # `har live ... --jsonl - | head`
                 events = None
                 stop_all()
@@ -227,6 +227,9 @@ def cmd_live(args: argparse.Namespace) -> int:
                 events = None
                 output_failed(f"--jsonl {printable(display_path(args.jsonl))}: cannot be "
                               f"written ({getattr(exc, 'strerror', None) or exc})")
+
+    def emit(type_: str, **fields) -> None:
+        write(lambda w: w.emit(type_, **fields))
 
     def say(cam: _Cam, text: str) -> None:
         if not args.quiet:
@@ -249,23 +252,23 @@ def cmd_live(args: argparse.Namespace) -> int:
                 "run starts")
         return on_gap
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
     overlay = None
     if args.record or args.preview is not None or args.show:
         try:
             overlay = Overlay(record=args.record, preview_port=args.preview, show=args.show)
         except OSError as exc:
             if jsonl_file is not None:
-                _close_jsonl(jsonl_file, keep=False)
+                jsonl_file.close(keep=False)
             raise UsageError(f"--preview {args.preview}: cannot listen on 127.0.0.1 "
                              f"({exc.strerror or exc}); choose another port") from None
         if overlay.preview_url:
             print(f"har live: preview at {overlay.preview_url}", file=sys.stderr)
             emit("state", state="preview", url=overlay.preview_url)
 
-    old_term = signal.signal(signal.SIGTERM, on_term)
+    # SIGTERM stops the run like Ctrl-C: the events so far, the summary and the
+    # --jsonl file are still written (as har predict).
+    term = contextlib.ExitStack()
+    term.enter_context(signals_interrupt())
     t_start = time.monotonic()
     # --duration counts from here: opening (and its retries) is bounded by it too.
     timer = threading.Timer(args.duration, stop_all) if args.duration else None
@@ -299,23 +302,17 @@ def cmd_live(args: argparse.Namespace) -> int:
         recognizer = make_recognizer(args, max_latency_s=args.max_latency)
     except BaseException:  # the model could not be loaded (exit 4), or Ctrl-C
         stop_all()
-        _close_all(timer, overlay, None, old_term, jsonl_file, keep=False)
+        _close_all(timer, overlay, None, jsonl_file, keep=False)
+        term.close()
         raise
     load_s = time.monotonic() - t_start
-    interrupted = False
+    interrupted = crashed = False
     try:
-        with lock:
-            started = True
-            which = {"sources": [cam.name for cam in cams]} if many else \
-                {"source": cams[0].name}
-            emit("start", schema=writers.EVENTS_SCHEMA, model=recognizer.model_name,
-                 **which, settings={"stride": args.stride, "tail": args.tail,
-                                    "backend": recognizer.backend.name,
-                                    "precision": recognizer.backend.precision},
-                 model_load_s=round(load_s, 3))
-            for type_, fields in held:
-                emit(type_, **fields)
-            held.clear()
+        which = {"sources": [cam.name for cam in cams]} if many else \
+            {"source": cams[0].name}
+        settings = writers.run_settings(recognizer.options, recognizer)
+        write(lambda w: w.start(recognizer.model_name, settings, **which,
+                                model_load_s=round(load_s, 3)))
         for cam in cams:
             cam.segmenter = Segmenter(recognizer.labels, timeline_options(args), keep=0)
         for cam in cams:
@@ -362,10 +359,10 @@ def cmd_live(args: argparse.Namespace) -> int:
                         if clip.kind != "clip":
                             _person_event(emit, cam.name, clip, stream)
                             continue
-                        _clip_out(args, cam, clip.clip, emit, stream, ready, overlay,
+                        _clip_out(args, cam, clip.clip, write, stream, ready, overlay,
                                   output_failed, person=clip.id)
                         continue
-                    _clip_out(args, cam, clip, emit, stream, ready, overlay, output_failed)
+                    _clip_out(args, cam, clip, write, stream, ready, overlay, output_failed)
                     if stop.is_set():
                         break
             except HarError as exc:  # the one source ended in error
@@ -381,11 +378,20 @@ def cmd_live(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         interrupted = True
         stop_all()
+    except BaseException:
+        crashed = True
+        raise
     finally:
-        _close_all(timer, overlay, stream, old_term, None, keep=True)
+        # From here on the recording, the last events and the --jsonl file are
+        # written whole: a second Ctrl-C or SIGTERM must not cut them short (as har
+        # predict).
+        term.enter_context(signals_ignored())
+        _close_all(timer, overlay, stream, None, keep=True)
         for cam in cams:
             if cam.live is None and "live" in cam.opened:
                 cam.opened["live"].close()
+        if crashed:
+            term.close()  # the signal handlers as they were
     for cam in cams:
         if cam.error is not None and not output_errors:  # else the output stopped it
             print(f"error: {printable(cam.error)}", file=sys.stderr)
@@ -443,7 +449,7 @@ def cmd_live(args: argparse.Namespace) -> int:
         # An existing file is replaced only by a complete stream of events.
         jsonl_ok = not any(m.startswith("--jsonl ") for m in output_errors)
         try:
-            _close_jsonl(jsonl_file, keep=jsonl_ok)
+            jsonl_file.close(keep=jsonl_ok)
         except OSError as exc:
             output_failed(f"--jsonl {printable(display_path(args.jsonl))}: cannot be "
                           f"written ({exc.strerror or exc})")
@@ -451,6 +457,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     lat = "n/a" if p50 is None else f"p50 {p50:.3f} s, p95 {p95:.3f} s"
     print(f"har live: {summary['clips']} clips scored, {summary['skipped']} skipped, "
           f"{summary['reconnects']} reconnects, latency {lat}", file=sys.stderr)
+    term.close()
     if interrupted:
         return ExitCode.INTERRUPTED
     if output_errors or any(cam.scored == 0 or cam.error is not None and many
@@ -459,9 +466,10 @@ def cmd_live(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _clip_out(args, cam: _Cam, clip, emit, stream, ready, overlay, output_failed,
+def _clip_out(args, cam: _Cam, clip, write, stream, ready, overlay, output_failed,
               person: int | None = None) -> None:
-    """One scored clip: its latency, events, segments and stderr line."""
+    """One scored clip: its latency, events, segments and stderr line. ``write(fn)``
+    hands the run's EventWriter to ``fn``."""
     now = time.monotonic()
     # latency from the arrival of the clip's last frame
     arrival = cam.live.arrival(clip.end_frame - 1)
@@ -477,15 +485,12 @@ def _clip_out(args, cam: _Cam, clip, emit, stream, ready, overlay, output_failed
             output_failed(msg)
     skipped = stream.skipped[ready.index(cam)] if isinstance(stream.skipped, list) \
         else stream.skipped
-    fields = clip.to_dict()
-    if args.jsonl_features and clip.features is not None:
-        fields["features"] = [round(float(v), 6) for v in clip.features]
-    emit("clip" if person is None else "person_clip", path=cam.name,
-         **({} if person is None else {"person": person}), **fields,
-         latency_s=None if latency is None else round(latency, 4), skipped=skipped)
+    latency_s = None if latency is None else round(latency, 4)
+    write(lambda w: w.clip(cam.name, clip, person=person, latency_s=latency_s,
+                           skipped=skipped))
     if person is None:
         for type_, seg in cam.segmenter.add(clip):
-            emit(type_, path=cam.name, **seg)
+            write(lambda w, type_=type_, seg=seg: w.emit(type_, path=cam.name, **seg))
     if not args.quiet:
         top = clip.top[0]
         who = f"{cam.shown}  " if len(ready) > 1 else ""
@@ -495,37 +500,21 @@ def _clip_out(args, cam: _Cam, clip, emit, stream, ready, overlay, output_failed
               file=sys.stderr)
 
 
-def _close_all(timer, overlay, stream, old_term, jsonl_file, keep: bool) -> None:
-    """Stop the timer and the stream, restore SIGTERM, close the overlay (its MP4 is
-    renamed into place) and, when given, the --jsonl file."""
+def _close_all(timer, overlay, stream, jsonl_file, keep: bool) -> None:
+    """Stop the timer and the stream, close the overlay (its MP4 is renamed into
+    place) and, when given, the --jsonl file."""
     if timer is not None:
         timer.cancel()
     if stream is not None:
         stream.stop()
         stream.close()
-    signal.signal(signal.SIGTERM, old_term)
     if overlay is not None:
         overlay.close()
     if jsonl_file is not None:
         try:
-            _close_jsonl(jsonl_file, keep=keep)
+            jsonl_file.close(keep=keep)
         except OSError:
             pass
-
-
-def _close_jsonl(jsonl_file, keep: bool) -> None:
-    """Close --jsonl; when that fails (a full disk at the last flush), the temporary
-    file beside an existing one is removed, and the existing file stays as it was."""
-    import contextlib
-    import os
-
-    try:
-        jsonl_file.close(keep=keep)
-    except OSError:
-        if jsonl_file.tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(jsonl_file.tmp)
-        raise
 
 
 def _person_options(args, many: bool):

@@ -10,9 +10,7 @@ hold every video that finished, and the JSON says ``"interrupted": true``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -25,9 +23,8 @@ from ..text import printable
 from . import ExitCode, UsageError, add_command
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_runtime_options, make_recognizer, positive_int, progress_bar,
-                     check_not_input, check_output_path, clean_stale_temps, same_output,
-                     signals_interrupt,
-                     timeline_settings)
+                     check_not_input, check_output_path, clean_stale_temps, run_options,
+                     same_output, signals_ignored, signals_interrupt)
 
 # Per-video outputs: option, what one output is, its file name in directory mode
 # (<input stem><suffix>), and the extensions it can write.
@@ -257,55 +254,6 @@ def _quiet_stdout() -> None:
     _silence_stdout()
 
 
-@contextlib.contextmanager
-def _signals_ignored():
-    """While the final files are written: a second Ctrl-C must not cut them short."""
-    saved = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            saved.append((sig, signal.signal(sig, signal.SIG_IGN)))
-        except ValueError:
-            pass
-    try:
-        yield
-    finally:
-        for sig, handler in saved:
-            signal.signal(sig, handler)
-
-
-# -- the JSONL stream ---------------------------------------------------------------
-class _JsonlFile:
-    """--jsonl FILE: lines appear as they are written. A new file is written in place;
-    an existing file is kept until the run ends, the new lines going to a temporary
-    file beside it that then replaces it (so the old file is never half-overwritten)."""
-
-    def __init__(self, target: str) -> None:
-        import tempfile
-
-        from ..fsutil import is_special, temp_prefix
-
-        self.target = target
-        self.tmp: str | None = None
-        if is_special(target):  # /dev/stdout, a FIFO: written as it is
-            self.fh = open(target, "w", encoding="utf-8")
-        elif os.path.lexists(target):
-            fd, self.tmp = tempfile.mkstemp(prefix=temp_prefix(Path(target).name),
-                                            suffix=".jsonl",
-                                            dir=str(Path(target).parent) or ".")
-            self.fh = os.fdopen(fd, "w", encoding="utf-8")
-        else:
-            self.fh = open(target, "x", encoding="utf-8")
-
-    def close(self, keep: bool = True) -> None:
-        self.fh.close()
-        if self.tmp is not None:
-            if keep:
-                os.replace(self.tmp, self.target)
-            else:
-                with contextlib.suppress(OSError):
-                    os.unlink(self.tmp)
-
-
 # -- the command --------------------------------------------------------------------
 def cmd_predict(args: argparse.Namespace) -> int:
     from .. import writers
@@ -350,12 +298,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     features: list[tuple[int, Any]] = []  # (video position, ClipResult) for --features
 
     events = None
-    jsonl_file: _JsonlFile | None = None
+    jsonl_file: writers.JsonlFile | None = None
     if args.jsonl == "-":
         events = writers.EventWriter(sys.stdout, features=args.jsonl_features)
     elif args.jsonl:
         try:
-            jsonl_file = _JsonlFile(args.jsonl)
+            jsonl_file = writers.JsonlFile(args.jsonl)
         except OSError as exc:
             raise UsageError(f"--jsonl {_shown(args.jsonl)}: cannot be written "
                              f"({exc.strerror or exc}); check the path") from None
@@ -376,7 +324,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 _disable(events)
 
     settings = _settings(args, recognizer)
-    emit(lambda: events.start(model=model_name, settings=settings,
+    emit(lambda: events.start(model_name, settings,
                               inputs=len(sources) + len(input_errors)))
     for r in failed_inputs:
         emit(lambda r=r: events.video(r))
@@ -463,7 +411,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return (kept_place[idx] if idx is not None and idx < len(kept_place) else -1, 1)
 
     results = [r for _, r in sorted(enumerate(failed_inputs + finished), key=order)]
-    with _signals_ignored():
+    with signals_ignored():
         emit(lambda: events.summary(results, interrupted=interrupted))
         if jsonl_file is not None:
             try:
@@ -560,23 +508,14 @@ def _readable(sources, input_errors):
 
 
 def _settings(args: argparse.Namespace, recognizer) -> dict[str, Any]:
-    """The JSON's ``settings``: what was asked and what ran (runtime, precision, the
-    weights' sha256 and the har version, so a result can be traced to its model)."""
-    from .. import __version__
+    """The JSON's ``settings`` (har.writers.run_settings): the options that ran and what
+    ran them; when no model was loaded (every input failed first), what was asked."""
+    from ..writers import run_settings
 
-    settings: dict[str, Any] = {"stride": args.stride, "tail": args.tail,
-                                "sampler": args.sampler, "num_clips": args.num_clips}
     if recognizer is not None:
-        settings.update(clip_len=recognizer.preset.clip_len, topk=args.topk,
-                        backend=recognizer.backend.name,
-                        precision=recognizer.backend.precision)
-    else:  # nothing ran: what was asked
-        settings.update(topk=args.topk, backend=args.backend, precision=args.precision)
-    settings.update(device=args.device, **timeline_settings(args))
-    settings["weights_sha256"] = getattr(getattr(recognizer, "backend", None),
-                                         "weights_sha256", None)
-    settings["har_version"] = __version__
-    return settings
+        return run_settings(recognizer.options, recognizer)
+    return run_settings(run_options(args), backend=args.backend, precision=args.precision,
+                        device=args.device)
 
 
 def _external_data(args: argparse.Namespace, recognizer) -> dict[str, Any]:
@@ -855,8 +794,7 @@ def _persons_pass(recognizer, result, options, sources, emit, events) -> None:
                                                first_frame=ev.clip.start_frame,
                                                start_s=ev.clip.start_s))
             elif ev.kind == "clip":
-                emit(lambda ev=ev: events.emit("person_clip", path=path, person=ev.id,
-                                               **ev.clip.to_dict()))
+                emit(lambda ev=ev: events.clip_fields(path, ev.clip.to_dict(), person=ev.id))
             else:
                 p = ev.person
                 emit(lambda p=p: events.emit(

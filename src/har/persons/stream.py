@@ -156,10 +156,14 @@ class PersonStream:
     """
 
     def __init__(self, rec, source, options: PersonOptions | None = None, *,
-                 live: bool | None = None, progress=None, keep_clips: bool = True) -> None:
+                 live: bool | None = None, progress=None, keep_clips: bool = True,
+                 run_options=None) -> None:
         # keep_clips=False (live streams that run for days): each person keeps its last
         # clips only (Summary's window) and no per-frame boxes, so memory stays flat.
+        # run_options: the clip and timeline options (har.recognizer.RunOptions) of
+        # this stream; default: the recognizer's.
         self._rec = rec
+        self.run_options = rec.resolve(run_options)
         self.keep_clips = keep_clips
         self.options = options or PersonOptions()
         if isinstance(source, (str, Path)):
@@ -247,7 +251,7 @@ class PersonStream:
 
     # -- the pipeline ----------------------------------------------------------------
     def _run(self) -> Iterator[PersonEvent]:
-        rec = self._rec
+        rec, ro = self._rec, self.run_options
         video = self._frame_source or open_video(self.source)
         batches = None
         try:
@@ -267,7 +271,7 @@ class PersonStream:
                         f"{t.id}); give tracks in this video's pixels")
             clips = self._assemble(video, info)
             batches = rec._batches(clips, live=self.live, progress=self._progress,
-                                   info=info, counter=self)
+                                   info=info, counter=self, options=self.run_options)
             for items, logits, _feats in batches:
                 probs = softmax(logits)
                 top_seq = -1
@@ -276,15 +280,15 @@ class PersonStream:
                     top_seq = max(top_seq, spec.seq)
                     clip = PersonClip(index=spec.index, start_frame=spec.start_frame,
                                       end_frame=spec.end_frame, start_s=spec.start_s,
-                                      end_s=spec.end_s, top=topk(row, rec.labels, rec.k),
+                                      end_s=spec.end_s, top=topk(row, rec.labels, ro.topk),
                                       probs=np.array(row, np.float32),
                                       ready_at=item.ready_at, person=spec.person,
                                       box=spec.square)
                     summ = self._summaries.get(spec.person)
                     if summ is None:
                         summ = self._summaries[spec.person] = Summary(
-                            rec.labels, k=rec.k, aggregate=rec.aggregate,
-                            aggregate_k=rec.aggregate_k, timeline=rec.timeline,
+                            rec.labels, k=ro.topk, aggregate=ro.aggregate,
+                            aggregate_k=ro.aggregate_k, timeline=ro.timeline,
                             keep_clips=self.keep_clips, window=64)
                         yield PersonEvent("start", spec.person, clip)
                     summ.add(clip)
@@ -326,9 +330,9 @@ class PersonStream:
     def _assemble(self, video, info) -> Iterator[tuple[_PersonSpec, np.ndarray]]:
         """Runs in the decode thread: frames -> people -> per-person clips."""
         rec, opt = self._rec, self.options
-        L, S = rec.preset.clip_len, rec.stride
+        L, S = rec.preset.clip_len, self.run_options.stride
         min_frames = opt.min_frames if opt.min_frames is not None else max(1, L // 2)
-        pad = rec.tail == "pad"
+        pad = self.run_options.tail == "pad"
         W, H = info.width, info.height
         s = min(1.0, opt.max_side / max(W, H, 1))
         size = None if s >= 1.0 else (max(2, int(round(W * s))), max(2, int(round(H * s))))

@@ -39,12 +39,13 @@ from ..defaults import AGGREGATES
 from ..errors import HarError
 from ..fsutil import clean_text
 from ..netsafe import UrlRefused, literal_refusal, stream_refusal
-from ..writers import EVENTS_SCHEMA
+from ..results import VideoResult
+from ..writers import EventWriter
 from . import schemas
 from .push import Pusher
 from .store import JobStore
 from .streams import MP4_KEPT, MP4_MAX_S, StreamHub
-from .worker import JobEvents, Worker, WorkerSettings
+from .worker import JobEvents, Worker, WorkerSettings, job_settings
 
 STATIC = Path(__file__).with_name("static")
 API_VERSION = "v1"
@@ -513,7 +514,7 @@ def create_app(rec, config: ServeConfig, *, start_worker: bool = True,
                     if now is None:
                         return
                     if now.status not in ("queued", "running"):
-                        for i, ev in enumerate(_replay(store, now, rec.model_name)):
+                        for i, ev in enumerate(_replay(store, now, rec)):
                             if i >= sent:
                                 yield _sse(ev, i)
                         return
@@ -977,22 +978,32 @@ def _sse(event: dict[str, Any], number: int) -> str:
             f"data: {json.dumps(event)}\n\n")
 
 
-def _replay(store: JobStore, job, model: str) -> list[dict[str, Any]]:
-    """An ended job's events, numbered as they were sent live: start, clips, video."""
-    start = {"type": "start", "schema": EVENTS_SCHEMA, "model": model, "job": job.id,
-             "settings": job.options}
+def _replay(store: JobStore, job, rec) -> list[dict[str, Any]]:
+    """An ended job's events, numbered as they were sent live: start, clips, video;
+    built by the same writer with a list as its sink. ``wall_time``: the job's start
+    for ``start``, its end for ``video``, null for the clips (their times are not
+    stored)."""
+    out: list[dict[str, Any]] = []
+    events = EventWriter(sink=out.append)
+    doc = None
+    if job.status not in ("failed", "cancelled"):
+        try:
+            doc = json.loads(store.result_path(job.id).read_text(encoding="utf-8"))
+            video = doc["videos"][0]
+            settings = doc["settings"]
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            doc = None
+    if doc is None:  # what the worker wrote for the same options
+        settings = job_settings(rec, job.options)
+    events.start(rec.model_name, settings, job=job.id,
+                 wall_time=job.started if job.started is not None else job.created)
     if job.status in ("failed", "cancelled"):
-        return [start, {"type": "video", "path": job.name, "status": job.status,
-                        "error": job.error}]
-    try:
-        doc = json.loads(store.result_path(job.id).read_text(encoding="utf-8"))
-        video = doc["videos"][0]
-    except (OSError, ValueError, KeyError, IndexError):
-        return [start]
-    out = [start] + [{"type": "clip", "path": job.name, **c} for c in video.get("clips", [])]
-    fields = {k: v for k, v in video.items() if k != "clips"}
-    out.append({"type": "video", **fields, "status": "done",
-                "clips": len(video.get("clips", []))})
+        events.video(VideoResult(path=job.name, error=job.error), status=job.status,
+                     wall_time=job.finished)
+    elif doc is not None:
+        for clip in video.get("clips") or []:
+            events.clip_fields(job.name, clip, wall_time=None)
+        events.video_fields({**video, "path": job.name}, wall_time=job.finished)
     return out
 
 

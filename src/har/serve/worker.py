@@ -20,7 +20,8 @@ from typing import Any
 from ..errors import HarError
 from ..fsutil import atomic_open, atomic_path, clean_text
 from ..netsafe import FetchLimits, fetch
-from ..writers import EVENTS_SCHEMA, dumps, predictions_doc, video_status
+from ..results import VideoResult
+from ..writers import EventWriter, dumps, predictions_doc, run_settings
 from .store import Job, JobStore
 
 log = logging.getLogger("har.serve")
@@ -51,8 +52,13 @@ class JobEvents:
                 self._events.pop(old, None)
                 self._ended.pop(old, None)
 
-    def add(self, job_id: str, type_: str, **fields: Any) -> None:
-        event = {"type": type_, **fields, "wall_time": round(time.time(), 6)}
+    def writer(self, job_id: str) -> EventWriter:
+        """The job's ``har.events/1`` writer: the one writer of every front end, with
+        this job's events as its sink."""
+        return EventWriter(sink=lambda event: self.push(job_id, event))
+
+    def push(self, job_id: str, event: dict[str, Any]) -> None:
+        """Keep an event (built by :class:`~har.writers.EventWriter`) for the readers."""
         with self._lock:
             self._events.setdefault(job_id, []).append(event)
         if self.on_event is not None:
@@ -69,6 +75,35 @@ class JobEvents:
             if job_id not in self._events:
                 return None
             return list(self._events[job_id][start:]), self._ended[job_id]
+
+
+def job_run_options(rec, options: dict[str, Any]):
+    """A job's :class:`~har.recognizer.RunOptions`: its own options (``stride``,
+    ``topk``, ``aggregate``, ``threshold``, checked by the API) over the server's
+    defaults. The shared recognizer is never changed: the job's stream takes these.
+    ValueError (from RunOptions) for a value no job could run with."""
+    base = rec.options
+    changes: dict[str, Any] = {}
+    if options.get("stride") is not None:
+        changes["stride"] = int(options["stride"])
+    if options.get("topk") is not None:
+        changes["topk"] = int(options["topk"])
+    if options.get("aggregate") not in (None, ""):
+        changes["aggregate"] = options["aggregate"]
+    if options.get("threshold") is not None:
+        changes["timeline"] = dataclasses.replace(base.timeline,
+                                                  threshold=float(options["threshold"]))
+    return base.replace(**changes)
+
+
+def job_settings(rec, options: dict[str, Any]) -> dict[str, Any] | None:
+    """The job's ``settings`` block (its result and its ``start`` event): the same
+    block ``har predict`` writes for the same options (har.writers.run_settings);
+    None for options no job could run with."""
+    try:
+        return run_settings(rec.resolve(job_run_options(rec, options)), rec)
+    except (TypeError, ValueError):
+        return None
 
 
 # Codecs FFmpeg picks for bytes that are text or raw data when a name's extension or a
@@ -147,8 +182,11 @@ class Worker(threading.Thread):
                 # deleted or cancelled by a client: a last event that says so (never a
                 # cut-short 'partial' result), and nothing left behind
                 self._gone(job)
-                self.events.add(job.id, "video", path=job.name, status="cancelled",
-                                error=f"{job.name}: the job was cancelled")
+                now = self.store.get(job.id)  # its record's reason, as the replay says
+                why = now.error if now is not None and now.error else \
+                    f"{job.name}: the job was cancelled"
+                self.events.writer(job.id).video(VideoResult(path=job.name, error=why),
+                                                 status="cancelled")
             except Exception as exc:  # never let one job stop the worker
                 log.exception("job %s", job.id)
                 if isinstance(exc, OSError):  # a full or read-only --data, most often
@@ -170,8 +208,15 @@ class Worker(threading.Thread):
     def _run_job(self, job: Job) -> None:
         store, rec = self.store, self.rec
         self.events.begin(job.id)
-        self.events.add(job.id, "start", schema=EVENTS_SCHEMA, model=rec.model_name,
-                        job=job.id, settings=job.options)
+        events = self.events.writer(job.id)
+        opts = job.options
+        settings = job_settings(rec, opts)
+        events.start(rec.model_name, settings, job=job.id)
+        try:
+            options = rec.resolve(job_run_options(rec, opts))
+        except (TypeError, ValueError) as exc:  # a row the API would not have taken
+            self._fail(job, f"{job.name}: bad job options ({exc}); submit it again")
+            return
         path = store.upload_path(job.id)
         if job.kind == "url" and not path.exists():
             try:
@@ -180,21 +225,7 @@ class Worker(threading.Thread):
                 self._check_stop(job)
                 self._fail(job, str(exc))
                 return
-        opts = job.options
-        saved = (rec.stride, rec.k, rec.aggregate, rec.timeline)
-        try:
-            rec.stride = int(opts.get("stride", rec.stride))
-            rec.k = int(opts.get("topk", rec.k))
-            rec.aggregate = opts.get("aggregate", rec.aggregate)
-            if opts.get("threshold") is not None:
-                rec.timeline = dataclasses.replace(rec.timeline,
-                                                   threshold=float(opts["threshold"]))
-            settings = {"stride": rec.stride, "topk": rec.k, "aggregate": rec.aggregate,
-                        "threshold": rec.timeline.threshold,
-                        "annotate": bool(opts.get("annotate"))}
-            result = self._score(job, path)
-        finally:
-            rec.stride, rec.k, rec.aggregate, rec.timeline = saved
+        result = self._score(job, path, options, events)
         self._check_stop(job)
         if result.ok and (result.codec or "") in NOT_VIDEO_CODECS:
             result.error = (f"{path}: is not a video (FFmpeg could only read it as "
@@ -217,17 +248,14 @@ class Worker(threading.Thread):
         with atomic_open(store.result_path(job.id)) as fh:
             fh.write(dumps(doc))
         top1 = result.top[0].label if result.top else None
-        fields = result.to_dict()
-        fields.pop("clips", None)
-        fields.update(path=job.name, status=video_status(result), clips=len(result.clips))
         self._check_stop(job)
         if not store.finish(job.id, "done", top1=top1):
             self._gone(job)
             raise _Cancelled()
-        self.events.add(job.id, "video", **fields)
+        events.video(result)
 
-    def _score(self, job: Job, path: Path):
-        stream = self.rec.stream(str(path), keep_clips=True, live=False)
+    def _score(self, job: Job, path: Path, options, events: EventWriter):
+        stream = self.rec.stream(str(path), keep_clips=True, live=False, options=options)
         frames = 0
         last = 0.0
         try:
@@ -236,7 +264,7 @@ class Worker(threading.Thread):
                 if stream.info is not None and stream.info.codec in NOT_VIDEO_CODECS:
                     stream.close()
                     break
-                self.events.add(job.id, "clip", path=job.name, **clip.to_dict())
+                events.clip(job.name, clip)
                 total = stream.info.frames if stream.info else None
                 frames = max(frames, clip.end_frame)
                 now = time.monotonic()
@@ -264,7 +292,7 @@ class Worker(threading.Thread):
         if not self.store.finish(job.id, "failed", error=error):
             self._gone(job)
             raise _Cancelled()
-        self.events.add(job.id, "video", path=job.name, status="failed", error=error)
+        self.events.writer(job.id).video(VideoResult(path=job.name, error=error))
 
     def _gone(self, job: Job) -> None:
         """The job was deleted (remove what was written since) or cancelled (keep
