@@ -826,8 +826,6 @@ def _metrics(hub: StreamHub, store: JobStore, pusher: Pusher) -> str:
            [({"output": k}, v) for k, v in pusher.dropped.items()])
     return "\n".join(lines) + "\n"
 
-    return app
-
 
 # -- helpers -------------------------------------------------------------------
 def _disk_error(exc: BaseException, what: str) -> HTTPException:
