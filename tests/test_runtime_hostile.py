@@ -142,33 +142,34 @@ def test_edited_export_sidecar_is_rebuilt_not_trusted(r10_weights):
     from har.runtimes.metadata import metadata_sidecar, write_sidecar
     from har.weights import cache_dir
 
-    good = load_runtime("r3d10-k400", r10_weights, backend="openvino")  # exports once
-    assert good.labels[0] == "abseiling" and len(good.labels) == 400
-    onnx = next((cache_dir() / "exports").glob("*.onnx"))
-    side = metadata_sidecar(onnx)
-    original = json.loads(side.read_text())
+    # each runtime's cached export (OpenVINO's IR, ONNX Runtime's ONNX) has a sidecar
+    for backend, kind in (("openvino", "xml"), ("onnxruntime", "onnx")):
+        good = load_runtime("r3d10-k400", r10_weights, backend=backend)  # exports once
+        assert good.labels[0] == "abseiling" and len(good.labels) == 400
+        export = next((cache_dir() / "exports").glob(f"*.{kind}"))
+        side = metadata_sidecar(export)
+        original = json.loads(side.read_text())
 
-    def poisoned(labels, *, recheck=False):
-        meta = {k: v for k, v in original.items() if k != "sidecar_sha256"}
-        meta["labels"] = json.dumps(labels)
-        if recheck:  # a forger who also recomputes the sidecar's own digest
-            write_sidecar(onnx, meta)
-        else:
-            side.write_text(json.dumps({**meta, "sidecar_sha256":
-                                        original["sidecar_sha256"]}))
+        def poisoned(labels, *, recheck=False):
+            meta = {k: v for k, v in original.items() if k != "sidecar_sha256"}
+            meta["labels"] = json.dumps(labels)
+            if recheck:  # a forger who also recomputes the sidecar's own digest
+                write_sidecar(export, meta)
+            else:
+                side.write_text(json.dumps({**meta, "sidecar_sha256":
+                                            original["sidecar_sha256"]}))
 
-    cases = [lambda: poisoned(["\x1b[31mPWNED"] + list(good.labels[1:])),
-             lambda: poisoned(list(good.labels[:3])),
-             lambda: poisoned(list(good.labels[:3]), recheck=True),
-             lambda: side.write_text("not json {"),
-             lambda: side.write_bytes(b"\xff\xfe\x00garbage")]
-    for make in cases:
-        make()
-        for backend in ("openvino", "onnxruntime"):
+        cases = [lambda: poisoned(["\x1b[31mPWNED"] + list(good.labels[1:])),
+                 lambda: poisoned(list(good.labels[:3])),
+                 lambda: poisoned(list(good.labels[:3]), recheck=True),
+                 lambda: side.write_text("not json {"),
+                 lambda: side.write_bytes(b"\xff\xfe\x00garbage")]
+        for i, make in enumerate(cases):
+            make()
             rt = load_runtime("r3d10-k400", r10_weights, backend=backend)
-            assert rt.labels == good.labels, backend
-        # the sidecar was rebuilt from the export's own metadata
-        assert json.loads(side.read_text())["labels"] == original["labels"]
+            assert rt.labels == good.labels, (backend, i)
+            # the sidecar was rebuilt from the export's own metadata
+            assert json.loads(side.read_text())["labels"] == original["labels"], (backend, i)
 
 
 # -- item 12: model files that cannot be loaded, and a cache that cannot be written --------

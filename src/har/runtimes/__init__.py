@@ -24,10 +24,11 @@ runs directly in its runtime from its own metadata).
 from __future__ import annotations
 
 import contextlib
+import sys
 from pathlib import Path
 
 from ..defaults import BACKENDS, PRECISIONS, pip_hint  # noqa: F401  (re-exported)
-from ..errors import HarError
+from ..errors import HarError, WeightsError
 from .base import Runtime, RuntimeBase, installed as _installed, need as _need  # noqa: F401
 from .metadata import read_onnx_metadata  # noqa: F401  (re-exported)
 
@@ -159,17 +160,26 @@ def make_backend(name: str, model, device: str = "cpu", *,
         rt = _file_runtime(ir, name, device, batch_size, "auto")
         rt.precision = "int8"
     else:
-        from .export import export_onnx_cached
+        from .export import export_onnx_cached, export_openvino_cached
         from .metadata import read_sidecar
 
+        export = export_openvino_cached if name == "openvino" else export_onnx_cached
         try:
-            onnx_path = export_onnx_cached(model, input_shape)
+            path = export(model, input_shape)
         except OSError as exc:  # HAR_HOME read-only, a file, or full
             rt = _uncached_runtime(model, input_shape, name, device, batch_size, precision,
                                    exc)
         else:
-            rt = _file_runtime(onnx_path, name, device, batch_size, precision,
-                               read_sidecar(onnx_path))
+            # The runtime runs the file: when the caller drops the module too, it is
+            # freed before the compile (its layers hold reference cycles, hence the
+            # collect). First run of a ResNet-34 .pth: 896 MB -> 653 MB once compiled
+            # (2-core Intel Xeon with AMX, 2026-12-02; docs/performance.md).
+            del model
+            import gc
+
+            gc.collect()
+            rt = _file_runtime(path, name, device, batch_size, precision,
+                               read_sidecar(path))
     rt.set_info(info)
     return rt
 
@@ -387,8 +397,11 @@ def _cached_export_runtime(model: str, weights, backend: str, device: str, batch
     if path.suffix.lower() not in (".pth", ".pt", ".tar"):
         return None
     digest = file_sha256(path)
-    found = sorted((cache_dir() / "exports").glob(f"{digest[:24]}-*.onnx"))
-    found = [f for f in found if ".tmp" not in f.name]
+    # OpenVINO runs its own IR export (converted without ONNX), the others the ONNX
+    kind = "xml" if backend == "openvino" else "onnx"
+    found = sorted((cache_dir() / "exports").glob(f"{digest[:24]}-*.{kind}"))
+    found = [f for f in found if ".tmp" not in f.name
+             and (kind == "onnx" or f.with_suffix(".bin").is_file())]
     if len(found) != 1:
         return None
     from .metadata import read_sidecar, write_sidecar
@@ -406,9 +419,27 @@ def _cached_export_runtime(model: str, weights, backend: str, device: str, batch
         rt.set_info(dataclasses.replace(info, weights_path=str(path)))
     except WeightsError:  # labels that do not fit the graph: the full path rebuilds
         return None
-    if sidecar is None:  # missing or rejected: rebuilt from the export's own metadata
+    if sidecar != rt.metadata:  # missing, rejected, or unlike the file (a runtime that
+        # reads the file's own metadata): rebuilt from the export's metadata
         write_sidecar(found[0], rt.metadata)
     return rt
+
+
+def _convert_in_child(model: str, weights, backend: str, sha256: str | None) -> bool:
+    """The cached export of a local ``.pth`` written by a child process (True when it
+    was); anything else, or any failure, leaves it to this process."""
+    from ..models.zoo import get_entry
+    from ..weights import resolve_weights
+    from .convert import convert_in_child
+
+    try:  # downloads the registry's file first if needed (errors: as load_model's)
+        path = resolve_weights(get_entry(model), weights, sha256=sha256)
+    except (WeightsError, OSError):
+        return False
+    if path.suffix.lower() not in (".pth", ".pt", ".tar"):
+        return False
+    return convert_in_child(model, path, "xml" if backend == "openvino" else "onnx",
+                            sha256)
 
 
 def _discard_export(path: Path) -> None:
@@ -485,8 +516,18 @@ def load_runtime(model: str, weights=None, *, backend: str = "auto", device: str
                                     sha256)
         if rt is not None:
             return rt
+        if "torch" not in sys.modules and _convert_in_child(model, weights, backend, sha256):
+            # first run of these weights: converted in a child process, so this one
+            # never loads PyTorch (first-run memory, har.runtimes.convert)
+            rt = _cached_export_runtime(model, weights, backend, device, batch_size,
+                                        precision, sha256)
+            if rt is not None:
+                return rt
     if module is None:
         module = load_model(model, weights=weights, device="cpu", sha256=sha256)
     preset = getattr(getattr(module, "har_info", None), "preset", None) or get_entry(model).preset
-    return make_backend(backend, module, device, batch_size=batch_size, precision=precision,
+    holder = [module]
+    del module  # make_backend may drop the last reference before it compiles
+    return make_backend(backend, holder.pop(), device, batch_size=batch_size,
+                        precision=precision,
                         input_shape=(preset.clip_len, preset.crop, preset.crop))

@@ -184,6 +184,7 @@ class Profile:
         self.counts: dict[str, int] = {}
         self.marks: dict[str, list[float]] = {}
         self.intervals: list[tuple[float, float]] = []
+        self.notes: dict = {}  # other figures (the converter child's memory)
         self._lock = threading.Lock()
 
     def add(self, phase: str, seconds: float) -> None:
@@ -227,7 +228,8 @@ class Profile:
             pass
         return {"process_age_s": now - self.start, "peak_rss_mb": peak, "sums_s": dict(self.sums),
                 "counts": dict(self.counts), "marks_s": rel,
-                "runtime_busy_s": self.busy_seconds(), "batches": len(self.intervals)}
+                "runtime_busy_s": self.busy_seconds(), "batches": len(self.intervals),
+                **self.notes}
 
 
 _PROFILE: Profile | None = None

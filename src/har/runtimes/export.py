@@ -113,37 +113,72 @@ def _fixed_avgpool(model: nn.Module, x: torch.Tensor):
         model.avgpool = pool
 
 
-def export_openvino(model: nn.Module, path: str | Path, input_shape=(16, 112, 112),
-                    compress_to_fp16: bool = False, precision: str = "fp32",
-                    calibration=None) -> Path:
-    """Export to OpenVINO IR (``path`` .xml plus its .bin), via ONNX, with the
-    metadata in ``rt_info["har"]``. ``precision="int8"`` quantizes with NNCF on
-    ``calibration`` (an iterable of ``(N, 3, T, H, W)`` float32 batches)."""
-    need("openvino", "openvino")
-    import tempfile
+def convert_openvino(model: nn.Module, input_shape=(16, 112, 112)):
+    """``model`` as an OpenVINO model with the two outputs (``logits``, ``features``)
+    and a dynamic batch axis (and time axis for a network that allows it).
+
+    Converted straight from the PyTorch module by OpenVINO's PyTorch front end, whose
+    constants share the module's memory: for ResNet-34 this peaked at 845-867 MB
+    against 1600 MB through ``torch.onnx.export`` (one process each, from a loaded
+    254 MB ``.pth`` at 714-732 MB; 2-core Intel Xeon with AMX, 2026-12-02; see
+    docs/performance.md). A module the front end cannot convert goes through ONNX."""
+    import warnings
 
     import openvino as ov
 
-    path = Path(path).with_suffix(".xml")
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = export_onnx(model, Path(tmp) / "model.onnx", input_shape)
-        ov_model = ov.convert_model(str(onnx_path))
-        if precision == "int8":
-            from .quantize import quantize_openvino
+    model = model.to("cpu").eval()
+    two = hasattr(model, "forward_features")
+    net = (_TwoOutputs(model) if two else model).eval()
+    x = torch.zeros(1, 3, *input_shape)
+    t = -1 if getattr(model, "dynamic_time", False) else input_shape[0]
+    shape = ov.PartialShape([-1, 3, t, *input_shape[1:]])
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            ov_model = ov.convert_model(net, example_input=x, input=[shape])
+    except Exception:  # noqa: BLE001 - the front end's gaps: the ONNX route converts it
+        import tempfile
 
-            ov_model = quantize_openvino(ov_model, calibration, input_shape)
-        meta = model_metadata(model)
-        if meta:
-            set_ov_metadata(ov_model, {**meta, "precision": precision})
-        tmp_xml = path.with_name(temp_prefix(path.stem) + "xml")
-        try:
-            ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
-            os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
-            os.replace(tmp_xml, path)
-        finally:
-            for p in (tmp_xml, tmp_xml.with_suffix(".bin")):
-                with contextlib.suppress(OSError):
-                    p.unlink()
+        with tempfile.TemporaryDirectory() as tmp:
+            ov_model = ov.convert_model(str(export_onnx(model, Path(tmp) / "m.onnx",
+                                                        input_shape)))
+        return ov_model
+    names = ["logits", "features"] if two else ["logits"]
+    for out, name in zip(ov_model.outputs, names):
+        out.get_tensor().set_names({name})
+    ov_model.inputs[0].get_tensor().set_names({"clips"})
+    return ov_model
+
+
+def export_openvino(model: nn.Module, path: str | Path, input_shape=(16, 112, 112),
+                    compress_to_fp16: bool = False, precision: str = "fp32",
+                    calibration=None) -> Path:
+    """Export to OpenVINO IR (``path`` .xml plus its .bin), converted straight from
+    the module (:func:`convert_openvino`), with the metadata in ``rt_info["har"]``.
+    ``precision="int8"`` quantizes with NNCF on ``calibration`` (an iterable of
+    ``(N, 3, T, H, W)`` float32 batches)."""
+    need("openvino", "openvino")
+    import openvino as ov
+
+    path = Path(path).with_suffix(".xml")
+    ov_model = convert_openvino(model, input_shape)
+    if precision == "int8":
+        from .quantize import quantize_openvino
+
+        ov_model = quantize_openvino(ov_model, calibration, input_shape)
+    meta = model_metadata(model)
+    if meta:
+        set_ov_metadata(ov_model, {**meta, "precision": precision})
+    tmp_xml = path.with_name(temp_prefix(path.stem) + "xml")
+    try:
+        ov.save_model(ov_model, str(tmp_xml), compress_to_fp16=compress_to_fp16)
+        del ov_model
+        os.replace(tmp_xml.with_suffix(".bin"), path.with_suffix(".bin"))
+        os.replace(tmp_xml, path)
+    finally:
+        for p in (tmp_xml, tmp_xml.with_suffix(".bin")):
+            with contextlib.suppress(OSError):
+                p.unlink()
     return path
 
 
@@ -169,5 +204,31 @@ def export_onnx_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
 
     meta = model_metadata(model)
     if read_sidecar(path) != meta:  # missing, damaged or edited: the model's own metadata
+        write_sidecar(path, meta)
+    return path
+
+
+def export_openvino_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
+    """One OpenVINO IR per (weights, clip shape) in the cache's ``exports/``, next to
+    the ONNX exports the other runtimes use: OpenVINO's first run converts the module
+    directly, without the ONNX exporter's memory peak (:func:`convert_openvino`)."""
+    from ..weights import cache_dir
+
+    t, h, w = input_shape
+    path = cache_dir() / "exports" / f"{_state_key(model)}-{t}x{h}x{w}.xml"
+    remove_stale_temps(path.parent)  # what a killed export left
+    if not (path.is_file() and path.with_suffix(".bin").is_file()):
+        import sys
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        name = getattr(getattr(model, "har_info", None), "model", None) or "the model"
+        print(f"note: converting {name} for the runtime: a one-time cost for these "
+              f"weights (cached in {path.parent}); later runs start at once",
+              file=sys.stderr)
+        export_openvino(model, path, input_shape)
+    from .metadata import read_sidecar
+
+    meta = {**model_metadata(model), "precision": "fp32"}
+    if read_sidecar(path) != meta:
         write_sidecar(path, meta)
     return path
