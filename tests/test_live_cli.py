@@ -10,11 +10,12 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
+import tempfile
 import time
 
 import pytest
 
+from conftest import har_main
 from har.cli import ExitCode, main
 from stream_servers import serve_endless, serve_trickle
 
@@ -31,10 +32,9 @@ def digest(path) -> str:
 
 
 def har_live(args, weights, env=None):
-    cmd = [sys.executable, "-m", "har", "live", *args, "--model", "r3d10-k400", "--weights",
-           weights, "--backend", "torch", "--quiet"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+    """`har live ARGS` with the test model, in this process (conftest.har_main)."""
+    return har_main("live", *args, "--model", "r3d10-k400", "--weights", weights,
+                    "--backend", "torch", "--quiet", env=env)
 
 
 def one_error_line(err: str) -> str:
@@ -182,9 +182,11 @@ def test_trickling_http_server_ends_at_duration(r10_weights):
     assert one_error_line(res.stderr)
 
 
-def test_endless_body_is_streamed_not_fetched_to_disk(r10_weights, tmp_path):
+def test_endless_body_is_streamed_not_fetched_to_disk(r10_weights, tmp_path, monkeypatch):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
+    # TMPDIR for this call: Python's tempfile reads it again (it caches the folder)
+    monkeypatch.setattr(tempfile, "tempdir", None)
     server = serve_endless(seconds=60)
     try:
         t0 = time.monotonic()
@@ -251,9 +253,8 @@ def test_several_sources_usage(good, capsys):
 
 def test_ended_is_printed_after_the_last_clip_line(r10_weights, good):
     """Issue 26 item 7: `ended` used to be printed while clips were still coming."""
-    cmd = [sys.executable, "-m", "har", "live", str(good), "--realtime", "--model",
-           "r3d10-k400", "--weights", r10_weights, "--backend", "torch"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    res = har_main("live", good, "--realtime", "--model", "r3d10-k400", "--weights",
+                   r10_weights, "--backend", "torch")
     assert res.returncode == 0, res.stderr
     lines = res.stderr.splitlines()
     clip_lines = [i for i, ln in enumerate(lines) if ln.strip().endswith("%)")]
