@@ -37,6 +37,17 @@ def har_live(args, weights, env=None):
                     "--backend", "torch", "--quiet", env=env)
 
 
+def open_files_under(folder) -> list[str]:
+    """The files under ``folder`` that this process has open."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(f"{folder}/"):
+                found.append(target)
+    return found
+
+
 def one_error_line(err: str) -> str:
     assert "Traceback" not in err, err
     lines = [ln for ln in err.splitlines() if "error:" in ln]
@@ -144,6 +155,9 @@ def test_record_onto_a_full_file_system(r10_weights, good, tmp_path):
         line = one_error_line(res.stderr)
         assert "--record" in line and "No space left" in line, line
         assert [p.name for p in full.iterdir()] == ["filler"]  # no temporary file left
+        # nor one held open (deleted, its space still taken) by this process, which
+        # ran the command: PyAV never closes a file whose header could not be written
+        assert not open_files_under(full)
 
 
 def test_jsonl_over_an_existing_file_on_a_full_file_system(r10_weights, good, tmp_path):
