@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pytest
@@ -119,3 +119,80 @@ def pytest_unconfigure(config):
 
     for d in _SESSION_DIRS:  # the folders this session made, nothing else
         shutil.rmtree(d, ignore_errors=True)
+
+
+class CliResult(NamedTuple):
+    """What ``har_main`` gives back: unpacks as (code, stdout, stderr) and reads like a
+    ``subprocess.CompletedProcess`` (``.returncode``, ``.stdout``, ``.stderr``)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class CliTimeout(BaseException):
+    """An in-process ``har`` call ran past its time (see ``har_main``)."""
+
+
+def har_main(*argv, stdin: bytes | None = None, env: dict[str, str] | None = None,
+             timeout: float = 300) -> CliResult:
+    """``har ARGV...`` in this process: no interpreter start-up and no second import of
+    torch, which is most of the time a ``python -m har`` subprocess costs.
+
+    stdout and stderr are captured in text streams with a ``.buffer`` (the CLI writes
+    bytes there too); ``stdin`` (bytes) is what ``-`` reads; ``env`` is set for the call
+    only; past ``timeout`` seconds the call is stopped (SIGALRM raises CliTimeout, which
+    no ``except Exception`` or ``except OSError`` in har can take for its own), so a
+    command that should have ended cannot hang the suite (not `har serve`: uvicorn's
+    event loop takes the exception; run it in a subprocess). What the CLI may change
+    process-wide is put back afterwards: the SIGINT, SIGTERM and SIGALRM handlers, the
+    working directory, torch's thread count and the environment.
+    Use a subprocess instead for what is about processes: signals, start-up time,
+    exit codes made by the interpreter, a variable read once at import."""
+    import contextlib
+    import io
+    import signal
+    import sys
+
+    from har.cli import main
+
+    # the error handlers of this interpreter's own streams, as a subprocess would have
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors=errors, newline="",
+                                 write_through=True)
+                for errors in (getattr(sys.__stdout__, "errors", None) or "strict",
+                               "backslashreplace"))
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM,
+                                                  signal.SIGALRM)}
+
+    def too_long(signum, frame):
+        raise CliTimeout(f"har {' '.join(map(str, argv))} ran past {timeout} s")
+
+    cwd, threads, environ = os.getcwd(), torch.get_num_threads(), dict(os.environ)
+    old_stdin = sys.stdin
+    try:
+        os.environ.update(env or {})
+        if stdin is not None:
+            sys.stdin = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+        signal.signal(signal.SIGALRM, too_long)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in argv])
+            except SystemExit as exc:  # argparse's usage errors and --help
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None
+                                                                    else 1)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.stdin = old_stdin
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        os.chdir(cwd)
+        torch.set_num_threads(threads)
+        os.environ.clear()
+        os.environ.update(environ)
+
+    def text(stream: io.TextIOWrapper) -> str:
+        stream.flush()
+        return stream.buffer.getvalue().decode("utf-8", "replace")
+
+    return CliResult(int(code), text(out), text(err))

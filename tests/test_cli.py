@@ -94,9 +94,14 @@ def test_usage_errors(capsys):
     with pytest.raises(SystemExit) as e:
         main(["predict", "x.mp4", "--stride", "0"])
     assert e.value.code == ExitCode.USAGE
+    capsys.readouterr()
     code, out, err = run(capsys, "predict", "x.mp4", "--device", "cuda:0", "--weights", "w")
-    if not torch.cuda.is_available():
+    if torch.cuda.is_available():  # the device is fine: the missing input is the error
+        assert code == ExitCode.INPUT_FAILED and "CUDA" not in err
+        assert err.splitlines()[0] == "error: x.mp4: no such file; check the path"
+    else:
         assert code == ExitCode.USAGE and "CUDA is not available" in err
+        assert len(err.strip().splitlines()) == 1  # before the input is even looked at
 
 
 def test_models_lists_registry(capsys):

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from conftest import har_main
 from har.cli import ExitCode
 from stream_servers import GarbageServer, SilentServer, free_udp_port, udp_sender
 
@@ -54,6 +55,15 @@ def events_of(proc, timeout=60):
     out, err = proc.communicate(timeout=timeout)
     assert "Traceback" not in err, err
     return [json.loads(line) for line in out.splitlines()], err
+
+
+def live_here(args, weights):
+    """`har live ARGS --jsonl -` run to its end in this process (conftest.har_main):
+    (exit code, events, stderr)."""
+    code, out, err = har_main("live", *args, "--model", "r3d10-k400", "--weights", weights,
+                              "--backend", "torch", "--jsonl", "-", "--quiet")
+    assert "Traceback" not in err, err
+    return code, [json.loads(line) for line in out.splitlines()], err
 
 
 @pytest.mark.slow
@@ -122,9 +132,9 @@ def test_a_server_that_accepts_and_sends_nothing_is_stalled(r10_weights):
     server = SilentServer()
     try:
         t0 = time.monotonic()
-        proc = har_live([f"tcp://127.0.0.1:{server.port}", "--open-timeout", "1.5",
-                         "--read-timeout", "1.5", "--max-reconnects", "1"], r10_weights)
-        events, err = events_of(proc, timeout=60)
+        code, events, err = live_here([f"tcp://127.0.0.1:{server.port}", "--open-timeout",
+                                       "1.5", "--read-timeout", "1.5", "--max-reconnects",
+                                       "1"], r10_weights)
         took = time.monotonic() - t0
     finally:
         server.close()
@@ -132,7 +142,7 @@ def test_a_server_that_accepts_and_sends_nothing_is_stalled(r10_weights):
     assert "stalled" in states and "reconnecting" in states and states[-1] == "ended", states
     assert server.accepted >= 2  # it did try again
     assert events[-1]["reconnects"] == 0  # failed tries are not reconnections
-    assert proc.returncode == ExitCode.INPUT_FAILED
+    assert code == ExitCode.INPUT_FAILED
     assert took < 40
     assert len([line for line in err.splitlines() if line.startswith("error:")]) == 1
 
@@ -140,25 +150,23 @@ def test_a_server_that_accepts_and_sends_nothing_is_stalled(r10_weights):
 def test_a_server_that_sends_garbage(r10_weights):
     server = GarbageServer()
     try:
-        proc = har_live([f"tcp://127.0.0.1:{server.port}", "--open-timeout", "2",
-                         "--read-timeout", "2", "--max-reconnects", "0"], r10_weights)
-        events, err = events_of(proc, timeout=60)
+        code, events, err = live_here([f"tcp://127.0.0.1:{server.port}", "--open-timeout",
+                                       "2", "--read-timeout", "2", "--max-reconnects", "0"],
+                                      r10_weights)
     finally:
         server.close()
-    assert proc.returncode == ExitCode.INPUT_FAILED
+    assert code == ExitCode.INPUT_FAILED
     assert "error:" in err and events[-1]["type"] == "summary"
 
 
 def test_realtime_file_matches_predict(r10_weights, source_video, tmp_path):
-    proc = har_live([str(source_video), "--realtime"], r10_weights)
-    events, err = events_of(proc, timeout=120)
-    assert proc.returncode == 0, err
+    code, events, err = live_here([str(source_video), "--realtime"], r10_weights)
+    assert code == 0, err
     live = [e for e in events if e["type"] == "clip"]
     assert events[-1]["skipped"] == 0
-    out = subprocess.run([sys.executable, "-m", "har", "predict", str(source_video),
-                          "--model", "r3d10-k400", "--weights", r10_weights, "--backend",
-                          "torch", "--batch-size", "1", "--json", "-"],
-                         capture_output=True, text=True, timeout=120)
+    out = har_main("predict", source_video, "--model", "r3d10-k400", "--weights", r10_weights,
+                   "--backend", "torch", "--batch-size", "1", "--json", "-")
+    assert out.returncode == 0, out.stderr
     # Live scores clips as they come (batches of one); with the same batches the scores
     # are identical. (Other batch sizes may change the sixth decimal.)
     offline = json.loads(out.stdout)["videos"][0]["clips"]
@@ -166,7 +174,7 @@ def test_realtime_file_matches_predict(r10_weights, source_video, tmp_path):
         [(c["start_frame"], c["end_frame"]) for c in offline]
     for a, b in zip(live, offline):
         assert [t["label"] for t in a["top"][:3]] == [t["label"] for t in b["top"][:3]]
-        # two processes' CPU kernels may differ in the last digit (seen: 1e-6)
+        # CPU kernels may differ in the last digit between runs (seen: 1e-6)
         assert all(abs(x["score"] - y["score"]) <= 1e-5 for x, y in zip(a["top"], b["top"]))
     for c in live:
         assert c["latency_s"] is not None and c["latency_s"] >= 0

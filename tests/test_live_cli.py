@@ -10,11 +10,12 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
+import tempfile
 import time
 
 import pytest
 
+from conftest import har_main
 from har.cli import ExitCode, main
 from stream_servers import serve_endless, serve_trickle
 
@@ -31,10 +32,20 @@ def digest(path) -> str:
 
 
 def har_live(args, weights, env=None):
-    cmd = [sys.executable, "-m", "har", "live", *args, "--model", "r3d10-k400", "--weights",
-           weights, "--backend", "torch", "--quiet"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
+    """`har live ARGS` with the test model, in this process (conftest.har_main)."""
+    return har_main("live", *args, "--model", "r3d10-k400", "--weights", weights,
+                    "--backend", "torch", "--quiet", env=env)
+
+
+def open_files_under(folder) -> list[str]:
+    """The files under ``folder`` that this process has open."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            if target.startswith(f"{folder}/"):
+                found.append(target)
+    return found
 
 
 def one_error_line(err: str) -> str:
@@ -144,6 +155,9 @@ def test_record_onto_a_full_file_system(r10_weights, good, tmp_path):
         line = one_error_line(res.stderr)
         assert "--record" in line and "No space left" in line, line
         assert [p.name for p in full.iterdir()] == ["filler"]  # no temporary file left
+        # nor one held open (deleted, its space still taken) by this process, which
+        # ran the command: PyAV never closes a file whose header could not be written
+        assert not open_files_under(full)
 
 
 def test_jsonl_over_an_existing_file_on_a_full_file_system(r10_weights, good, tmp_path):
@@ -182,9 +196,11 @@ def test_trickling_http_server_ends_at_duration(r10_weights):
     assert one_error_line(res.stderr)
 
 
-def test_endless_body_is_streamed_not_fetched_to_disk(r10_weights, tmp_path):
+def test_endless_body_is_streamed_not_fetched_to_disk(r10_weights, tmp_path, monkeypatch):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
+    # TMPDIR for this call: Python's tempfile reads it again (it caches the folder)
+    monkeypatch.setattr(tempfile, "tempdir", None)
     server = serve_endless(seconds=60)
     try:
         t0 = time.monotonic()
@@ -251,9 +267,8 @@ def test_several_sources_usage(good, capsys):
 
 def test_ended_is_printed_after_the_last_clip_line(r10_weights, good):
     """Issue 26 item 7: `ended` used to be printed while clips were still coming."""
-    cmd = [sys.executable, "-m", "har", "live", str(good), "--realtime", "--model",
-           "r3d10-k400", "--weights", r10_weights, "--backend", "torch"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    res = har_main("live", good, "--realtime", "--model", "r3d10-k400", "--weights",
+                   r10_weights, "--backend", "torch")
     assert res.returncode == 0, res.stderr
     lines = res.stderr.splitlines()
     clip_lines = [i for i, ln in enumerate(lines) if ln.strip().endswith("%)")]

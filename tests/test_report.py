@@ -9,14 +9,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from browser import chromium, external_requests, requests  # noqa: F401 (fixture)
-from conftest import SHARED_VIDEOS, make_video
+from conftest import SHARED_VIDEOS, har_main, make_video
 
 from har.render import PALETTE, segment_colors
 from har.report import render_html, write_report
@@ -61,9 +59,8 @@ def test_report_is_self_contained_and_escaped(tmp_path):
     assert render_html(doc) == text
 
 
-def _predict(args, **kw):
-    return subprocess.run([sys.executable, "-m", "har", "predict", *args], capture_output=True,
-                          text=True, timeout=300, **kw)
+def _predict(args):
+    return har_main("predict", *args)  # in this process: (returncode, stdout, stderr)
 
 
 def _inputs(tmp_path: Path) -> list[Path]:

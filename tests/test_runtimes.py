@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import make_video
+from conftest import har_main, make_video
 
 
 def _needs(module):
@@ -20,9 +20,16 @@ def _needs(module):
         pytest.skip(f"{module} not installed")
 
 
-def _har(*args, **kw):
+def _har(*args):
+    """`har ARGS` in this process (conftest.har_main): returncode, stdout, stderr."""
+    return har_main(*args)
+
+
+def _har_process(*args):
+    """`python -m har ARGS`: for int8 calibration, whose NNCF changes process-wide state
+    (its logging, and its patches when it sees torch) that later tests must not see."""
     return subprocess.run([sys.executable, "-m", "har", *map(str, args)], capture_output=True,
-                          text=True, timeout=300, **kw)
+                          text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +145,8 @@ def test_int8_openvino_export_with_calibration_runs_and_agrees(tmp_path):
     vids.mkdir()
     make_video(vids / "a.mp4", 40, size=(160, 120))
     out = tmp_path / "q.xml"
-    r = _har("export", "openvino", "--model", "r3d10-k400", "--weights", ck, "-o", out,
-             "--precision", "int8", "--calibrate", vids)
+    r = _har_process("export", "openvino", "--model", "r3d10-k400", "--weights", ck, "-o",
+                     out, "--precision", "int8", "--calibrate", vids)
     assert r.returncode == 0, r.stderr
     assert exported_info(out).model == "r3d10-k400"
     rt = load_runtime("r3d10-k400", out, backend="openvino")

@@ -608,6 +608,7 @@ class _Recorder:
         self._staging = atomic_path(path)
         self._tmp = self._staging.__enter__()
         self._container = None
+        self._file = None
         self._stream = None
         self._last = -1
 
@@ -617,7 +618,11 @@ class _Recorder:
 
         if self._container is None:
             fmt = {".mkv": "matroska", ".mov": "mov"}.get(Path(self.path).suffix.lower(), "mp4")
-            self._container = av.open(str(self._tmp), "w", format=fmt)
+            # The file is opened here, not by FFmpeg, so that it is closed whatever
+            # happens: PyAV 18 never closes a file whose header could not be written
+            # (a full disk), and a long-running process would keep it (and its space).
+            self._file = open(self._tmp, "wb", buffering=0)
+            self._container = av.open(self._file, "w", format=fmt)
             self._stream = self._container.add_stream("libx264", rate=30)
             h, w = rgb.shape[:2]
             self._stream.width, self._stream.height = w - w % 2, h - h % 2
@@ -642,10 +647,12 @@ class _Recorder:
             if self._container is not None:
                 self._container.mux(self._stream.encode(None))
                 self._container.close()
+                self._file.close()
             else:
                 raise RuntimeError("no frame was recorded")
             self._staging.__exit__(None, None, None)
         except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            self._close_file()
             with contextlib.suppress(BaseException):
                 self._staging.__exit__(type(exc), exc, exc.__traceback__)
             return _why(exc)
@@ -657,8 +664,14 @@ class _Recorder:
                 self._container.close()
         except Exception:  # noqa: BLE001
             pass
+        self._close_file()
         err = RuntimeError("aborted")
         self._staging.__exit__(RuntimeError, err, None)
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
 
 
 class _Preview:

@@ -161,6 +161,11 @@ def _plan_outputs(args: argparse.Namespace, sources, n_inputs: int
         if importlib.util.find_spec("matplotlib") is None:
             raise UsageError(f"--plot needs matplotlib, which is not installed; "
                              f"install it with: {pip_hint('plot')}")
+    if getattr(args, "annotate", None) and any(s.kind == "stdin" for s in sources):
+        # The annotated video is drawn from a second read of the input, after scoring:
+        # standard input is gone by then (refused here, before any work).
+        raise UsageError("--annotate reads the video a second time, which standard input "
+                         "cannot do; save it to a file and give that")
     many = n_inputs > 1 or any(os.path.isdir(i) for i in args.inputs if isinstance(i, str))
     for opt, what, suffix, extensions in _PER_VIDEO_OUTPUTS:
         value = getattr(args, opt, None)
