@@ -312,7 +312,7 @@ def _open_audio(source: str):
     """``(container, stream, video_start_s)`` of the input's audio, or Nones."""
     import av
 
-    from .sources import is_url
+    from .urls import is_url
 
     # A URL is opened with a timeout (a stalled server must not hang the render); a
     # local path is opened as a file, never read as an FFmpeg protocol string.

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .defaults import cache_dir
 from .errors import WeightsError
+from .urls import HTTP_SCHEMES, is_url, url_problem
 
 CHUNK = 1 << 20
 USER_AGENT = "har-weights/1 (+https://pypi.org/project/har)"
@@ -32,16 +34,6 @@ USER_AGENT = "har-weights/1 (+https://pypi.org/project/har)"
 # per-read timeout) is dropped instead of waited on forever.
 MIN_BYTES_PER_S = 1024
 _RETRIES_PER_URL = 3  # connection drops mid-file: resume this many times per mirror
-
-
-def cache_dir() -> Path:
-    """``$HAR_HOME``, else ``$XDG_CACHE_HOME/har``, else ``~/.cache/har``."""
-    home = os.environ.get("HAR_HOME")
-    if home:
-        return Path(home).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "har"
 
 
 def weights_dir() -> Path:
@@ -395,13 +387,6 @@ def unreachable_message(urls: Sequence[str], dest: Path, size: int | None,
 
 
 # -- resolving weights for a model ------------------------------------------------
-def is_url(text: str | os.PathLike) -> bool:
-    """An http(s) URL (weights are downloaded only over http(s))."""
-    from .sources import HTTP_SCHEMES, is_url as _is_url
-
-    return _is_url(text, HTTP_SCHEMES)
-
-
 def url_cache_path(url: str, sha256: str | None = None) -> Path:
     """Cache location of a ``--weights URL`` download (keyed by URL and pinned hash)."""
     key = hashlib.sha256(f"{url}|{sha256 or ''}".encode()).hexdigest()[:12]
@@ -446,9 +431,7 @@ def resolve_weights(entry, weights: str | os.PathLike | None = None, *,
     pinned = _normalise_sha(sha256)
     if weights is not None:
         text = os.fspath(weights)
-        if is_url(text):
-            from .sources import url_problem
-
+        if is_url(text, HTTP_SCHEMES):  # weights are downloaded over http(s) only
             problem = url_problem(text)
             if problem:
                 raise WeightsError(f"--weights {problem}")

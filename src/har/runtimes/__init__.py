@@ -145,7 +145,7 @@ def make_backend(name: str, model, device: str = "cpu", *,
     if precision == "int8":
         if name != "openvino":
             raise HarError("--precision int8 runs on --backend openvino only")
-        from .quantize import int8_ir_cached
+        from .export import int8_ir_cached
 
         try:
             ir = int8_ir_cached(model, input_shape)
