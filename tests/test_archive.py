@@ -125,7 +125,7 @@ def archive(folder, r10, tmp_path_factory) -> Path:
     err = io.StringIO()
     with contextlib.redirect_stderr(err):  # the re-run in this process (no start-up)
         code = main(["index", str(d), "--db", str(db), *_opts(r10)])
-    assert code == 1, err.getvalue()  # the broken inputs failed
+    assert code == 3, err.getvalue()  # the broken inputs failed (input class)
     assert f"{done} already indexed" in err.getvalue()
     return db
 
@@ -199,7 +199,7 @@ def test_changed_file_redone_and_failed_retried_on_request(folder, r10, tmp_path
     code, err = _index_here(args, capsys)
     assert code == 0 and "failed before" in err
     code, err = _index_here([*args, "--retry-failed"], capsys)
-    assert code == 1 and "1 to index" in err
+    assert code == 3 and "1 to index" in err
 
 
 def test_search_finds_a_segment_of_the_top_label(archive, folder, capsys):
@@ -222,7 +222,7 @@ def test_search_finds_a_segment_of_the_top_label(archive, folder, capsys):
     assert main(["search", "--summary", "--db", str(archive), "--json"]) == 0
     counts = {r["label"]: r for r in json.loads(capsys.readouterr().out)["labels"]}
     assert counts[label]["videos"] >= 1
-    assert main(["search", "zzzz qqqq", "--db", str(archive)]) == 1
+    assert main(["search", "zzzz qqqq", "--db", str(archive)]) == 3
 
 
 def test_similar_returns_the_query_clip_first(archive, folder, capsys, r10, tmp_path):
@@ -300,10 +300,10 @@ def test_ray_engine_gives_the_same_rows_as_local(folder, r10, tmp_path):
     d, good, broken = folder
     inputs = [str(good[1]), str(good[2]), str(broken[1])]
     local, ray_db = tmp_path / "local.db", tmp_path / "ray.db"
-    assert _index([*inputs, "--db", str(local), *_opts(r10)]).returncode == 1
+    assert _index([*inputs, "--db", str(local), *_opts(r10)]).returncode == 3
     env = {**os.environ, "HAR_RAY_NUM_CPUS": "2", "RAY_USAGE_STATS_ENABLED": "0"}
     r = _index([*inputs, "--db", str(ray_db), "--engine", "ray", *_opts(r10)], env=env)
-    assert r.returncode == 1, r.stderr[-2000:]
+    assert r.returncode == 3, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
 
     q = ("SELECT v.path, v.status, v.frames, c.idx, c.start_frame, c.end_frame, c.top_label, "

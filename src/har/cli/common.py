@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..defaults import AGGREGATES, BACKENDS, DEFAULT_MODEL, PRECISIONS, SMOOTHING
 from ..fsutil import display_path, is_special, same_file
+from ..errors import OutputError
 from . import UsageError
 
 # Defaults of har.timeline.TimelineOptions, restated so the parser needs no numpy;
@@ -204,22 +205,25 @@ def check_runtime_options(args: argparse.Namespace) -> None:
 
 
 def check_output_path(opt: str, value: str) -> None:
-    """A one-line usage error for an output path that cannot work."""
+    """A one-line output error (exit 1) for an output path that cannot work, before
+    any work is done: a folder that does not exist (or is a file), a name too long, a
+    symbolic link loop, a directory where a file is wanted."""
     try:
         os.stat(value)
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
-            raise UsageError(f"{opt} {_shown(value)}: the name is longer than this "
-                             "system allows; choose a shorter one") from None
+            raise OutputError(f"{opt} {_shown(value)}: the name is longer than this "
+                              "system allows; choose a shorter one") from None
         if exc.errno == errno.ELOOP:
-            raise UsageError(f"{opt} {_shown(value)}: is a symbolic link loop; "
-                             "choose another path") from None
+            raise OutputError(f"{opt} {_shown(value)}: is a symbolic link loop; "
+                              "choose another path") from None
     parent = Path(value).parent
     if not parent.is_dir():
-        raise UsageError(f"{opt} {_shown(value)}: directory {_shown(parent)} "
-                         "does not exist; create it or choose another path")
+        what = "is a file, not a directory" if parent.exists() else "does not exist"
+        raise OutputError(f"{opt} {_shown(value)}: directory {_shown(parent)} "
+                          f"{what}; create it or choose another path")
     if os.path.isdir(value):
-        raise UsageError(f"{opt} {_shown(value)}: is a directory; give a file name")
+        raise OutputError(f"{opt} {_shown(value)}: is a directory; give a file name")
 
 
 def check_not_input(opt: str, value: str, inputs: list[str]) -> None:
@@ -269,8 +273,8 @@ def clean_stale_temps(outputs) -> None:
 
 
 def make_recognizer(args: argparse.Namespace, **overrides):
-    """A Recognizer from the model, clip and timeline options (HarError if the model
-    or its weights cannot be loaded)."""
+    """A Recognizer from the model, clip and timeline options (a ModelError, exit 4,
+    if the model, its weights or its runtime cannot be loaded)."""
     from ..recognizer import Recognizer
 
     kw = dict(weights=args.weights, device=args.device, stride=args.stride, topk=args.topk,
@@ -282,7 +286,14 @@ def make_recognizer(args: argparse.Namespace, **overrides):
         kw.update(aggregate=args.aggregate, aggregate_k=args.aggregate_k,
                   timeline=timeline_options(args))
     kw.update(overrides)
-    rec = Recognizer(args.model, **kw)
+    from ..errors import HarError, ModelError
+
+    try:
+        rec = Recognizer(args.model, **kw)
+    except HarError as exc:
+        if type(exc) is HarError:  # unclassified, while loading the model: a model error
+            raise ModelError(str(exc)) from None
+        raise
     if getattr(args, "stride", None) is None and hasattr(args, "stride"):
         args.stride = rec.stride  # the model's default, for the outputs' settings
     return rec

@@ -289,7 +289,7 @@ def cmd_weights_verify(args: argparse.Namespace) -> int:
         if bad:
             print(f"har: {bad} file(s) do not match their published digest: delete them and "
                   "fetch or install them again", file=sys.stderr)
-            return ExitCode.INPUT_FAILED
+            return ExitCode.MODEL  # weights that fail their check (README: exit codes)
         return ExitCode.OK
     rows = verify_cache(REGISTRY)
     if not rows:
@@ -302,5 +302,5 @@ def cmd_weights_verify(args: argparse.Namespace) -> int:
     if bad:
         print(f"har: {bad} damaged file(s): delete them and run `har weights fetch NAME`, "
               "or pass a good copy with --weights FILE", file=sys.stderr)
-        return ExitCode.INPUT_FAILED
+        return ExitCode.MODEL
     return ExitCode.OK
