@@ -118,7 +118,7 @@ def _resolve(target: _Target, allow_private) -> str:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as exc:
         raise InputError(f"{target.host}: the name does not resolve ({exc}); check the URL"
-                       ) from None
+                         ) from None
     addresses = [info[4][0] for info in infos]
     for address in addresses:  # every answer must be allowed: any could be used
         if callable(allow_private) and allow_private(address, target.port):
@@ -232,7 +232,7 @@ def _fetch(url, out, limits, allow_private, state, why_stop, shown, on_bytes) ->
                 location = resp.getheader("Location")
                 if not location:
                     raise InputError(f"{shown}: the server answered {resp.status} without a "
-                                   "Location")
+                                     "Location")
                 current = urllib.parse.urljoin(current, location.strip())
                 try:
                     check_url(current)
@@ -241,7 +241,7 @@ def _fetch(url, out, limits, allow_private, state, why_stop, shown, on_bytes) ->
                 continue
             if resp.status != 200:
                 raise InputError(f"{shown}: the server answered {resp.status} "
-                               f"{printable(resp.reason)[:80]}")
+                                 f"{printable(resp.reason)[:80]}")
             return _copy(resp, out, limits, shown, on_bytes)
         finally:
             state["conn"] = None
@@ -254,14 +254,14 @@ def _copy(resp, out, limits, shown, on_bytes) -> int:
     mb = limits.max_bytes / 2**20
     if size and size.isdigit() and int(size) > limits.max_bytes:
         raise InputError(f"{shown}: is {int(size) / 2**20:.1f} MB, more than the server's "
-                       f"limit of {mb:g} MB")
+                         f"limit of {mb:g} MB")
     got = 0
     while True:
         try:
             chunk = resp.read1(1 << 16)
         except TimeoutError:
             raise InputError(f"{shown}: the server sent nothing for {limits.idle_s:g} s"
-                           ) from None
+                             ) from None
         except (OSError, ValueError, http.client.HTTPException) as exc:
             raise InputError(f"{shown}: the download broke off ({_reason(exc)})") from None
         if not chunk:

@@ -23,7 +23,7 @@ Frames with an odd width or height cannot use 4:2:0 chroma; libx264 then encodes
 one pixel on the right/bottom.
 
 :func:`plot_timeline` draws the clip probabilities of the top actions over time with
-their segments shaded (matplotlib, the optional extra ``har[plot]``).
+their segments shaded (matplotlib, the optional extra ``har-video[plot]``).
 """
 
 from __future__ import annotations
@@ -37,15 +37,11 @@ from typing import Sequence
 import numpy as np
 
 from .errors import HarError, InputError, OutputError
+from .palette import NO_SEGMENT as _NO_SEGMENT
+from .palette import PALETTE
 from .results import VideoResult
 from .timeline import clip_cells
 
-# Colour-blind-friendly palette (Okabe-Ito, then a few extra), RGB.
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
-    (213, 94, 0), (204, 121, 167), (170, 170, 170), (140, 86, 75), (188, 189, 34),
-)
-_NO_SEGMENT = (150, 150, 150)
 # Containers that take these audio codecs as they are; others are re-encoded to AAC.
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "opus", "flac", "alac", "mp2"}
 _CONTAINER_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",

@@ -35,7 +35,6 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from .errors import DecodeError
 from .fsutil import TEMP_PREFIX, display_path
@@ -342,13 +341,6 @@ def _remove_on_close(video, tmp: _TempVideo) -> None:
             tmp.remove()
 
     video.close = close_and_remove
-
-
-def iter_paths(sources: list[Source]) -> Iterator[str]:
-    """The local files among ``sources`` (for checks that outputs are not inputs)."""
-    for s in sources:
-        if s.local:
-            yield s.url
 
 
 # -- HLS playlists (har live) ----------------------------------------------------------

@@ -42,11 +42,8 @@ def weights_dir() -> Path:
 
 # -- hashing -----------------------------------------------------------------------
 def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The sha256 of a file (read in blocks); :func:`file_sha256` remembers it."""
+    return file_digests(path, ("sha256",))["sha256"]
 
 
 def file_digests(path: str | os.PathLike, algorithms: Iterable[str]) -> dict[str, str]:
@@ -100,17 +97,14 @@ def package_file(wf) -> Path | None:
 
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a weights file, remembered by (path, size, mtime) in the cache's
-    ``digests.json`` so a 254 MB file is hashed once, not on every start."""
-    import json
+    ``digests.json`` so a big file is hashed once, not on every start."""
+    from .fsutil import read_json, write_json_quietly
 
     p = Path(path).resolve()
     st = p.stat()
     key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
     memo = cache_dir() / "digests.json"
-    try:
-        known = json.loads(memo.read_text())
-    except (OSError, ValueError):
-        known = {}
+    known = read_json(memo, {})
     if isinstance(known, dict) and isinstance(known.get(key), str):
         return known[key]
     digest = sha256_file(p)
@@ -118,13 +112,7 @@ def file_sha256(path: str | os.PathLike) -> str:
         known = {}
     known = {k: v for k, v in known.items() if Path(k.split("|")[0]).exists()}
     known[key] = digest
-    try:
-        from .fsutil import write_text_atomic
-
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(memo, json.dumps(known, indent=0))
-    except OSError:
-        pass
+    write_json_quietly(memo, known, indent=0)
     return digest
 
 

@@ -14,23 +14,14 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import time
 from typing import Any, Iterable, TextIO
 
 from .fsutil import clean, clean_text, display_path
 from .results import SCHEMA, VideoResult
-from .text import printable
+from .text import fmt_time, printable  # noqa: F401 (fmt_time: used and re-exported)
 
 EVENTS_SCHEMA = "har.events/1"
-
-
-def fmt_time(seconds: float | None) -> str:
-    """``m:ss.ss`` (e.g. ``1:05.20``); ``?`` when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    m, s = divmod(max(seconds, 0.0), 60)
-    return f"{int(m)}:{s:05.2f}"
 
 
 # -- JSON ------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..defaults import AGGREGATES, BACKENDS, DEFAULT_MODEL, PRECISIONS, SMOOTHING
 from ..fsutil import display_path, is_special, same_file
+from ..text import fmt_time  # noqa: F401 (the commands take it from here)
 from ..errors import OutputError
 from . import UsageError
 
@@ -125,7 +126,8 @@ def add_clip_arguments(p: argparse.ArgumentParser, *, sampler: bool = True) -> N
                    help="labels per video/clip (default 5)")
     g.add_argument("--max-latency", type=positive_seconds, default=None, metavar="S",
                    help="score a partly filled batch once its first clip has waited S "
-                        "seconds (default: 2 for live sources, else only full batches)")
+                        "seconds (default: 0 for live sources, whatever is waiting is "
+                        "scored at once; else only full batches)")
 
 
 def add_timeline_arguments(p: argparse.ArgumentParser, *, files: bool = True) -> None:
@@ -297,13 +299,6 @@ def make_recognizer(args: argparse.Namespace, **overrides):
     if getattr(args, "stride", None) is None and hasattr(args, "stride"):
         args.stride = rec.stride  # the model's default, for the outputs' settings
     return rec
-
-
-def fmt_time(seconds_: float | None) -> str:
-    if seconds_ is None:
-        return "?"
-    m, s = divmod(max(seconds_, 0.0), 60)
-    return f"{int(m)}:{s:05.2f}"
 
 
 def progress_bar(enabled: bool, label: str, total: int | None = None, unit: str = "frame"):
