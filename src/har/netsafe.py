@@ -45,6 +45,9 @@ class FetchLimits:
     idle_s: float = 30.0  # longest wait for the next bytes
     max_redirects: int = 5
     poll_s: float = 0.5  # how often a blocked read checks cancelled()
+    # How a body over max_bytes is refused: "... is more than <limit_name> of N MB<advice>"
+    limit_name: str = "the server's limit"
+    advice: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,8 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
 def fetch(url: str, out: BinaryIO, *, limits: FetchLimits = FetchLimits(),
           allow_private: bool | Callable[[str, int], bool] = False,
           cancelled: Callable[[], bool] = lambda: False,
-          on_bytes: Callable[[int], None] | None = None) -> int:
+          on_bytes: Callable[[int], None] | None = None,
+          user_agent: str = "har-serve") -> int:
     """Download ``url`` into ``out``; the number of bytes written.
 
     ``allow_private``: True allows every address; a callable ``(address, port)``
@@ -196,7 +200,8 @@ def fetch(url: str, out: BinaryIO, *, limits: FetchLimits = FetchLimits(),
     watcher = threading.Thread(target=watch, name="har-fetch-watch", daemon=True)
     watcher.start()
     try:
-        got = _fetch(url, out, limits, allow_private, state, why_stop, shown, on_bytes)
+        got = _fetch(url, out, limits, allow_private, state, why_stop, shown, on_bytes,
+                     user_agent)
         if state["why"]:  # the socket was shut down: what came is not the whole body
             raise InputError(state["why"])
         return got
@@ -209,7 +214,8 @@ def fetch(url: str, out: BinaryIO, *, limits: FetchLimits = FetchLimits(),
         watcher.join()
 
 
-def _fetch(url, out, limits, allow_private, state, why_stop, shown, on_bytes) -> int:
+def _fetch(url, out, limits, allow_private, state, why_stop, shown, on_bytes,
+           user_agent) -> int:
     current = url
     for _hop in range(limits.max_redirects + 1):
         target = check_url(current)
@@ -223,7 +229,7 @@ def _fetch(url, out, limits, allow_private, state, why_stop, shown, on_bytes) ->
         try:
             try:
                 conn.request("GET", target.path, headers={
-                    "User-Agent": "har-serve", "Accept": "video/*, */*;q=0.5",
+                    "User-Agent": user_agent, "Accept": "video/*, */*;q=0.5",
                     "Accept-Encoding": "identity"})
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
@@ -253,8 +259,8 @@ def _copy(resp, out, limits, shown, on_bytes) -> int:
     size = resp.getheader("Content-Length")
     mb = limits.max_bytes / 2**20
     if size and size.isdigit() and int(size) > limits.max_bytes:
-        raise InputError(f"{shown}: is {int(size) / 2**20:.1f} MB, more than the server's "
-                         f"limit of {mb:g} MB")
+        raise InputError(f"{shown}: is {int(size) / 2**20:.1f} MB, more than "
+                         f"{limits.limit_name} of {mb:g} MB{limits.advice}")
     got = 0
     while True:
         try:
@@ -270,7 +276,8 @@ def _copy(resp, out, limits, shown, on_bytes) -> int:
             return got
         got += len(chunk)
         if got > limits.max_bytes:
-            raise InputError(f"{shown}: is more than the server's limit of {mb:g} MB")
+            raise InputError(f"{shown}: is more than {limits.limit_name} of {mb:g} "
+                             f"MB{limits.advice}")
         out.write(chunk)
         if on_bytes is not None:
             on_bytes(got)

@@ -262,22 +262,33 @@ def accepts_ranges(url: str, timeout_s: float = 15.0) -> bool | None:
 
 
 def fetch_url(url: str, timeout_s: float = 15.0) -> _TempVideo:
-    """Download ``url`` to a temporary file (size-capped, per-read timeout)."""
+    """Download ``url`` to a temporary file: at most ``HAR_MAX_FETCH_MB``, waiting at
+    most ``timeout_s`` for the next bytes. Through :func:`har.netsafe.fetch`, the one
+    downloader of a URL input (the service's too); the user's own machine may name
+    hosts on its own network, so private addresses are allowed here."""
+    import math
+
+    from .errors import HarError
+    from .netsafe import FetchLimits, fetch
+
     suffix = Path(urllib.parse.urlsplit(url).path).suffix or ".video"
+    limit = max_fetch_bytes()
+    limits = FetchLimits(max_bytes=limit, deadline_s=math.inf, idle_s=timeout_s,
+                         limit_name="the size copied to a temporary file",
+                         advice="; set HAR_MAX_FETCH_MB to allow more, or save it to a "
+                                "file first")
     tmp = _TempVideo(suffix[:10])
     try:
-        req = urllib.request.Request(url, headers={"User-Agent": "har-video"})
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp, \
-                open(tmp.path, "wb") as out:
-            _copy_capped(resp.read, out, max_fetch_bytes(), url)
-    except DecodeError:
+        with open(tmp.path, "wb") as out:
+            fetch(url, out, limits=limits, allow_private=True, user_agent="har-video")
+    except HarError as exc:
         tmp.remove()
-        raise
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise DecodeError(str(exc)) from None
+    except OSError as exc:  # the temporary copy cannot be written
         tmp.remove()
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
-        raise DecodeError(f"{url}: could not download ({reason}); check the address and "
-                          "that the server is reachable") from None
+        raise DecodeError(f"{url}: cannot be copied to a temporary file "
+                          f"({exc.strerror or exc}); free space there or save it to a "
+                          "file first") from None
     except BaseException:
         tmp.remove()
         raise
