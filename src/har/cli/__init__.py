@@ -75,7 +75,7 @@ examples:
   har train clips/ --out runs/a --val val/   fine-tune on your own classes
   har eval val/ --weights runs/a/model.pth   accuracy and confusion matrix
 
-exit codes (the table in README.md):
+exit codes:  (the table in README.md)
   0 every input fully processed      1 output: an output could not be written
   2 usage: bad command line          3 input: an input failed or was read only in part
                                        (the other inputs keep their results)

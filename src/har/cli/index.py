@@ -33,7 +33,7 @@ examples:
   har search falling --db archive.db            where does someone fall?
   har similar clip.mp4 --start 3 --end 5 --db archive.db
 
-exit codes (the table in README.md):
+exit codes:  (the table in README.md)
   0 every input indexed (or already there)   3 an input failed (recorded as failed)
     or was read only in part
   2 bad command line, or --db is not a har archive (left unchanged), is locked by

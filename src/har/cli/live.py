@@ -23,7 +23,7 @@ examples:
   har live clip.mp4 --realtime --jsonl events.jsonl  rehearse with a file
   har live rtsp://cam1/s rtsp://cam2/s --jsonl -   two cameras, one model
 
-exit codes (the table in README.md):
+exit codes:  (the table in README.md)
   0 the stream ended, or --duration passed   1 an output could not be written
   2 bad command line   3 a source could not be read   4 the model could not be loaded
   130 interrupted

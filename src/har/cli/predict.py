@@ -50,7 +50,7 @@ examples:
   har predict https://host/v.mp4 --annotate v_annotated.mp4
   cat v.mp4 | har predict - --json -            a video on standard input
 
-exit codes (the table in README.md):
+exit codes:  (the table in README.md)
   0 every input fully processed   1 an output could not be written
   2 bad command line              3 an input failed or was read only in part (damaged or
                                     truncated); the others keep their results
