@@ -180,7 +180,7 @@ def test_changed_file_redone_and_failed_retried_on_request(folder, r10, tmp_path
     bad.write_bytes(b"junk" * 100)
     db = tmp_path / "x.db"
     args = [str(work), "--db", str(db), *_opts(r10)]
-    assert _index_here(args, capsys)[0] == 1
+    assert _index_here(args, capsys)[0] == 3  # the broken input (input class)
     _noise_video(a, 72, seed=6)  # changed: size and mtime differ
     bad.write_bytes(a.read_bytes())  # the broken one has been repaired: a new size
     os.utime(bad, (1, 1))
@@ -195,7 +195,7 @@ def test_changed_file_redone_and_failed_retried_on_request(folder, r10, tmp_path
     # A failure that stays the same file is skipped unless asked.
     bad2 = work / "bad2.mp4"
     bad2.write_bytes(b"junk" * 100)
-    assert _index_here(args, capsys)[0] == 1
+    assert _index_here(args, capsys)[0] == 3
     code, err = _index_here(args, capsys)
     assert code == 0 and "failed before" in err
     code, err = _index_here([*args, "--retry-failed"], capsys)
