@@ -34,8 +34,8 @@ examples:
   har similar clip.mp4 --start 3 --end 5 --db archive.db
 
 exit codes:  (the table in README.md)
-  0 every input indexed (or already there)   3 an input failed (recorded as failed)
-    or was read only in part
+  0 every input indexed (or already there)   1 --db could not be written (a full disk)
+  3 an input failed (recorded as failed) or was read only in part
   2 bad command line, or --db is not a har archive (left unchanged), is locked by
     another process, or was indexed with another model
   4 the model could not be loaded   130 interrupted by Ctrl-C or SIGTERM (finished
@@ -217,7 +217,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             return ExitCode.USAGE
         print(f"har index: error: --db {_show(display_path(args.db))}: {exc}; the videos "
               "finished before are kept", file=sys.stderr)
-        return ExitCode.INPUT_FAILED
+        return ExitCode.OUTPUT  # the archive could not be written (a full disk, ...)
     finally:
         conn.close()
 
