@@ -125,7 +125,7 @@ def archive(folder, r10, tmp_path_factory) -> Path:
     err = io.StringIO()
     with contextlib.redirect_stderr(err):  # the re-run in this process (no start-up)
         code = main(["index", str(d), "--db", str(db), *_opts(r10)])
-    assert code == 1, err.getvalue()  # the broken inputs failed
+    assert code == 3, err.getvalue()  # the broken inputs failed (input class)
     assert f"{done} already indexed" in err.getvalue()
     return db
 
@@ -180,7 +180,7 @@ def test_changed_file_redone_and_failed_retried_on_request(folder, r10, tmp_path
     bad.write_bytes(b"junk" * 100)
     db = tmp_path / "x.db"
     args = [str(work), "--db", str(db), *_opts(r10)]
-    assert _index_here(args, capsys)[0] == 1
+    assert _index_here(args, capsys)[0] == 3  # the broken input (input class)
     _noise_video(a, 72, seed=6)  # changed: size and mtime differ
     bad.write_bytes(a.read_bytes())  # the broken one has been repaired: a new size
     os.utime(bad, (1, 1))
@@ -195,11 +195,11 @@ def test_changed_file_redone_and_failed_retried_on_request(folder, r10, tmp_path
     # A failure that stays the same file is skipped unless asked.
     bad2 = work / "bad2.mp4"
     bad2.write_bytes(b"junk" * 100)
-    assert _index_here(args, capsys)[0] == 1
+    assert _index_here(args, capsys)[0] == 3
     code, err = _index_here(args, capsys)
     assert code == 0 and "failed before" in err
     code, err = _index_here([*args, "--retry-failed"], capsys)
-    assert code == 1 and "1 to index" in err
+    assert code == 3 and "1 to index" in err
 
 
 def test_search_finds_a_segment_of_the_top_label(archive, folder, capsys):
@@ -222,7 +222,7 @@ def test_search_finds_a_segment_of_the_top_label(archive, folder, capsys):
     assert main(["search", "--summary", "--db", str(archive), "--json"]) == 0
     counts = {r["label"]: r for r in json.loads(capsys.readouterr().out)["labels"]}
     assert counts[label]["videos"] >= 1
-    assert main(["search", "zzzz qqqq", "--db", str(archive)]) == 1
+    assert main(["search", "zzzz qqqq", "--db", str(archive)]) == 3
 
 
 def test_similar_returns_the_query_clip_first(archive, folder, capsys, r10, tmp_path):
@@ -301,11 +301,11 @@ def test_ray_engine_gives_the_same_rows_as_local(folder, r10, tmp_path, capsys):
     inputs = [str(good[1]), str(good[2]), str(broken[1])]
     local, ray_db = tmp_path / "local.db", tmp_path / "ray.db"
     code, err = _index_here([*inputs, "--db", str(local), *_opts(r10)], capsys)
-    assert code == 1, err
+    assert code == 3, err
     # Ray in a subprocess: ray.init in the test process would stay for every later test
     env = {**os.environ, "HAR_RAY_NUM_CPUS": "2", "RAY_USAGE_STATS_ENABLED": "0"}
     r = _index([*inputs, "--db", str(ray_db), "--engine", "ray", *_opts(r10)], env=env)
-    assert r.returncode == 1, r.stderr[-2000:]
+    assert r.returncode == 3, r.stderr[-2000:]
     assert "Traceback" not in r.stderr
 
     q = ("SELECT v.path, v.status, v.frames, c.idx, c.start_frame, c.end_frame, c.top_label, "

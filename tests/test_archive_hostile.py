@@ -296,7 +296,7 @@ def test_similar_checks_the_span_before_loading_a_model(tuned_archive, videos, t
     junk.write_bytes(b"not a video" * 20)
     code, _, err = _run(["similar", str(junk), "--db", str(tuned_archive),
                          "--model", "r3d34-k400"], capsys)
-    assert code == 1 and "junk.mp4" in _one_line_error(err)
+    assert code == 3 and "junk.mp4" in _one_line_error(err)
     assert not any((tmp_path / "home").rglob("*.pth"))  # no download was started
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from har.backends import auto_backend, available_backends, export_onnx, make_backend
+from har.runtimes import auto_backend, available_backends, export_onnx, make_backend
 from har.errors import HarError
 from har.models.resnet3d import resnet3d
 from reference_hara import randomize_
@@ -31,7 +31,7 @@ def _needs(module):
 
 @pytest.mark.parametrize("depth", [10, 50])
 def test_bn_folding_is_exact(depth, clips):
-    from har.backends import fuse_conv_bn
+    from har.runtimes import fuse_conv_bn
 
     model = randomize_(resnet3d(depth), seed=depth)
     fused = fuse_conv_bn(model)

@@ -171,7 +171,7 @@ def test_a_missing_input_is_reported_before_any_model_is_loaded(capsys, tmp_path
     # fetch them: the typo is the only thing said.
     code, out, err = _run(capsys, "predict", tmp_path / "typo.mp4", "--json",
                           tmp_path / "r.json")
-    assert code == 1
+    assert code == 3  # an input failed (README: exit codes)
     assert err.splitlines()[0] == f"error: {tmp_path / 'typo.mp4'}: no such file; check the path"
     assert "download" not in err and "weights" not in err
     doc = json.loads((tmp_path / "r.json").read_text())

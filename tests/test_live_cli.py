@@ -101,7 +101,7 @@ def test_jsonl_onto_a_full_disk_is_one_line_and_exit_1(r10_weights, good):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
     res = har_live([str(good), "--realtime", "--jsonl", "/dev/full"], r10_weights)
-    assert res.returncode == ExitCode.INPUT_FAILED, res.stderr
+    assert res.returncode == ExitCode.OUTPUT, res.stderr
     line = one_error_line(res.stderr)
     assert "--jsonl /dev/full" in line and "No space left" in line, line
 
@@ -114,7 +114,7 @@ def test_record_onto_a_full_disk_is_an_error_and_exit_1(r10_weights, good, tmp_p
     rec = tmp_path / "r.mp4"
     rec.symlink_to("/dev/full")
     res = har_live([str(good), "--realtime", "--record", str(rec)], r10_weights)
-    assert res.returncode == ExitCode.INPUT_FAILED, res.stderr
+    assert res.returncode == ExitCode.OUTPUT, res.stderr
     line = one_error_line(res.stderr)
     assert "--record" in line and "No space left" in line, line
     assert rec.is_symlink() and os.readlink(rec) == "/dev/full"
@@ -151,7 +151,7 @@ def test_record_onto_a_full_file_system(r10_weights, good, tmp_path):
     with full_tmpfs(tmp_path) as full:
         res = har_live([str(good), "--realtime", "--record", str(full / "r.mp4")],
                        r10_weights)
-        assert res.returncode == ExitCode.INPUT_FAILED, res.stderr
+        assert res.returncode == ExitCode.OUTPUT, res.stderr
         line = one_error_line(res.stderr)
         assert "--record" in line and "No space left" in line, line
         assert [p.name for p in full.iterdir()] == ["filler"]  # no temporary file left
@@ -167,7 +167,7 @@ def test_jsonl_over_an_existing_file_on_a_full_file_system(r10_weights, good, tm
     with full_tmpfs(tmp_path, {"events.jsonl": old}) as full:
         res = har_live([str(good), "--realtime", "--jsonl", str(full / "events.jsonl")],
                        r10_weights)
-        assert res.returncode == ExitCode.INPUT_FAILED, res.stderr
+        assert res.returncode == ExitCode.OUTPUT, res.stderr
         line = one_error_line(res.stderr)
         assert "--jsonl" in line and "No space left" in line, line
         assert (full / "events.jsonl").read_bytes() == old

@@ -163,7 +163,7 @@ def test_output_write_failure_is_one_line_and_keeps_other_results(capsys, tmp_pa
     monkeypatch.setattr(har.render, "annotate_video", boom)
     code, _, err = run(capsys, "predict", red_blue, "--annotate", tmp_path / "x.mp4",
                        "--srt", tmp_path / "x.srt", "--json", tmp_path / "r.json")
-    assert code == ExitCode.INPUT_FAILED
+    assert code == ExitCode.OUTPUT  # the annotated video was lost; the video itself is fine
     assert "x.mp4" in err and "internal error" in err
     assert (tmp_path / "x.srt").exists() and (tmp_path / "r.json").exists()
 

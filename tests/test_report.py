@@ -84,7 +84,7 @@ def test_report_matches_json_and_opens_offline(tmp_path, r10_weights, chromium):
     r = _predict([*map(str, inputs), "--model", "r3d10-k400", "--weights", r10_weights,
                   "--backend", "torch", "--threshold", "0.001", "--no-progress",
                   "--report", str(report), "--json", str(js)])
-    assert r.returncode == 1, r.stderr  # the broken inputs failed, the rest is reported
+    assert r.returncode == 3, r.stderr  # the broken inputs failed, the rest is reported
     assert "Traceback" not in r.stderr
     doc = json.loads(js.read_text())
     assert len(doc["videos"]) == len(inputs)

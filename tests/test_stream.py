@@ -292,12 +292,16 @@ def test_command_line_hygiene(capsys, video_factory, r10_weights, tmp_path):
         (["--annotate", str(tmp_path / "out.txt")], ".mp4"),
         (["--features", str(tmp_path / "f.txt")], ".npz"),
         (["--jsonl-features"], "--jsonl FILE"),
+    ]
+    # An output that cannot be written is the output class (exit 1), still before any work.
+    unwritable = [
         (["--json", str(tmp_path / "nodir" / "r.json")], "does not exist"),
         (["--json", str(tmp_path / ("x" * 300 + ".json"))], "longer than"),
     ]
-    for extra, words in cases:
+    for extra, words in cases + unwritable:
         code, _, err = run(capsys, "predict", video, *w, *extra)
-        assert code == ExitCode.USAGE, (extra, err)
+        want = ExitCode.OUTPUT if (extra, words) in unwritable else ExitCode.USAGE
+        assert code == want, (extra, err)
         assert words in err and len(err.strip().splitlines()) == 1, (extra, err)
     code, _, err = run(capsys, "predict", video, video + "x", *w,
                        "--annotate", str(tmp_path / "out.mp4"))
@@ -335,7 +339,7 @@ def test_stdout_on_a_full_disk_and_a_closed_pipe(video_factory, r10_weights, tmp
         p = subprocess.run(base + ["--json", str(tmp_path / "r.json")], stdout=full,
                            stderr=subprocess.PIPE, text=True, timeout=120)
     assert "Traceback" not in p.stderr and "stdout: cannot be written" in p.stderr
-    assert p.returncode == ExitCode.INPUT_FAILED
+    assert p.returncode == ExitCode.OUTPUT
     assert json.loads((tmp_path / "r.json").read_text())["videos"][0]["error"] is None
     for opt in ("--csv", "--json", "--jsonl"):
         p = subprocess.run(" ".join(base + [opt, "-"]) + " | head -c 10 >/dev/null; "
@@ -403,7 +407,7 @@ def test_a_full_disk_keeps_the_previous_file(capsys, video_factory, r10_weights,
                          "--json", str(small_disk / "r.json"),
                          "--csv", str(small_disk / "c.csv"),
                          "--summary-csv", str(tmp_path / "s.csv"))
-    assert code == ExitCode.INPUT_FAILED
+    assert code == ExitCode.OUTPUT
     assert "No space left" in err and "--json" in err
     assert (small_disk / "r.json").read_text() == old  # whole, as before
     assert (small_disk / "c.csv").read_text() == "path\n"

@@ -116,18 +116,18 @@ def test_ucf101_and_hmdb51_official_splits(tmp_path):
     assert sorted(Path(s.path).name for s in te.samples) == ["climb_b.avi", "wave_b.avi"]
 
 
-def test_bad_datasets_are_one_line_usage_errors(tmp_path, capsys):
+def test_bad_datasets_are_one_line_input_errors(tmp_path, capsys):
     _touch_video(tmp_path / "only" / "a.mp4")
-    assert main(["train", str(tmp_path), "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "o"), *FAST]) == 3
     assert "at least 2 classes" in capsys.readouterr().err
-    assert main(["train", str(tmp_path / "nope"), "--out", str(tmp_path / "o2"), *FAST]) == 2
+    assert main(["train", str(tmp_path / "nope"), "--out", str(tmp_path / "o2"), *FAST]) == 3
     err = capsys.readouterr().err.strip()
     assert "nope: no such file or folder" in err and len(err.splitlines()) == 1
     _touch_video(tmp_path / "val" / "other" / "z.mp4")
     _touch_video(tmp_path / "two" / "b" / "x.mp4")
     _touch_video(tmp_path / "two" / "c" / "y.mp4")
     assert main(["train", str(tmp_path / "two"), "--val", str(tmp_path / "val"),
-                 "--out", str(tmp_path / "o3"), *FAST]) == 2
+                 "--out", str(tmp_path / "o3"), *FAST]) == 3
     assert "class 'other' is not one of the training classes" in capsys.readouterr().err
     assert not (tmp_path / "o3").exists()
 

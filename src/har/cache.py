@@ -1,6 +1,6 @@
 """What har keeps in its cache directory, and removing it.
 
-Layout under :func:`har.weights.cache_dir`:
+Layout under :func:`har.defaults.cache_dir`:
 
 - ``weights/``   downloaded weights (registry files, ``urls/`` for ``--weights URL``)
 - ``exports/``   one ONNX per (weights sha256, clip shape), for OpenVINO/ONNX Runtime/OpenCV
@@ -16,11 +16,11 @@ Layout under :func:`har.weights.cache_dir`:
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .defaults import cache_dir
 
 KINDS = ("weights", "exports", "int8", "openvino", "converted")
 FILES = ("digests.json", "checked.json")
@@ -35,8 +35,6 @@ class CacheEntry:
 
 
 def cache_entries() -> list[CacheEntry]:
-    from .weights import cache_dir
-
     root = cache_dir()
     out: list[CacheEntry] = []
     for kind in KINDS:
@@ -80,8 +78,6 @@ def clean(older_than_days: float | None = None, keep_weights: bool = False) -> t
             continue
         n += 1
         freed += e.size
-    from .weights import cache_dir
-
     for kind in KINDS:  # drop emptied folders
         base = cache_dir() / kind
         if base.is_dir():
@@ -108,5 +104,3 @@ def human(n: int) -> str:
         n /= 1000
     return f"{n} B"
 
-
-del os, shutil

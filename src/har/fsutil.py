@@ -212,3 +212,31 @@ def atomic_open(dest: str | os.PathLike, mode: str = "w", *, encoding: str | Non
 def write_text_atomic(dest: str | os.PathLike, text: str) -> None:
     with atomic_open(dest, "w") as fh:
         fh.write(text)
+
+
+# -- small JSON files in the cache (memos, sidecars) ------------------------------------
+def read_json(path: str | os.PathLike, default=None):
+    """The JSON in ``path``, or ``default`` when it is missing, unreadable or not JSON
+    (a memo or sidecar in the cache is only ever a shortcut: losing it costs time)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return default
+
+
+def write_json_quietly(path: str | os.PathLike, obj, **dumps) -> bool:
+    """Write ``obj`` as JSON to ``path`` atomically, creating its folder; False (and
+    nothing changed) when it cannot be written: a cache that cannot be written is only
+    slower. ``dumps``: options for :func:`json.dumps`."""
+    import json
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(obj, **dumps))
+    except OSError:
+        return False
+    return True

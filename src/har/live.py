@@ -37,6 +37,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .errors import DecodeError, HarError
+from .palette import OKABE_ITO as _COLOURS  # the one palette: har.palette
 from .sources import Source, hls_playlist, open_video, parse_source
 from .video import DecodeStats, Frame, VideoInfo
 
@@ -492,8 +493,6 @@ class LiveMany:
 
 
 # -- what people watch: the annotated frames -------------------------------------------
-_COLOURS = ((230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
-            (213, 94, 0), (204, 121, 167))  # Okabe-Ito: safe for colour-blind viewers
 
 
 class Overlay:

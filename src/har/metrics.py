@@ -29,6 +29,7 @@ __all__ = [
     "load_activitynet_ground_truth",
     "segment_iou",
     "activitynet_map",
+    "activitynet_detection",
     "activitynet_document",
     "video_id_for",
     "ACTIVITYNET_THRESHOLDS",
@@ -343,6 +344,16 @@ def activitynet_map(gt: GroundTruth, predictions: Mapping[str, Sequence[Mapping[
         "average_map": float(np.mean(maps)),
         "per_class_ap": {label: [float(a) for a in ap] for label, ap in per_class.items()},
     }
+
+
+def activitynet_detection(label: str, score: float, start_s: float, end_s: float
+                          ) -> dict[str, Any]:
+    """One detection of an ActivityNet submission, as every har output writes it (from
+    results, ``har predict --activitynet``, or from an archive, ``har export-index``):
+    the segment's label, its mean clip probability as ``score`` (6 decimals) and
+    ``segment`` [start, end] in seconds (3 decimals)."""
+    return {"label": label, "score": round(float(score), 6),
+            "segment": [round(float(start_s), 3), round(float(end_s), 3)]}
 
 
 def activitynet_document(results: Mapping[str, list[dict[str, Any]]],

@@ -27,14 +27,14 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
-from .errors import HarError
+from .errors import HarError, InputError
 from .text import printable
 
 __all__ = ["UrlRefused", "check_url", "check_address", "fetch", "FetchLimits",
            "stream_refusal", "STREAM_SCHEMES"]
 
 
-class UrlRefused(HarError):
+class UrlRefused(InputError):
     """The URL is not one this server fetches (scheme, host or address)."""
 
 
@@ -45,6 +45,9 @@ class FetchLimits:
     idle_s: float = 30.0  # longest wait for the next bytes
     max_redirects: int = 5
     poll_s: float = 0.5  # how often a blocked read checks cancelled()
+    # How a body over max_bytes is refused: "... is more than <limit_name> of N MB<advice>"
+    limit_name: str = "the server's limit"
+    advice: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,8 @@ def _resolve(target: _Target, allow_private) -> str:
     try:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError) as exc:
-        raise HarError(f"{target.host}: the name does not resolve ({exc}); check the URL"
-                       ) from None
+        raise InputError(f"{target.host}: the name does not resolve ({exc}); check the URL"
+                         ) from None
     addresses = [info[4][0] for info in infos]
     for address in addresses:  # every answer must be allowed: any could be used
         if callable(allow_private) and allow_private(address, target.port):
@@ -159,12 +162,13 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
 def fetch(url: str, out: BinaryIO, *, limits: FetchLimits = FetchLimits(),
           allow_private: bool | Callable[[str, int], bool] = False,
           cancelled: Callable[[], bool] = lambda: False,
-          on_bytes: Callable[[int], None] | None = None) -> int:
+          on_bytes: Callable[[int], None] | None = None,
+          user_agent: str = "har-serve") -> int:
     """Download ``url`` into ``out``; the number of bytes written.
 
     ``allow_private``: True allows every address; a callable ``(address, port)``
     allows the private addresses it returns True for (one internal host, say).
-    Raises :class:`HarError` (one line, naming the URL) for every failure: refused
+    Raises :class:`InputError` (one line, naming the URL) for every failure: refused
     address, HTTP error, too large, too slow, cancelled. A watcher thread checks the
     deadline and ``cancelled()`` every ``poll_s`` and shuts the socket down, so a
     server that trickles or sends nothing cannot hold the caller."""
@@ -196,26 +200,28 @@ def fetch(url: str, out: BinaryIO, *, limits: FetchLimits = FetchLimits(),
     watcher = threading.Thread(target=watch, name="har-fetch-watch", daemon=True)
     watcher.start()
     try:
-        got = _fetch(url, out, limits, allow_private, state, why_stop, shown, on_bytes)
+        got = _fetch(url, out, limits, allow_private, state, why_stop, shown, on_bytes,
+                     user_agent)
         if state["why"]:  # the socket was shut down: what came is not the whole body
-            raise HarError(state["why"])
+            raise InputError(state["why"])
         return got
     except HarError:
         if state["why"]:
-            raise HarError(state["why"]) from None
+            raise InputError(state["why"]) from None
         raise
     finally:
         stop.set()
         watcher.join()
 
 
-def _fetch(url, out, limits, allow_private, state, why_stop, shown, on_bytes) -> int:
+def _fetch(url, out, limits, allow_private, state, why_stop, shown, on_bytes,
+           user_agent) -> int:
     current = url
     for _hop in range(limits.max_redirects + 1):
         target = check_url(current)
         why = why_stop()
         if why:
-            raise HarError(why)
+            raise InputError(why)
         address = _resolve(target, allow_private)
         cls = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
         conn = cls(target.host, target.port, address, timeout=limits.idle_s)
@@ -223,16 +229,16 @@ def _fetch(url, out, limits, allow_private, state, why_stop, shown, on_bytes) ->
         try:
             try:
                 conn.request("GET", target.path, headers={
-                    "User-Agent": "har-serve", "Accept": "video/*, */*;q=0.5",
+                    "User-Agent": user_agent, "Accept": "video/*, */*;q=0.5",
                     "Accept-Encoding": "identity"})
                 resp = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
-                raise HarError(f"{shown}: cannot be downloaded ({_reason(exc)})") from None
+                raise InputError(f"{shown}: cannot be downloaded ({_reason(exc)})") from None
             if resp.status in (301, 302, 303, 307, 308):
                 location = resp.getheader("Location")
                 if not location:
-                    raise HarError(f"{shown}: the server answered {resp.status} without a "
-                                   "Location")
+                    raise InputError(f"{shown}: the server answered {resp.status} without a "
+                                     "Location")
                 current = urllib.parse.urljoin(current, location.strip())
                 try:
                     check_url(current)
@@ -240,37 +246,38 @@ def _fetch(url, out, limits, allow_private, state, why_stop, shown, on_bytes) ->
                     raise UrlRefused(f"{shown}: redirected to {exc}") from None
                 continue
             if resp.status != 200:
-                raise HarError(f"{shown}: the server answered {resp.status} "
-                               f"{printable(resp.reason)[:80]}")
+                raise InputError(f"{shown}: the server answered {resp.status} "
+                                 f"{printable(resp.reason)[:80]}")
             return _copy(resp, out, limits, shown, on_bytes)
         finally:
             state["conn"] = None
             conn.close()
-    raise HarError(f"{shown}: more than {limits.max_redirects} redirects")
+    raise InputError(f"{shown}: more than {limits.max_redirects} redirects")
 
 
 def _copy(resp, out, limits, shown, on_bytes) -> int:
     size = resp.getheader("Content-Length")
     mb = limits.max_bytes / 2**20
     if size and size.isdigit() and int(size) > limits.max_bytes:
-        raise HarError(f"{shown}: is {int(size) / 2**20:.1f} MB, more than the server's "
-                       f"limit of {mb:g} MB")
+        raise InputError(f"{shown}: is {int(size) / 2**20:.1f} MB, more than "
+                         f"{limits.limit_name} of {mb:g} MB{limits.advice}")
     got = 0
     while True:
         try:
             chunk = resp.read1(1 << 16)
         except TimeoutError:
-            raise HarError(f"{shown}: the server sent nothing for {limits.idle_s:g} s"
-                           ) from None
+            raise InputError(f"{shown}: the server sent nothing for {limits.idle_s:g} s"
+                             ) from None
         except (OSError, ValueError, http.client.HTTPException) as exc:
-            raise HarError(f"{shown}: the download broke off ({_reason(exc)})") from None
+            raise InputError(f"{shown}: the download broke off ({_reason(exc)})") from None
         if not chunk:
             if resp.length:  # Content-Length not reached: the connection was cut
-                raise HarError(f"{shown}: the download broke off after {got} bytes")
+                raise InputError(f"{shown}: the download broke off after {got} bytes")
             return got
         got += len(chunk)
         if got > limits.max_bytes:
-            raise HarError(f"{shown}: is more than the server's limit of {mb:g} MB")
+            raise InputError(f"{shown}: is more than {limits.limit_name} of {mb:g} "
+                             f"MB{limits.advice}")
         out.write(chunk)
         if on_bytes is not None:
             on_bytes(got)

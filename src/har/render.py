@@ -23,7 +23,7 @@ Frames with an odd width or height cannot use 4:2:0 chroma; libx264 then encodes
 one pixel on the right/bottom.
 
 :func:`plot_timeline` draws the clip probabilities of the top actions over time with
-their segments shaded (matplotlib, the optional extra ``har[plot]``).
+their segments shaded (matplotlib, the optional extra ``har-video[plot]``).
 """
 
 from __future__ import annotations
@@ -36,16 +36,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import HarError
+from .errors import HarError, InputError, OutputError
+from .palette import NO_SEGMENT as _NO_SEGMENT
+from .palette import PALETTE
 from .results import VideoResult
 from .timeline import clip_cells
 
-# Colour-blind-friendly palette (Okabe-Ito, then a few extra), RGB.
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178),
-    (213, 94, 0), (204, 121, 167), (170, 170, 170), (140, 86, 75), (188, 189, 34),
-)
-_NO_SEGMENT = (150, 150, 150)
 # Containers that take these audio codecs as they are; others are re-encoded to AAC.
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "opus", "flac", "alac", "mp2"}
 _CONTAINER_BY_SUFFIX = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
@@ -312,7 +308,7 @@ def _open_audio(source: str):
     """``(container, stream, video_start_s)`` of the input's audio, or Nones."""
     import av
 
-    from .sources import is_url
+    from .urls import is_url
 
     # A URL is opened with a timeout (a stalled server must not hang the render); a
     # local path is opened as a file, never read as an FFmpeg protocol string.
@@ -497,14 +493,14 @@ def annotate_video(result: VideoResult, out_path: str | os.PathLike, *, top_n: i
     out = Path(out_path)
     src = result.path
     if not result.ok:
-        raise HarError(f"{src}: has no results to draw ({result.error})")
+        raise InputError(f"{src}: has no results to draw ({result.error})")
     try:
         if Path(src).exists() and out.exists() and out.resolve() == Path(src).resolve():
-            raise HarError(f"{out}: is the input video itself; choose another output file")
+            raise OutputError(f"{out}: is the input video itself; choose another output file")
     except OSError:
         pass
     if not out.parent.exists():
-        raise HarError(f"{out}: directory {out.parent} does not exist; create it first")
+        raise OutputError(f"{out}: directory {out.parent} does not exist; create it first")
     codec = codec or video_codec()
     fmt = _output_format(out)
     stats = RenderStats(path=str(out), codec=codec)
@@ -532,7 +528,7 @@ def annotate_video(result: VideoResult, out_path: str | os.PathLike, *, top_n: i
             container = av.open(str(tmp), mode="w", format=fmt)
             stream = container.add_stream(codec, rate=fps)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
-            raise HarError(f"{out}: cannot be written ({exc}); check the path and "
+            raise OutputError(f"{out}: cannot be written ({exc}); check the path and "
                            "that the directory is writable") from None
         stream.width, stream.height, stream.pix_fmt = enc_w, enc_h, pix_fmt
         stream.codec_context.time_base = time_base
@@ -567,16 +563,16 @@ def annotate_video(result: VideoResult, out_path: str | os.PathLike, *, top_n: i
         for w in video.stats.warnings:
             stats.notes.append(f"input: {w}")
         if stats.frames == 0:
-            raise HarError(f"{src}: no frame could be decoded for the annotated video")
+            raise InputError(f"{src}: no frame could be decoded for the annotated video")
         container.close()
         container = None
     except BaseException as exc:
         _close_quietly(video, audio, container)
         staging.__exit__(type(exc), exc, exc.__traceback__)
         if isinstance(exc, av.error.FFmpegError):
-            raise HarError(f"{out}: encoding failed ({exc}); try an .mkv output") from None
+            raise OutputError(f"{out}: encoding failed ({exc}); try an .mkv output") from None
         if isinstance(exc, OSError):
-            raise HarError(f"{out}: cannot be written ({exc.strerror or exc}); check the "
+            raise OutputError(f"{out}: cannot be written ({exc.strerror or exc}); check the "
                            "path and the free space") from None
         raise
     _close_quietly(video, audio, None)
@@ -658,7 +654,7 @@ def plot_timeline(result: VideoResult, labels: Sequence[str], out_path=None, *,
     clips, cells = _timed_clips(result)
     clips = [c for c in clips if c.probs is not None]
     if not clips:
-        raise HarError(f"{result.path}: no clip scores to plot")
+        raise InputError(f"{result.path}: no clip scores to plot")
     probs = np.stack([c.probs for c in clips])
     index = {name: i for i, name in enumerate(labels)}
     names: list[str] = []
@@ -732,6 +728,6 @@ def plot_timeline(result: VideoResult, labels: Sequence[str], out_path=None, *,
             with atomic_open(out_path, "wb") as fh:
                 fig.savefig(fh, format=fmt, metadata=meta)
         except OSError as exc:
-            raise HarError(f"{out_path}: cannot be written ({exc.strerror or exc}); "
+            raise OutputError(f"{out_path}: cannot be written ({exc.strerror or exc}); "
                            "check the path") from None
     return fig

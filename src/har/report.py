@@ -56,7 +56,8 @@ def colors_for(video: dict, taken: dict[str, str] | None = None) -> dict[str, st
     labels of the clips' top-k (palette continued). ``taken``: the colours the
     report's earlier videos gave their labels; a label keeps its colour and a new one
     gets the next colour no earlier label of this video has."""
-    from .render import PALETTE, segment_colors
+    from .palette import PALETTE
+    from .render import segment_colors
 
     if taken is None:
         colors = {k: _hex(v) for k, v in segment_colors(video.get("segments") or []).items()}
@@ -78,7 +79,7 @@ def colors_for(video: dict, taken: dict[str, str] | None = None) -> dict[str, st
 def _next_colour(taken: dict[str, str], here: dict[str, str]) -> str:
     """The palette's first colour used by no label yet (of the report, else of this
     video; past that the palette repeats)."""
-    from .render import PALETTE
+    from .palette import PALETTE
 
     palette = [_hex(c) for c in PALETTE]
     for used in (set(taken.values()) | set(here.values()), set(here.values())):
@@ -168,7 +169,7 @@ def timeline_svg(v: dict, colors: dict[str, str]) -> str:
 def persons_svg(v: dict, colors: dict[str, str]) -> str:
     """``--persons``: one lane per person; each of their segments a bar in its label's
     colour, the lane's span (first to last frame seen) a thin grey line."""
-    from .render import PALETTE
+    from .palette import PALETTE
 
     persons = v.get("persons") or []
     if not persons:

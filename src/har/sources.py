@@ -35,16 +35,16 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from .errors import DecodeError
 from .fsutil import TEMP_PREFIX, display_path
+# What a URL is lives in har.urls (video.py needs it too, and must not import this
+# module); the names stay importable from here.
+from .urls import HTTP_SCHEMES, STREAM_SCHEMES, is_url, url_problem  # noqa: F401
 
 VIDEO_EXTENSIONS = frozenset(
     ".mp4 .m4v .mov .avi .mkv .webm .mpg .mpeg .ts .mts .m2ts .wmv .flv .3gp .ogv .gif .mxf"
     .split())
-HTTP_SCHEMES = ("http", "https")
-STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
 _GLOB_CHARS = re.compile(r"[*?[]")
 # A URL that cannot be streamed, and standard input, are copied to a temporary file
 # of at most this many bytes (HAR_MAX_FETCH_MB overrides).
@@ -56,45 +56,6 @@ def max_fetch_bytes() -> int:
         return int(float(os.environ.get("HAR_MAX_FETCH_MB", DEFAULT_MAX_FETCH_MB)) * 1024 * 1024)
     except ValueError:
         return DEFAULT_MAX_FETCH_MB * 1024 * 1024
-
-
-def is_url(text: str | os.PathLike, schemes: tuple[str, ...] | None = None) -> bool:
-    """Whether ``text`` is a URL of one of ``schemes`` (default: every scheme har reads).
-
-    >>> is_url("rtsp://cam/1"), is_url("https://h/v.mp4", HTTP_SCHEMES), is_url("a:b.mp4")
-    (True, True, False)
-    """
-    text = os.fspath(text)
-    if isinstance(text, bytes):
-        return False
-    allowed = schemes if schemes is not None else HTTP_SCHEMES + STREAM_SCHEMES
-    scheme, sep, _ = text.partition("://")
-    return bool(sep) and scheme.lower() in allowed
-
-
-# Characters no URL may hold as they are (http.client refuses them; a terminal would run
-# them): C0 controls, space, DEL and C1 controls.
-_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
-
-
-def url_problem(text: str) -> str | None:
-    """Why ``text`` cannot be opened as a URL (one line naming it), or None. Checked
-    before any connection, so a pasted newline or escape sequence fails at once."""
-    from .text import printable
-
-    bad = _URL_FORBIDDEN.search(text)
-    if bad:
-        what = "a space" if bad.group() == " " else "control characters"
-        return (f"{printable(text)}: the URL contains {what}; percent-encode them (a space "
-                "is %20) or check what was pasted")
-    try:
-        parts = urllib.parse.urlsplit(text)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError as exc:
-        return f"{printable(text)}: not a valid URL ({printable(exc)}); check the address"
-    if parts.scheme.lower() in HTTP_SCHEMES and not parts.hostname:  # udp://@:1234 listens
-        return f"{printable(text)}: the URL names no host; check the address"
-    return None
 
 
 @dataclass(frozen=True)
@@ -301,22 +262,33 @@ def accepts_ranges(url: str, timeout_s: float = 15.0) -> bool | None:
 
 
 def fetch_url(url: str, timeout_s: float = 15.0) -> _TempVideo:
-    """Download ``url`` to a temporary file (size-capped, per-read timeout)."""
+    """Download ``url`` to a temporary file: at most ``HAR_MAX_FETCH_MB``, waiting at
+    most ``timeout_s`` for the next bytes. Through :func:`har.netsafe.fetch`, the one
+    downloader of a URL input (the service's too); the user's own machine may name
+    hosts on its own network, so private addresses are allowed here."""
+    import math
+
+    from .errors import HarError
+    from .netsafe import FetchLimits, fetch
+
     suffix = Path(urllib.parse.urlsplit(url).path).suffix or ".video"
+    limit = max_fetch_bytes()
+    limits = FetchLimits(max_bytes=limit, deadline_s=math.inf, idle_s=timeout_s,
+                         limit_name="the size copied to a temporary file",
+                         advice="; set HAR_MAX_FETCH_MB to allow more, or save it to a "
+                                "file first")
     tmp = _TempVideo(suffix[:10])
     try:
-        req = urllib.request.Request(url, headers={"User-Agent": "har-video"})
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp, \
-                open(tmp.path, "wb") as out:
-            _copy_capped(resp.read, out, max_fetch_bytes(), url)
-    except DecodeError:
+        with open(tmp.path, "wb") as out:
+            fetch(url, out, limits=limits, allow_private=True, user_agent="har-video")
+    except HarError as exc:
         tmp.remove()
-        raise
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise DecodeError(str(exc)) from None
+    except OSError as exc:  # the temporary copy cannot be written
         tmp.remove()
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
-        raise DecodeError(f"{url}: could not download ({reason}); check the address and "
-                          "that the server is reachable") from None
+        raise DecodeError(f"{url}: cannot be copied to a temporary file "
+                          f"({exc.strerror or exc}); free space there or save it to a "
+                          "file first") from None
     except BaseException:
         tmp.remove()
         raise
@@ -380,13 +352,6 @@ def _remove_on_close(video, tmp: _TempVideo) -> None:
             tmp.remove()
 
     video.close = close_and_remove
-
-
-def iter_paths(sources: list[Source]) -> Iterator[str]:
-    """The local files among ``sources`` (for checks that outputs are not inputs)."""
-    for s in sources:
-        if s.local:
-            yield s.url
 
 
 # -- HLS playlists (har live) ----------------------------------------------------------

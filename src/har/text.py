@@ -8,9 +8,10 @@ that makes such text safe to show.
 
 from __future__ import annotations
 
+import math
 import unicodedata
 
-__all__ = ["printable"]
+__all__ = ["fmt_time", "printable"]
 
 
 def printable(text: object) -> str:
@@ -37,3 +38,15 @@ def printable(text: object) -> str:
             out.append(f"\\x{code:02x}" if code < 0x100 else
                        f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
     return "".join(out)
+
+
+def fmt_time(seconds: float | None) -> str:
+    """``m:ss.ss`` (e.g. ``1:05.20``); ``?`` when unknown.
+
+    >>> fmt_time(65.2), fmt_time(None), fmt_time(float("nan"))
+    ('1:05.20', '?', '?')
+    """
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    m, s = divmod(max(seconds, 0.0), 60)
+    return f"{int(m)}:{s:05.2f}"

@@ -12,14 +12,13 @@ import errno
 import os
 import stat
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
 from .errors import DecodeError
 from .fsutil import display_path
-from .sources import is_url
+from .urls import is_url
 
 # Elementary streams without a container index: durations are guesses.
 _RAW_FORMATS = {"h264", "hevc", "h263", "m4v", "mpegvideo", "mjpeg", "rawvideo", "ivf",

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .defaults import cache_dir
 from .errors import WeightsError
+from .urls import HTTP_SCHEMES, is_url, url_problem
 
 CHUNK = 1 << 20
 USER_AGENT = "har-weights/1 (+https://pypi.org/project/har)"
@@ -34,27 +36,14 @@ MIN_BYTES_PER_S = 1024
 _RETRIES_PER_URL = 3  # connection drops mid-file: resume this many times per mirror
 
 
-def cache_dir() -> Path:
-    """``$HAR_HOME``, else ``$XDG_CACHE_HOME/har``, else ``~/.cache/har``."""
-    home = os.environ.get("HAR_HOME")
-    if home:
-        return Path(home).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "har"
-
-
 def weights_dir() -> Path:
     return cache_dir() / "weights"
 
 
 # -- hashing -----------------------------------------------------------------------
 def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The sha256 of a file (read in blocks); :func:`file_sha256` remembers it."""
+    return file_digests(path, ("sha256",))["sha256"]
 
 
 def file_digests(path: str | os.PathLike, algorithms: Iterable[str]) -> dict[str, str]:
@@ -108,17 +97,14 @@ def package_file(wf) -> Path | None:
 
 def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a weights file, remembered by (path, size, mtime) in the cache's
-    ``digests.json`` so a 254 MB file is hashed once, not on every start."""
-    import json
+    ``digests.json`` so a big file is hashed once, not on every start."""
+    from .fsutil import read_json, write_json_quietly
 
     p = Path(path).resolve()
     st = p.stat()
     key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
     memo = cache_dir() / "digests.json"
-    try:
-        known = json.loads(memo.read_text())
-    except (OSError, ValueError):
-        known = {}
+    known = read_json(memo, {})
     if isinstance(known, dict) and isinstance(known.get(key), str):
         return known[key]
     digest = sha256_file(p)
@@ -126,13 +112,7 @@ def file_sha256(path: str | os.PathLike) -> str:
         known = {}
     known = {k: v for k, v in known.items() if Path(k.split("|")[0]).exists()}
     known[key] = digest
-    try:
-        from .fsutil import write_text_atomic
-
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(memo, json.dumps(known, indent=0))
-    except OSError:
-        pass
+    write_json_quietly(memo, known, indent=0)
     return digest
 
 
@@ -395,13 +375,6 @@ def unreachable_message(urls: Sequence[str], dest: Path, size: int | None,
 
 
 # -- resolving weights for a model ------------------------------------------------
-def is_url(text: str | os.PathLike) -> bool:
-    """An http(s) URL (weights are downloaded only over http(s))."""
-    from .sources import HTTP_SCHEMES, is_url as _is_url
-
-    return _is_url(text, HTTP_SCHEMES)
-
-
 def url_cache_path(url: str, sha256: str | None = None) -> Path:
     """Cache location of a ``--weights URL`` download (keyed by URL and pinned hash)."""
     key = hashlib.sha256(f"{url}|{sha256 or ''}".encode()).hexdigest()[:12]
@@ -446,9 +419,7 @@ def resolve_weights(entry, weights: str | os.PathLike | None = None, *,
     pinned = _normalise_sha(sha256)
     if weights is not None:
         text = os.fspath(weights)
-        if is_url(text):
-            from .sources import url_problem
-
+        if is_url(text, HTTP_SCHEMES):  # weights are downloaded over http(s) only
             problem = url_problem(text)
             if problem:
                 raise WeightsError(f"--weights {problem}")

@@ -27,17 +27,9 @@ from typing import Any, Callable, Iterable, TextIO
 
 from .fsutil import clean, clean_text, display_path, is_special, temp_prefix
 from .results import SCHEMA, VideoResult
-from .text import printable
+from .text import fmt_time, printable  # noqa: F401 (fmt_time: used and re-exported)
 
 EVENTS_SCHEMA = "har.events/1"
-
-
-def fmt_time(seconds: float | None) -> str:
-    """``m:ss.ss`` (e.g. ``1:05.20``); ``?`` when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    m, s = divmod(max(seconds, 0.0), 60)
-    return f"{int(m)}:{s:05.2f}"
 
 
 # -- JSON ------------------------------------------------------------------------
@@ -186,15 +178,14 @@ def activitynet_doc(results: Iterable[VideoResult],
     each video id (the file name without extension and without a leading ``v_``) to
     ``{"label", "score" (the segment's mean clip probability), "segment": [start, end]}``.
     Failed videos are left out; ``external_data`` as :func:`har.metrics.activitynet_document`."""
-    from .metrics import activitynet_document, video_id_for
+    from .metrics import activitynet_detection, activitynet_document, video_id_for
 
     out: dict[str, list[dict[str, Any]]] = {}
     for r in results:
         if r.error:
             continue
         out[video_id_for(r.path)] = [
-            {"label": s.label, "score": round(float(s.mean_score), 6),
-             "segment": [round(float(s.start_s), 3), round(float(s.end_s), 3)]}
+            activitynet_detection(s.label, s.mean_score, s.start_s, s.end_s)
             for s in r.segments]
     return clean(activitynet_document(out, external_data))
 

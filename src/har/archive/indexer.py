@@ -7,7 +7,6 @@ stores each in a single transaction, replacing an older row for the same path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -98,11 +97,9 @@ def weights_sha256(args_weights: str | None, recognizer) -> str | None:
             if isinstance(value, str) and len(value) == 64:
                 return value
     if args_weights and os.path.isfile(args_weights):
-        h = hashlib.sha256()
-        with open(args_weights, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
+        from ..weights import sha256_file
+
+        return sha256_file(args_weights)
     return None
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import HarError
 from ..runtimes.base import RuntimeBase
+from .export import parquet_schema as _parquet_schema  # the one schema of clip rows
 
 
 @dataclass(frozen=True)
@@ -159,16 +160,6 @@ def _index_one(row: dict, *, model: str, clips: ClipSpecs, actors: list, info: d
     result = rec.predict(row["source"])
     result.probs = None  # the clips keep theirs (for the embeddings)
     return {"pos": row["pos"], "result": pickle.dumps(result)}
-
-
-def _parquet_schema(pa):
-    return pa.schema([
-        ("path", pa.string()), ("status", pa.string()), ("error", pa.string()),
-        ("duration_s", pa.float64()), ("fps", pa.float64()), ("frames", pa.int64()),
-        ("clip", pa.int64()), ("start_frame", pa.int64()), ("end_frame", pa.int64()),
-        ("start_s", pa.float64()), ("end_s", pa.float64()), ("top_label", pa.string()),
-        ("top_score", pa.float64()), ("topk", pa.string()),
-        ("embedding", pa.list_(pa.float32()))])
 
 
 def _clip_table(batch: dict):

@@ -16,18 +16,51 @@ import importlib
 import sys
 from typing import Sequence
 
+# UsageError lives in har.errors so the library can raise it without importing the
+# CLI; it is re-exported here for the command modules.
+from ..errors import HarError, InputError, ModelError, OutputError, UsageError
+
 
 class ExitCode(enum.IntEnum):
+    """One code per error class; the table in README.md ("Exit codes") says the same."""
+
     OK = 0  # every input fully processed
-    INPUT_FAILED = 1  # at least one input could not be processed
+    OUTPUT = 1  # an output could not be written, or the run failed otherwise
     USAGE = 2  # bad command line (argparse's own code)
-    PARTIAL = 3  # every input gave results, but some only in part (damaged/truncated)
-    MODEL = 4  # the model or its weights could not be loaded
+    INPUT = 3  # an input failed or gave results only in part; the others keep theirs
+    MODEL = 4  # the model, its weights or its runtime could not be loaded
     INTERRUPTED = 130  # SIGINT/SIGTERM: outputs hold what finished
+    # Older names of INPUT, still used by some command modules: an input that failed
+    # and one read only in part are both the input class now.
+    INPUT_FAILED = 3
+    PARTIAL = 3
 
 
-class UsageError(Exception):
-    """A bad command line found after parsing (exit 2, one line)."""
+# Error class -> exit code, most specific first: the one place that maps errors to
+# codes (main() below, and worst() for commands that return a code themselves).
+EXIT_CODES = ((UsageError, ExitCode.USAGE), (InputError, ExitCode.INPUT),
+              (ModelError, ExitCode.MODEL), (OutputError, ExitCode.OUTPUT),
+              (HarError, ExitCode.OUTPUT))
+# When a run has several outcomes, the code of the first in this order is returned:
+# a lost output or model outranks a failed input (whose failure is in the outputs).
+_PRECEDENCE = (ExitCode.INTERRUPTED, ExitCode.USAGE, ExitCode.MODEL, ExitCode.OUTPUT,
+               ExitCode.INPUT, ExitCode.OK)
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The exit code of an error, by its class (:data:`EXIT_CODES`)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    for cls, code in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code
+    raise TypeError(f"{type(exc).__name__} has no exit code")
+
+
+def worst(*codes: int) -> ExitCode:
+    """The code a run with these outcomes exits with (:data:`_PRECEDENCE`)."""
+    got = {ExitCode(c) for c in codes}
+    return next((c for c in _PRECEDENCE if c in got), ExitCode.OK)
 
 
 # Modules under har.cli that register commands, in the order `har --help` lists them.
@@ -42,10 +75,11 @@ examples:
   har train clips/ --out runs/a --val val/   fine-tune on your own classes
   har eval val/ --weights runs/a/model.pth   accuracy and confusion matrix
 
-exit codes:
-  0 every input processed   1 an input failed (the others keep their results)
-  2 bad command line        3 some inputs only in part (damaged files)
-  4 the model or its weights could not be loaded   130 interrupted
+exit codes:  (the table in README.md)
+  0 every input fully processed      1 output: an output could not be written
+  2 usage: bad command line          3 input: an input failed or was read only in part
+                                       (the other inputs keep their results)
+  4 model: the model or its weights could not be loaded      130 interrupted
 """
 
 
@@ -87,8 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..errors import HarError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -101,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERRUPTED)
     except HarError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return int(ExitCode.MODEL)
+        return int(exit_code_for(exc))
     except BrokenPipeError:  # e.g. `har predict ... | head`: the reader has what it wanted
         _silence_stdout()
         return int(ExitCode.OK)

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from ..defaults import AGGREGATES, BACKENDS, DEFAULT_MODEL, PRECISIONS, SMOOTHING
 from ..fsutil import display_path, is_special, same_file
+from ..text import fmt_time  # noqa: F401 (the commands take it from here)
+from ..errors import OutputError
 from . import UsageError
 
 # Defaults of har.timeline.TimelineOptions, restated so the parser needs no numpy;
@@ -124,7 +126,8 @@ def add_clip_arguments(p: argparse.ArgumentParser, *, sampler: bool = True) -> N
                    help="labels per video/clip (default 5)")
     g.add_argument("--max-latency", type=positive_seconds, default=None, metavar="S",
                    help="score a partly filled batch once its first clip has waited S "
-                        "seconds (default: 2 for live sources, else only full batches)")
+                        "seconds (default: 0 for live sources, whatever is waiting is "
+                        "scored at once; else only full batches)")
 
 
 def add_timeline_arguments(p: argparse.ArgumentParser, *, files: bool = True) -> None:
@@ -211,22 +214,25 @@ def check_runtime_options(args: argparse.Namespace) -> None:
 
 
 def check_output_path(opt: str, value: str) -> None:
-    """A one-line usage error for an output path that cannot work."""
+    """A one-line output error (exit 1) for an output path that cannot work, before
+    any work is done: a folder that does not exist (or is a file), a name too long, a
+    symbolic link loop, a directory where a file is wanted."""
     try:
         os.stat(value)
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
-            raise UsageError(f"{opt} {_shown(value)}: the name is longer than this "
-                             "system allows; choose a shorter one") from None
+            raise OutputError(f"{opt} {_shown(value)}: the name is longer than this "
+                              "system allows; choose a shorter one") from None
         if exc.errno == errno.ELOOP:
-            raise UsageError(f"{opt} {_shown(value)}: is a symbolic link loop; "
-                             "choose another path") from None
+            raise OutputError(f"{opt} {_shown(value)}: is a symbolic link loop; "
+                              "choose another path") from None
     parent = Path(value).parent
     if not parent.is_dir():
-        raise UsageError(f"{opt} {_shown(value)}: directory {_shown(parent)} "
-                         "does not exist; create it or choose another path")
+        what = "is a file, not a directory" if parent.exists() else "does not exist"
+        raise OutputError(f"{opt} {_shown(value)}: directory {_shown(parent)} "
+                          f"{what}; create it or choose another path")
     if os.path.isdir(value):
-        raise UsageError(f"{opt} {_shown(value)}: is a directory; give a file name")
+        raise OutputError(f"{opt} {_shown(value)}: is a directory; give a file name")
 
 
 def check_not_input(opt: str, value: str, inputs: list[str]) -> None:
@@ -276,8 +282,8 @@ def clean_stale_temps(outputs) -> None:
 
 
 def make_recognizer(args: argparse.Namespace, **overrides):
-    """A Recognizer from the model, clip and timeline options (HarError if the model
-    or its weights cannot be loaded)."""
+    """A Recognizer from the model, clip and timeline options (a ModelError, exit 4,
+    if the model, its weights or its runtime cannot be loaded)."""
     from ..recognizer import Recognizer
 
     opts = run_options(args)
@@ -287,17 +293,17 @@ def make_recognizer(args: argparse.Namespace, **overrides):
               num_clips=opts.num_clips, tail=opts.tail, max_latency_s=opts.max_latency_s,
               aggregate=opts.aggregate, aggregate_k=opts.aggregate_k, timeline=opts.timeline)
     kw.update(overrides)
-    rec = Recognizer(args.model, **kw)
+    from ..errors import HarError, ModelError
+
+    try:
+        rec = Recognizer(args.model, **kw)
+    except HarError as exc:
+        if type(exc) is HarError:  # unclassified, while loading the model: a model error
+            raise ModelError(str(exc)) from None
+        raise
     if getattr(args, "stride", None) is None and hasattr(args, "stride"):
         args.stride = rec.stride  # the model's default, for the outputs' settings
     return rec
-
-
-def fmt_time(seconds_: float | None) -> str:
-    if seconds_ is None:
-        return "?"
-    m, s = divmod(max(seconds_, 0.0), 60)
-    return f"{int(m)}:{s:05.2f}"
 
 
 def progress_bar(enabled: bool, label: str, total: int | None = None, unit: str = "frame"):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..fsutil import display_path
 from ..text import printable
-from . import ExitCode, UsageError, add_command
+from ..errors import InputError
+from . import ExitCode, UsageError, add_command, worst
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_distinct_outputs, check_not_input, check_output_path,
                      clean_stale_temps,
@@ -107,7 +108,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         dataset = load_dataset(args.data[0], layout=args.layout, split=args.split,
                                subset="test", splits_dir=args.splits_dir)
     except DatasetError as exc:
-        raise UsageError(printable(exc)) from None
+        raise InputError(printable(exc)) from None
     from .train import input_files
 
     _check_outputs(args, input_files(args.data, [dataset], layout=args.layout,
@@ -150,9 +151,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _print_report(report)
         if args.json:
             written &= _write("--json", args.json, lambda: _dump_json(args.json, report))
-    if not written:
-        return int(ExitCode.INPUT_FAILED)
-    return int(ExitCode.INPUT_FAILED if report["failed"] else ExitCode.OK)
+    return int(worst(ExitCode.OUTPUT if not written else ExitCode.OK,
+                     ExitCode.INPUT if report["failed"] else ExitCode.OK))
 
 
 def _pct(x) -> str:
@@ -181,7 +181,7 @@ def _cmd_detection(args: argparse.Namespace) -> int:
     try:
         gt, _ = load_activitynet_ground_truth(args.segments, subset=args.subset)
     except (OSError, ValueError) as exc:
-        raise UsageError(f"--segments {printable(display_path(args.segments))}: "
+        raise InputError(f"--segments {printable(display_path(args.segments))}: "
                          f"{printable(exc)}") from None
     sources, errors = resolve_inputs(args.data)
     for _, msg in errors:
@@ -212,8 +212,8 @@ def _cmd_detection(args: argparse.Namespace) -> int:
         json.dump(report, sys.stdout, indent=2)
         print()
     elif args.json and not _write("--json", args.json, lambda: _dump_json(args.json, report)):
-        return int(ExitCode.INPUT_FAILED)
-    return int(ExitCode.INPUT_FAILED if failed or errors else ExitCode.OK)
+        return int(worst(ExitCode.OUTPUT, ExitCode.INPUT if failed or errors else ExitCode.OK))
+    return int(ExitCode.INPUT if failed or errors else ExitCode.OK)
 
 
 def _dump_json(path: str, doc: dict) -> None:

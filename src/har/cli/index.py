@@ -33,8 +33,9 @@ examples:
   har search falling --db archive.db            where does someone fall?
   har similar clip.mp4 --start 3 --end 5 --db archive.db
 
-exit codes:
-  0 every input indexed (or already there)   1 an input failed (recorded as failed)
+exit codes:  (the table in README.md)
+  0 every input indexed (or already there)   1 --db could not be written (a full disk)
+  3 an input failed (recorded as failed) or was read only in part
   2 bad command line, or --db is not a har archive (left unchanged), is locked by
     another process, or was indexed with another model
   4 the model could not be loaded   130 interrupted by Ctrl-C or SIGTERM (finished
@@ -89,7 +90,7 @@ def register(sub) -> None:
                    help="instead: per label, the segments, videos, seconds and clips")
     s.add_argument("--json", action="store_true", help="JSON on stdout")
     s.set_defaults(func=cmd_search)
-    s.epilog = ("exit codes:\n  0 results (or none above --min-score)   1 no label matches "
+    s.epilog = ("exit codes:\n  0 results (or none above --min-score)   3 no label matches "
                 "QUERY\n  2 bad command line, or --db is not a har archive or is locked")
 
     m = add_command(sub, "similar", help="find clips like a video (or a part of one)",
@@ -216,7 +217,7 @@ def _cmd_index(args: argparse.Namespace) -> int:
             return ExitCode.USAGE
         print(f"har index: error: --db {_show(display_path(args.db))}: {exc}; the videos "
               "finished before are kept", file=sys.stderr)
-        return ExitCode.INPUT_FAILED
+        return ExitCode.OUTPUT  # the archive could not be written (a full disk, ...)
     finally:
         conn.close()
 

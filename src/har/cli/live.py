@@ -10,7 +10,7 @@ import time
 
 from ..fsutil import display_path
 from ..text import printable
-from . import ExitCode, UsageError, add_command
+from . import ExitCode, UsageError, add_command, worst
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_not_input, check_output_path, check_runtime_options,
                      clean_stale_temps, make_recognizer, positive_int, positive_seconds,
@@ -24,10 +24,10 @@ examples:
   har live clip.mp4 --realtime --jsonl events.jsonl  rehearse with a file
   har live rtsp://cam1/s rtsp://cam2/s --jsonl -   two cameras, one model
 
-exit codes:
-  0 the stream ended, or --duration passed   1 a source could not be read, or an
-  output could not be written
-  2 bad command line   4 the model could not be loaded   130 interrupted
+exit codes:  (the table in README.md)
+  0 the stream ended, or --duration passed   1 an output could not be written
+  2 bad command line   3 a source could not be read   4 the model could not be loaded
+  130 interrupted
 """
 
 
@@ -460,10 +460,9 @@ def cmd_live(args: argparse.Namespace) -> int:
     term.close()
     if interrupted:
         return ExitCode.INTERRUPTED
-    if output_errors or any(cam.scored == 0 or cam.error is not None and many
-                            for cam in cams):
-        return ExitCode.INPUT_FAILED
-    return ExitCode.OK
+    bad_source = any(cam.scored == 0 or cam.error is not None and many for cam in cams)
+    return worst(ExitCode.OUTPUT if output_errors else ExitCode.OK,
+                 ExitCode.INPUT if bad_source else ExitCode.OK)
 
 
 def _clip_out(args, cam: _Cam, clip, write, stream, ready, overlay, output_failed,

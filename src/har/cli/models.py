@@ -64,8 +64,9 @@ def register(sub) -> None:
                    help="OpenVINO IR precision (default fp32; int8: NNCF post-training "
                         "quantization)")
     e.add_argument("--calibrate", metavar="DIR",
-                   help="int8: calibrate on clips from the videos in DIR (default: 64 "
-                        "synthetic clips, docs/performance.md)")
+                   help="int8: calibrate on clips from the videos in DIR (default: "
+                        "synthetic clips, 64 for 16x112x112 models, fewer for bigger "
+                        "clips; docs/performance.md)")
     e.set_defaults(func=cmd_export)
 
     m = add_command(sub, "models", help="list the available models", epilog=MODELS_EPILOG)
@@ -130,16 +131,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         calib = None
         if args.precision == "int8":
             from ..runtimes.quantize import (DEFAULT_CALIBRATION_CLIPS, default_calibration,
-                                             video_calibration)
+                                             default_calibration_size, video_calibration)
 
+            # The synthetic default is the one predict's cached int8 IR uses (fewer
+            # clips for big presets: default_calibration_size).
+            n = default_calibration_size(preset)
             where = (f"up to {DEFAULT_CALIBRATION_CLIPS} clips from the videos in "
                      f"{display_path(args.calibrate)}" if args.calibrate else
-                     f"{DEFAULT_CALIBRATION_CLIPS} synthetic clips (--calibrate DIR for "
-                     "your own videos)")
+                     f"{n} synthetic clips (--calibrate DIR for your own videos)")
             print(f"note: int8: calibrating on {where}; this takes a while",
                   file=sys.stderr)
             calib = (video_calibration(args.calibrate, preset) if args.calibrate
-                     else default_calibration(preset))
+                     else default_calibration(preset, n))
         out = export_openvino(model, out, shape, compress_to_fp16=args.precision == "fp16",
                               precision="int8" if args.precision == "int8" else "fp32",
                               calibration=calib)
@@ -167,14 +170,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(f"{c:<{w}}" for c, w in zip(r[:3], widths)) + "  " + r[3])
-    print(f"* default model. `har models --json` gives URLs, sizes, sha256, presets and "
+    print("* default model. `har models --json` gives URLs, sizes, sha256, presets and "
           "the accuracy sources.")
     return ExitCode.OK
 
 
 def cmd_cache_list(args: argparse.Namespace) -> int:
     from ..cache import cache_entries, human, totals
-    from ..weights import cache_dir
+    from ..defaults import cache_dir
 
     entries = cache_entries()
     print(f"{cache_dir()}:")
@@ -286,7 +289,7 @@ def cmd_weights_verify(args: argparse.Namespace) -> int:
         if bad:
             print(f"har: {bad} file(s) do not match their published digest: delete them and "
                   "fetch or install them again", file=sys.stderr)
-            return ExitCode.INPUT_FAILED
+            return ExitCode.MODEL  # weights that fail their check (README: exit codes)
         return ExitCode.OK
     rows = verify_cache(REGISTRY)
     if not rows:
@@ -299,5 +302,5 @@ def cmd_weights_verify(args: argparse.Namespace) -> int:
     if bad:
         print(f"har: {bad} damaged file(s): delete them and run `har weights fetch NAME`, "
               "or pass a good copy with --weights FILE", file=sys.stderr)
-        return ExitCode.INPUT_FAILED
+        return ExitCode.MODEL
     return ExitCode.OK

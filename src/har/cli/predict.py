@@ -20,7 +20,7 @@ from ..defaults import pip_hint
 from ..errors import HarError
 from ..fsutil import atomic_open, display_path
 from ..text import printable
-from . import ExitCode, UsageError, add_command
+from . import ExitCode, UsageError, add_command, worst
 from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
                      check_runtime_options, make_recognizer, positive_int, progress_bar,
                      check_not_input, check_output_path, clean_stale_temps, run_options,
@@ -47,9 +47,10 @@ examples:
   har predict https://host/v.mp4 --annotate v_annotated.mp4
   cat v.mp4 | har predict - --json -            a video on standard input
 
-exit codes:
-  0 every input processed   1 an input failed (the others keep their results)
-  2 bad command line        3 some inputs only in part (damaged or truncated files)
+exit codes:  (the table in README.md)
+  0 every input fully processed   1 an output could not be written
+  2 bad command line              3 an input failed or was read only in part (damaged or
+                                    truncated); the others keep their results
   4 the model or its weights could not be loaded
   130 interrupted: --json/--csv/... hold every video that finished
 """
@@ -480,13 +481,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = sum(not r.ok for r in results)
     if failed:
         print(f"har: {failed} of {len(results)} input(s) failed", file=sys.stderr)
-        return ExitCode.INPUT_FAILED
     if output_errors:
         print(f"har: {len(output_errors)} output(s) could not be written", file=sys.stderr)
-        return ExitCode.INPUT_FAILED
-    if any(r.warnings for r in results):
-        return ExitCode.PARTIAL
-    return ExitCode.OK
+    return worst(ExitCode.OUTPUT if output_errors else ExitCode.OK,
+                 ExitCode.INPUT if failed or any(r.warnings for r in results) else ExitCode.OK)
 
 
 def _readable(sources, input_errors):

@@ -173,7 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..train.data import DatasetError
     from ..train.trainer import TrainOptions, train
 
-    from ..errors import HarError, WeightsError
+    from ..errors import HarError, InputError, OutputError, WeightsError
     from ..fsutil import display_path
     from ..text import printable
     from ..train.trainer import prepare_out
@@ -181,9 +181,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         train_set, val_set = load_train_data(args)
     except DatasetError as exc:
-        raise UsageError(printable(exc)) from None
+        raise InputError(printable(exc)) from None
     if len(train_set.labels) < 2:
-        raise UsageError(f"{display_path(args.data)}: training needs at least 2 classes "
+        raise InputError(f"{display_path(args.data)}: training needs at least 2 classes "
                          f"(found {len(train_set.labels)}: "
                          f"{printable(', '.join(train_set.labels))})")
     _check_out(args, input_files([args.data, args.val], [train_set, val_set],
@@ -229,9 +229,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         return int(ExitCode.INTERRUPTED)
     except ResumeMismatch as exc:
         raise UsageError(printable(exc)) from None
-    except (RunWriteError, TrainingDiverged) as exc:  # the run failed; not the model
+    except RunWriteError as exc:  # the run folder cannot be written: an output error
+        raise OutputError(printable(exc)) from None
+    except TrainingDiverged as exc:  # the run failed (exit 1); not the model, not an input
         print(f"error: {printable(exc)}", file=sys.stderr)
-        return int(ExitCode.INPUT_FAILED)
+        return int(ExitCode.OUTPUT)
     except WeightsError as exc:
         if args.scratch or args.weights or args.resume:
             raise

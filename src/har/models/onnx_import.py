@@ -52,8 +52,10 @@ def _import_onnx():
         import onnx  # noqa: F401
         from onnx import numpy_helper  # noqa: F401
     except ImportError:
+        from ..defaults import pip_hint
+
         raise WeightsError("reading .onnx weights needs the 'onnx' package: "
-                           "pip install onnx  (or pip install 'har[onnx]')") from None
+                           f"pip install onnx  (or {pip_hint('onnx')})") from None
     return onnx
 
 

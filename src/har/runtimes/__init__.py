@@ -146,7 +146,7 @@ def make_backend(name: str, model, device: str = "cpu", *,
     if precision == "int8":
         if name != "openvino":
             raise HarError("--precision int8 runs on --backend openvino only")
-        from .quantize import int8_ir_cached
+        from .export import int8_ir_cached
 
         try:
             ir = int8_ir_cached(model, input_shape)
@@ -352,35 +352,26 @@ def _graph_checked(digest: str, arch: str, remember: int | None = None) -> int |
     against ``arch`` before, else None (the check builds the network in PyTorch and maps
     every weight: seconds per start). ``remember``: record a check that passed, with
     the feature size. Kept in the cache's ``checked.json``."""
-    import json
-
-    from ..fsutil import write_text_atomic
-    from ..weights import cache_dir
+    from ..defaults import cache_dir
+    from ..fsutil import read_json, write_json_quietly
 
     memo = cache_dir() / "checked.json"
-    try:
-        known = json.loads(memo.read_text())
-        known = known if isinstance(known, dict) else {}
-    except (OSError, ValueError):
-        known = {}
+    known = read_json(memo, {})
+    known = known if isinstance(known, dict) else {}
     if remember is None:
         hit = known.get(digest)
         ok = isinstance(hit, dict) and hit.get("arch") == arch
         return int(hit["feature_dim"]) if ok and isinstance(hit.get("feature_dim"), int) else None
     known[digest] = {"arch": arch, "feature_dim": int(remember)}
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(memo, json.dumps(known))
-    except OSError:
-        pass  # a cache that cannot be written is only slower
+    write_json_quietly(memo, known)  # a cache that cannot be written is only slower
     return int(remember)
 
 
 def _cached_export_runtime(model: str, weights, backend: str, device: str, batch_size,
                            precision: str, sha256: str | None):
     """The runtime straight from the cached ONNX export of these weights, when there is
-    one: a second run of the same ``.pth`` skips reading it into PyTorch (a 254 MB
-    unpickle, building the network, loading the state) and exporting. The export's
+    one: a second run of the same ``.pth`` skips reading it into PyTorch (unpickling
+    the whole file, building the network, loading the state) and exporting. The export's
     metadata brings the labels, preset and video head; it is used only when it names
     this file's sha256 and this registry model, else the full path runs."""
     import dataclasses

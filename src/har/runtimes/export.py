@@ -1,17 +1,23 @@
 """Exporting a loaded model to ONNX / OpenVINO IR: two outputs (``logits``, ``features``)
 and the model's provenance in the file's metadata (ONNX ``metadata_props``, OpenVINO
-``rt_info["har"]``), so the file runs directly and describes itself."""
+``rt_info["har"]``), so the file runs directly and describes itself; and the cache's
+exports of a model (``exports/`` ONNX, ``int8/`` IR), keyed by :func:`state_key`.
+
+Imports flow one way: this module uses :mod:`har.runtimes.quantize` (NNCF and the
+calibration clips) for int8, and quantize never imports this module."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..defaults import cache_dir
 from ..fsutil import remove_stale_temps, temp_prefix
 from .base import need
 from .metadata import set_ov_metadata, write_sidecar
@@ -27,8 +33,9 @@ class _TwoOutputs(nn.Module):
         return self.m.forward_head(f), f
 
 
-def _state_key(model: nn.Module) -> str:
-    """The weights' sha256 when the model knows it, else a digest of its tensors."""
+def state_key(model: nn.Module) -> str:
+    """The key of a model's cached exports (``exports/``, ``int8/``): the weights'
+    sha256 when the model knows it, else a digest of its tensors."""
     info = getattr(model, "har_info", None)
     if info is not None and info.weights_sha256:
         return info.weights_sha256[:24]
@@ -184,14 +191,10 @@ def export_openvino(model: nn.Module, path: str | Path, input_shape=(16, 112, 11
 
 def export_onnx_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
     """One ONNX per (weights, clip shape) in the cache's ``exports/``."""
-    from ..weights import cache_dir
-
     t, h, w = input_shape
-    path = cache_dir() / "exports" / f"{_state_key(model)}-{t}x{h}x{w}.onnx"
+    path = cache_dir() / "exports" / f"{state_key(model)}-{t}x{h}x{w}.onnx"
     remove_stale_temps(path.parent)  # what a killed export left
     if not path.is_file():
-        import sys
-
         # A cache that cannot be written raises here, before the note: the caller then
         # runs uncached and says so instead.
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,10 +215,8 @@ def export_openvino_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path
     """One OpenVINO IR per (weights, clip shape) in the cache's ``exports/``, next to
     the ONNX exports the other runtimes use: OpenVINO's first run converts the module
     directly, without the ONNX exporter's memory peak (:func:`convert_openvino`)."""
-    from ..weights import cache_dir
-
     t, h, w = input_shape
-    path = cache_dir() / "exports" / f"{_state_key(model)}-{t}x{h}x{w}.xml"
+    path = cache_dir() / "exports" / f"{state_key(model)}-{t}x{h}x{w}.xml"
     remove_stale_temps(path.parent)  # what a killed export left
     if not (path.is_file() and path.with_suffix(".bin").is_file()):
         import sys
@@ -231,4 +232,27 @@ def export_openvino_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path
     meta = {**model_metadata(model), "precision": "fp32"}
     if read_sidecar(path) != meta:
         write_sidecar(path, meta)
+    return path
+
+
+def int8_ir_cached(model, input_shape=(16, 112, 112)) -> Path:
+    """One int8 IR per weights sha256 in the cache's ``int8/``, calibrated on the
+    default clips (``har export openvino --precision int8 --calibrate DIR`` for yours)."""
+    from .quantize import default_calibration, default_calibration_size
+
+    t, h, w = input_shape
+    path = cache_dir() / "int8" / f"{state_key(model)}-{t}x{h}x{w}.xml"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        preset = getattr(getattr(model, "har_info", None), "preset", None)
+        if preset is None:
+            from ..transforms import HARA_KINETICS as preset
+        name = getattr(getattr(model, "har_info", None), "model", None) or "the model"
+        clips = default_calibration_size(preset)
+        print(f"note: int8: calibrating {name} on {clips} synthetic "
+              f"clips; a one-time cost for these weights (cached in {path.parent}; "
+              "`har export openvino --precision int8 --calibrate DIR` calibrates on "
+              "your videos)", file=sys.stderr)
+        export_openvino(model, path, input_shape, precision="int8",
+                        calibration=default_calibration(preset, clips))
     return path

@@ -6,7 +6,6 @@ the cache's exports (so a cached export is compiled without parsing it first).
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 
@@ -42,7 +41,8 @@ def read_ov_metadata(ov_model) -> dict[str, str]:
 
 def metadata_sidecar(path: str | Path) -> Path:
     """``x.onnx`` -> ``x.meta.json``: a cached export's metadata, readable without
-    parsing the 254 MB file (so OpenVINO can compile straight from its blob cache)."""
+    parsing the export, as big as its weights (so OpenVINO can compile straight from
+    its blob cache)."""
     return Path(path).with_suffix(".meta.json")
 
 
@@ -61,26 +61,19 @@ def _sidecar_digest(meta: dict[str, str]) -> str:
 
 
 def write_sidecar(path: str | Path, meta: dict[str, str]) -> None:
-    import json
-
-    from ..fsutil import write_text_atomic
+    from ..fsutil import write_json_quietly
 
     meta = {k: v for k, v in meta.items() if k != SIDECAR_CHECK}
-    doc = {**meta, SIDECAR_CHECK: _sidecar_digest(meta)}
-    with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
-        write_text_atomic(metadata_sidecar(path), json.dumps(doc))
+    write_json_quietly(metadata_sidecar(path), {**meta, SIDECAR_CHECK: _sidecar_digest(meta)})
 
 
 def read_sidecar(path: str | Path) -> dict[str, str] | None:
     """The metadata in ``path``'s sidecar, or None when there is none or it does not
     check out: not JSON, not strings, its digest does not match its content, or it
     names weights other than the ones the export's file name was made from."""
-    import json
+    from ..fsutil import read_json
 
-    try:
-        meta = json.loads(metadata_sidecar(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    meta = read_json(metadata_sidecar(path))
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         return None
     check = meta.pop(SIDECAR_CHECK, None)

@@ -126,27 +126,3 @@ def _stdout_to_stderr():
     finally:
         for h, stream in moved:
             h.setStream(stream)
-
-
-def int8_ir_cached(model, input_shape=(16, 112, 112)) -> Path:
-    """One int8 IR per weights sha256 in the cache's ``int8/``, calibrated on the
-    default clips (``har export openvino --precision int8 --calibrate DIR`` for yours)."""
-    from ..weights import cache_dir
-    from .export import _state_key, export_openvino
-
-    t, h, w = input_shape
-    path = cache_dir() / "int8" / f"{_state_key(model)}-{t}x{h}x{w}.xml"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        preset = getattr(getattr(model, "har_info", None), "preset", None)
-        if preset is None:
-            from ..transforms import HARA_KINETICS as preset
-        name = getattr(getattr(model, "har_info", None), "model", None) or "the model"
-        print(f"note: int8: calibrating {name} on {DEFAULT_CALIBRATION_CLIPS} synthetic "
-              f"clips; a one-time cost for these weights (cached in {path.parent}; "
-              "`har export openvino --precision int8 --calibrate DIR` calibrates on "
-              "your videos)", file=sys.stderr)
-        export_openvino(model, path, input_shape, precision="int8",
-                        calibration=default_calibration(preset,
-                                                        default_calibration_size(preset)))
-    return path
