@@ -455,6 +455,32 @@ def test_annotate_never_destroys_what_was_there(video_factory, rec_factory, tmp_
     assert avi.frames == 48 and (tmp_path / "out.avi").read_bytes()[:4] == b"RIFF"
 
 
+def test_annotate_onto_a_full_disk_leaves_no_file_open(video_factory, rec_factory,
+                                                        small_disk):
+    """A full disk while the MP4's header is written: one HarError, no temporary file
+    left, and none held open (deleted but still taking space) by this process."""
+    from har import render
+    from har.errors import HarError
+
+    result = _result_for(video_factory(48, size=(64, 48)), rec_factory)
+    with open(small_disk / "filler", "wb") as fh:  # fill the file system
+        try:
+            fh.write(b"\0" * (256 * 1024))
+        except OSError:
+            pass
+    with pytest.raises(HarError, match="out.mp4"):
+        render.annotate_video(result, small_disk / "out.mp4")
+    assert [p.name for p in small_disk.iterdir()] == ["filler"]
+    fds = Path("/proc/self/fd")
+    held = []
+    for fd in fds.iterdir():
+        try:
+            held.append(os.readlink(fd))
+        except OSError:
+            pass
+    assert not [h for h in held if h.startswith(str(small_disk))], held
+
+
 @pytest.mark.slow
 def test_peak_memory_end_to_end_is_flat(tmp_path, r10_weights):
     """har predict on 60 s and on 8 min of video: peak memory does not grow with length.

@@ -517,6 +517,7 @@ def annotate_video(result: VideoResult, out_path: str | os.PathLike, *, top_n: i
     time_base = Fraction(1, 90000)
     container = None
     audio = None
+    fh = None
     # Written to a temporary file beside the target and renamed over it only when
     # complete: a full disk, Ctrl-C or a crash leaves the user's file as it was, and
     # nothing har did not create is ever removed (a device such as /dev/full is
@@ -525,7 +526,10 @@ def annotate_video(result: VideoResult, out_path: str | os.PathLike, *, top_n: i
     tmp = staging.__enter__()
     try:
         try:
-            container = av.open(str(tmp), mode="w", format=fmt)
+            # the file is opened here and always closed here: PyAV never closes a
+            # file whose header could not be written (a full disk would keep it)
+            fh = open(tmp, "wb")
+            container = av.open(fh, mode="w", format=fmt)
             stream = container.add_stream(codec, rate=fps)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise OutputError(f"{out}: cannot be written ({exc}); check the path and "
@@ -566,8 +570,9 @@ def annotate_video(result: VideoResult, out_path: str | os.PathLike, *, top_n: i
             raise InputError(f"{src}: no frame could be decoded for the annotated video")
         container.close()
         container = None
+        fh.close()
     except BaseException as exc:
-        _close_quietly(video, audio, container)
+        _close_quietly(video, audio, container, fh)
         staging.__exit__(type(exc), exc, exc.__traceback__)
         if isinstance(exc, av.error.FFmpegError):
             raise OutputError(f"{out}: encoding failed ({exc}); try an .mkv output") from None
@@ -580,8 +585,8 @@ def annotate_video(result: VideoResult, out_path: str | os.PathLike, *, top_n: i
     return stats
 
 
-def _close_quietly(video, audio, container) -> None:
-    for thing in (video, audio, container):
+def _close_quietly(*things) -> None:
+    for thing in things:
         if thing is None:
             continue
         try:

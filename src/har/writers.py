@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import math
 import os
 import tempfile
 import threading

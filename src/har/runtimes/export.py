@@ -219,8 +219,6 @@ def export_openvino_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path
     path = cache_dir() / "exports" / f"{state_key(model)}-{t}x{h}x{w}.xml"
     remove_stale_temps(path.parent)  # what a killed export left
     if not (path.is_file() and path.with_suffix(".bin").is_file()):
-        import sys
-
         path.parent.mkdir(parents=True, exist_ok=True)
         name = getattr(getattr(model, "har_info", None), "model", None) or "the model"
         print(f"note: converting {name} for the runtime: a one-time cost for these "
