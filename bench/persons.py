@@ -127,11 +127,14 @@ class _HogCostSceneBoxes:
 
 
 def bench_people(weights: str | None, frames: int, every: int = 5,
-                 detector: str = "hog") -> list[dict]:
+                 detector: str = "hog", model: str = "r3d10-k400", backend: str = "torch",
+                 stride: int | None = None) -> list[dict]:
     from har import Recognizer
     from har.persons import PersonOptions, PersonStream
 
-    rec = Recognizer("r3d10-k400", weights=weights, backend="torch")
+    rec = Recognizer(model, weights=weights, backend=backend, stride=stride)
+    print(f"{model} on {rec.backend.name} ({getattr(rec.backend, 'precision', '?')}), "
+          f"stride {rec.options.stride}", flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for people in (1, 2, 4, 8):
@@ -178,20 +181,29 @@ def main() -> int:
     ap.add_argument("--hog-frames", type=int, default=60, help="frames per real video")
     ap.add_argument("--detect-every", type=int, default=5, help="people part: detector cadence")
     ap.add_argument("--detector", default="hog", help="people part: hog or hog-fast")
+    ap.add_argument("--model", default="r3d10-k400", help="people part: r3d10-k400 or r3d34-k400")
+    ap.add_argument("--backend", default="torch", help="people part: the runtime")
+    ap.add_argument("--stride", type=int, help="people part: frames between a person's clips "
+                    "(default: the clip length)")
     args = ap.parse_args()
     weights = args.weights
     if weights is None and args.part != "hog":
         import torch
         from reference_hara import hara_resnet, published_checkpoint, randomize_
 
-        weights = str(Path(tempfile.mkdtemp()) / "r10.pth")
-        torch.save(published_checkpoint(randomize_(hara_resnet(10, "A"), seed=10),
-                                        "resnet-10"), weights)
+        depth = 34 if args.model.startswith("r3d34") else 10
+        weights = str(Path(tempfile.mkdtemp()) / f"r{depth}.pth")
+        torch.save(published_checkpoint(randomize_(hara_resnet(depth, "A"), seed=depth),
+                                        f"resnet-{depth}"), weights)
     out = {"cpu": cpu_name(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     if args.part in ("hog", "all"):
         out["hog"] = bench_hog(args.hog_frames)
     if args.part in ("people", "all"):
-        out["people"] = bench_people(weights, args.frames, args.detect_every, args.detector)
+        out["people"] = bench_people(weights, args.frames, args.detect_every, args.detector,
+                                     args.model, args.backend, args.stride)
+        out["people_settings"] = {"model": args.model, "backend": args.backend,
+                                  "stride": args.stride, "frames": args.frames,
+                                  "detector": args.detector, "detect_every": args.detect_every}
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     name = f"persons-{args.part}-{socket.gethostname()}-{datetime.now(timezone.utc):%Y%m%d}.json"
