@@ -34,6 +34,11 @@ class RunWriteError(HarError):
 
 # -- the starting model ------------------------------------------------------------------
 def head_name(model: nn.Module) -> str:
+    """The attribute that holds the classifier (the zoo's networks name it in
+    ``classifier_attr``, :class:`har.models.nets.pooled.PooledHead`)."""
+    named = getattr(model, "classifier_attr", None)
+    if named is not None and isinstance(getattr(model, named, None), nn.Linear):
+        return named
     for name in ("fc", "classifier"):
         if isinstance(getattr(model, name, None), nn.Linear):
             return name
