@@ -78,17 +78,47 @@ def suggest_model(name: str) -> str | None:
     return next((n for n in names if squash(n) == best[0]), None) if best else None
 
 
+RUN_MODEL_FILE = "model.pth"  # what `har train --out DIR` leaves in DIR
+
+
+def model_file(weights):
+    """``weights`` as given, or ``DIR/model.pth`` when ``weights`` is the folder of a
+    ``har train`` run: a run folder is as good as its model file everywhere a model is
+    loaded. A folder without one is a WeightsError naming it."""
+    from ..errors import WeightsError
+    from ..fsutil import display_path
+
+    if weights is None or "://" in str(weights):
+        return weights
+    path = Path(str(weights)).expanduser()
+    try:
+        is_dir = path.is_dir()
+    except (OSError, ValueError):
+        return weights
+    if not is_dir:
+        return weights
+    if (path / RUN_MODEL_FILE).is_file():
+        return path / RUN_MODEL_FILE
+    raise WeightsError(f"{display_path(path)}: a folder without {RUN_MODEL_FILE}; give the "
+                       "folder of a finished `har train` run, or a weights file")
+
+
 def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
                device: str = "cpu", *, sha256: str | None = None,
                download: bool = True, num_classes: int | None = None,
                labels: "tuple[str, ...] | list[str] | None" = None) -> nn.Module:
-    """Build ``name`` with its weights, in eval mode on ``device``.
+    """Build ``name`` with its weights, in eval mode on ``device``: the PyTorch stage of
+    the one model factory, :func:`har.runtimes.load_runtime` (which every front end
+    uses: Recognizer, the Ray actors, ``har eval``); ``har train`` and ``har export``,
+    which need the module itself, call this directly.
 
     The module takes a ``(N, 3, T, H, W)`` float32 tensor preprocessed with the
     entry's preset and returns logits ``(N, num_classes)``; ``forward_features`` gives
     the pooled ``(N, D)`` activations and ``forward_head`` the logits from them.
-    ``weights`` is a file (.pth, .onnx, torchvision state dict) or an http(s) URL;
-    without it the cached download is used (and fetched first if ``download``).
+    ``weights`` is a file (.pth, .onnx, torchvision state dict), the folder of a
+    ``har train`` run (its ``model.pth``) or an http(s) URL; without it the cached
+    download is used (and fetched first if ``download``). A checkpoint that names its
+    registry model (``har train`` writes it) is built as that model, whatever ``name``.
 
     The head may have another number of classes than the entry's label set: a
     checkpoint that carries ``'labels'`` (docs/weights.md) brings its own; otherwise
@@ -102,7 +132,7 @@ def load_model(name: str = DEFAULT_MODEL, weights: str | Path | None = None,
     from .info import ModelInfo, preset_from_dict
 
     entry = get_entry(name)
-    path = resolve_weights(entry, weights, sha256=sha256, download=download)
+    path = resolve_weights(entry, model_file(weights), sha256=sha256, download=download)
     ckpt = None
     preset = entry.preset
     video_head = None
