@@ -35,7 +35,6 @@ from torch import nn
 from .pooled import PooledHead
 
 FEATURE_DIM = 1024
-from ..i3d import ARCH  # noqa: E402  (the registry's arch string for this network)
 
 # (name, output channels of the branches: 1x1, 1x1 -> 3x3, 1x1 -> 3x3, pool -> 1x1)
 _MIXED = (
