@@ -56,8 +56,10 @@ class Preset:
     def __call__(self, clips) -> np.ndarray:
         """``(N, T, H, W, 3) uint8`` resized frames -> ``(N, 3, T, crop, crop) float32``.
 
-        NumPy only, so scoring with OpenVINO or ONNX Runtime never imports PyTorch; a
-        torch tensor is accepted as input, and the runtimes take the array as it is."""
+        The one test-time recipe: inference, evaluation (``har train``'s validation and
+        the temporal head's embeddings) and int8 calibration all call it. NumPy only,
+        so scoring with OpenVINO or ONNX Runtime never imports PyTorch; a torch tensor
+        is accepted as input, and the runtimes take the array as it is."""
         x = np.asarray(clips)
         if x.ndim == 4:
             x = x[None]
@@ -70,14 +72,25 @@ class Preset:
         x = x[:, :, y0:y0 + self.crop, x0:x0 + self.crop, :]
         out = np.empty((x.shape[0], 3, x.shape[1], self.crop, self.crop), np.float32)
         for c in range(3):
-            ch = out[:, c]
-            ch[...] = x[..., c]
+            out[:, c] = x[..., c]
+        return self.normalize(out)
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        """Scale and normalise, in place, ``(..., 3, T, H, W)`` float32 pixels on the
+        0-255 scale: the step shared by the test-time recipe (:meth:`__call__`) and
+        training clips (:func:`har.train.augment.train_clip`, which crops and flips
+        first). Returns ``x``."""
+        if x.dtype != np.float32 or x.ndim < 4 or x.shape[-4] != 3:
+            raise ValueError(f"expected (..., 3, T, H, W) float32, got {x.dtype} "
+                             f"{tuple(x.shape)}")
+        for c in range(3):
+            ch = x[..., c, :, :, :]
             if self.scale != 1.0:
                 ch *= np.float32(self.scale)
             ch -= np.float32(self.mean[c])
             if any(s != 1.0 for s in self.std):
                 ch /= np.float32(self.std[c])
-        return out
+        return x
 
 
 # Hara et al.: RGB on the 0-255 scale minus the ActivityNet mean, no std division.

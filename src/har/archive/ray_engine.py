@@ -34,8 +34,10 @@ from .export import parquet_schema as _parquet_schema  # the one schema of clip 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What an actor needs to load the runtime (picklable): the same arguments as
-    :func:`har.runtimes.load_runtime`, which the local engine's Recognizer uses too."""
+    """What an actor needs to load the runtime (picklable): the arguments of
+    :func:`har.runtimes.load_runtime`, the one model factory, which the local engine's
+    Recognizer uses too. ``weights`` may be a file, a URL or a ``har train`` run folder;
+    a fine-tuned checkpoint keeps its labels and preset (tests/test_factory.py)."""
 
     model: str
     weights: str | None = None

@@ -1,157 +1,47 @@
-"""The other Kinetics-400 architectures of Hara et al. (CVPR 2018).
+"""The other Kinetics-400 architectures of Hara et al. (CVPR 2018): Wide ResNet-50,
+ResNeXt-101 and pre-activation ResNet-200, their builders and registry entries.
 
-Wide ResNet-50 (k=2), ResNeXt-101 (cardinality 32) and pre-activation ResNet-200 are
-written with the module names of the authors' 2017-2018 code, so their published
-``wideresnet-50-kinetics.pth``, ``resnext-101-kinetics.pth`` and
-``preresnet-200-kinetics.pth`` load strictly. All use the type-B (1x1x1 conv + BN)
-shortcut. Input ``(N, 3, T, H, W)``; adaptive average pooling before ``fc``, which at
-16x112x112 equals the original fixed pooling.
+The networks are in :mod:`har.models.nets.hara_variants` (reachable from here,
+imported with PyTorch on first use).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from functools import partial
 
-import torch
-from torch import nn
+from .hara_common import HARA_LICENSE, HARA_TABLE3, hara_drive_file
+from .registry import ModelEntry, lazy_networks, network, register_model
 
-from .resnet3d import Bottleneck, ResNet3D, conv1x1x1
-
-
-class WideBottleneck(Bottleneck):
-    """The ResNet bottleneck with an output of 2x (not 4x) its inner width; the width
-    itself is doubled by the network (``widen_factor``)."""
-
-    expansion = 2
+__getattr__ = lazy_networks("hara_variants")
 
 
-class ResNeXtBottleneck(nn.Module):
-    """1x1x1 -> grouped 3x3x3 (``cardinality`` groups) -> 1x1x1, output 2x ``planes``.
-
-    The inner width is ``cardinality * (planes // 32)``: 128 for planes=128 at C=32.
-    """
-
-    expansion = 2
-    cardinality = 32
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None) -> None:
-        super().__init__()
-        width = self.cardinality * (planes // 32)
-        self.conv1 = conv1x1x1(in_planes, width)
-        self.bn1 = nn.BatchNorm3d(width)
-        self.conv2 = nn.Conv3d(width, width, kernel_size=3, stride=stride, padding=1,
-                               groups=self.cardinality, bias=False)
-        self.bn2 = nn.BatchNorm3d(width)
-        self.conv3 = conv1x1x1(width, planes * self.expansion)
-        self.bn3 = nn.BatchNorm3d(planes * self.expansion)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
-        return self.relu(y + shortcut)
-
-
-def wide_resnet50(num_classes: int = 400, k: int = 2) -> ResNet3D:
+def wide_resnet50(num_classes: int = 400, k: int = 2):
     """Wide ResNet-50: stage widths 64k..512k, bottleneck expansion 2 (fc sees 1024k)."""
-    return ResNet3D(WideBottleneck, (3, 4, 6, 3), num_classes=num_classes,
-                    shortcut_type="B", widen_factor=k)
+    return network("hara_variants", "wide_resnet50")(num_classes=num_classes, k=k)
 
 
-def resnext101(num_classes: int = 400) -> ResNet3D:
+def resnext101(num_classes: int = 400):
     """ResNeXt-101, cardinality 32: stage planes 128..1024, expansion 2 (fc sees 2048)."""
-    return ResNet3D(ResNeXtBottleneck, (3, 4, 23, 3), num_classes=num_classes,
-                    shortcut_type="B", widen_factor=2)
+    return network("hara_variants", "resnext101")(num_classes=num_classes)
 
 
-class PreActBottleneck(nn.Module):
-    """BN-ReLU-conv three times (1x1x1, 3x3x3, 1x1x1 with 4x output), then + shortcut.
-
-    No ReLU after the addition: the next block's ``bn1`` starts with it.
-    """
-
-    expansion = 4
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None) -> None:
-        super().__init__()
-        self.bn1 = nn.BatchNorm3d(in_planes)
-        self.conv1 = conv1x1x1(in_planes, planes)
-        self.bn2 = nn.BatchNorm3d(planes)
-        self.conv2 = nn.Conv3d(planes, planes, kernel_size=3, stride=stride, padding=1,
-                               bias=False)
-        self.bn3 = nn.BatchNorm3d(planes)
-        self.conv3 = conv1x1x1(planes, planes * self.expansion)
-        self.relu = nn.ReLU(inplace=False)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # The original's shortcut takes the block input before any activation.
-        shortcut = x if self.downsample is None else self.downsample(x)
-        y = self.conv1(self.relu(self.bn1(x)))
-        y = self.conv2(self.relu(self.bn2(y)))
-        y = self.conv3(self.relu(self.bn3(y)))
-        return y + shortcut
+def preact_resnet(depth: int = 200, num_classes: int = 400):
+    """Pre-activation 3D ResNet (50, 101, 152 or 200)."""
+    return network("hara_variants", "preact_resnet")(depth, num_classes=num_classes)
 
 
-class PreActResNet3D(nn.Module):
-    """conv1 -> bn1 -> relu -> maxpool -> pre-activation stages -> avgpool -> fc.
-
-    As in the authors' code there is no final BN/ReLU after ``layer4``.
-    """
-
-    def __init__(self, layers: Sequence[int], num_classes: int = 400) -> None:
-        super().__init__()
-        self.in_planes = 64
-        self.conv1 = nn.Conv3d(3, 64, kernel_size=7, stride=(1, 2, 2), padding=3, bias=False)
-        self.bn1 = nn.BatchNorm3d(64)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool3d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(64, layers[0], 1)
-        self.layer2 = self._make_layer(128, layers[1], 2)
-        self.layer3 = self._make_layer(256, layers[2], 2)
-        self.layer4 = self._make_layer(512, layers[3], 2)
-        self.avgpool = nn.AdaptiveAvgPool3d(1)
-        self.fc = nn.Linear(512 * PreActBottleneck.expansion, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        out = planes * PreActBottleneck.expansion
-        downsample = None
-        if stride != 1 or self.in_planes != out:
-            downsample = nn.Sequential(conv1x1x1(self.in_planes, out, stride), nn.BatchNorm3d(out))
-        layers = [PreActBottleneck(self.in_planes, planes, stride, downsample)]
-        self.in_planes = out
-        layers += [PreActBottleneck(out, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, T, H, W)`` -> pooled features ``(N, 2048)``."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(self.avgpool(x), 1)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    @property
-    def feature_dim(self) -> int:
-        return self.fc.in_features
-
-
-PREACT_SPECS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3)}
-
-
-def preact_resnet(depth: int = 200, num_classes: int = 400) -> PreActResNet3D:
-    if depth not in PREACT_SPECS:
-        raise ValueError(f"pre-activation ResNet depth must be one of {sorted(PREACT_SPECS)}")
-    return PreActResNet3D(PREACT_SPECS[depth], num_classes=num_classes)
+register_model(ModelEntry(
+    name="wrn50-k400", builder=partial(wide_resnet50, k=2), arch="wideresnet-50",
+    weights=(hara_drive_file("wideresnet-50-kinetics.pth"),), accuracy=HARA_TABLE3,
+    description="3D Wide ResNet-50 (k=2), Hara et al., shortcut B, 16x112x112 clips",
+    license=HARA_LICENSE))
+register_model(ModelEntry(
+    name="resnext101-k400", builder=resnext101, arch="resnext-101",
+    weights=(hara_drive_file("resnext-101-kinetics.pth"),), accuracy=HARA_TABLE3,
+    description="3D ResNeXt-101 (cardinality 32), Hara et al., shortcut B, 16x112x112 clips",
+    license=HARA_LICENSE))
+register_model(ModelEntry(
+    name="preact200-k400", builder=partial(preact_resnet, 200), arch="preresnet-200",
+    weights=(hara_drive_file("preresnet-200-kinetics.pth"),), accuracy=HARA_TABLE3,
+    description="3D pre-activation ResNet-200, Hara et al., shortcut B, 16x112x112 clips",
+    license=HARA_LICENSE))

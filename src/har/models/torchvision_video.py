@@ -1,127 +1,67 @@
-"""torchvision's video ResNets (r3d_18, mc3_18, r2plus1d_18) in plain PyTorch.
+"""torchvision's Kinetics-400 video ResNets (r3d_18, mc3_18, r2plus1d_18): their
+preset, builders and registry entries ``tv-r3d18-k400``, ``tv-mc3-18-k400`` and
+``tv-r2plus1d18-k400``.
 
-Tran et al., "A Closer Look at Spatiotemporal Convolutions for Action Recognition"
-(CVPR 2018). Module names reproduce torchvision's state-dict keys (``stem.0``,
-``layer1.0.conv1.0.weight``, ``layer2.0.downsample.0.weight``, ``fc.weight``, and for
-R(2+1)D ``layer1.0.conv1.0.0.weight`` ...), so its published ``.pth`` files load
-strictly without torchvision installed.
+The networks are in :mod:`har.models.nets.torchvision_video` (plain PyTorch, no
+torchvision needed; reachable from here, imported on first use).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from ..transforms import Preset
+from .registry import ModelEntry, WeightsFile, lazy_networks, network, register_model
 
-import torch
-from torch import nn
+__getattr__ = lazy_networks("torchvision_video")
 
-ConvKind = Literal["3d", "2d", "2plus1d"]
-
-
-def _spatiotemporal_conv(kind: ConvKind, cin: int, cout: int, stride: int,
-                         mid: int = 0) -> nn.Module:
-    """The 3x3x3-ish convolution of a block, in one of three factorisations."""
-    if kind == "3d":  # full 3x3x3
-        return nn.Conv3d(cin, cout, kernel_size=3, stride=stride, padding=1, bias=False)
-    if kind == "2d":  # spatial only: 1x3x3, never strides in time
-        return nn.Conv3d(cin, cout, kernel_size=(1, 3, 3), stride=(1, stride, stride),
-                         padding=(0, 1, 1), bias=False)
-    # (2+1)D: 1x3x3 into ``mid`` channels, BN, ReLU, then 3x1x1.
-    return nn.Sequential(
-        nn.Conv3d(cin, mid, kernel_size=(1, 3, 3), stride=(1, stride, stride),
-                  padding=(0, 1, 1), bias=False),
-        nn.BatchNorm3d(mid),
-        nn.ReLU(inplace=True),
-        nn.Conv3d(mid, cout, kernel_size=(3, 1, 1), stride=(stride, 1, 1),
-                  padding=(1, 0, 0), bias=False),
-    )
+# torchvision's preprocessing for its video models: frames resized to 128x171 (h, w),
+# centre crop 112, scaled to [0, 1], normalised with the Kinetics mean/std.
+TORCHVISION_KINETICS = Preset(name="torchvision-kinetics", clip_len=16, resize=(128, 171),
+                              crop=112, scale=1 / 255,
+                              mean=(0.43216, 0.394666, 0.37645),
+                              std=(0.22803, 0.22145, 0.216989))
 
 
-class VideoBasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, kind: ConvKind, cin: int, planes: int, stride: int = 1,
-                 downsample: nn.Module | None = None) -> None:
-        super().__init__()
-        # (2+1)D width: about the parameter count of the block's first 3x3x3 conv.
-        # torchvision computes it once per block and uses it for both convs.
-        mid = (cin * planes * 27) // (cin * 9 + 3 * planes)
-        self.conv1 = nn.Sequential(_spatiotemporal_conv(kind, cin, planes, stride, mid),
-                                   nn.BatchNorm3d(planes), nn.ReLU(inplace=True))
-        self.conv2 = nn.Sequential(_spatiotemporal_conv(kind, planes, planes, 1, mid),
-                                   nn.BatchNorm3d(planes))
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return self.relu(self.conv2(self.conv1(x)) + shortcut)
+def r3d_18(num_classes: int = 400):
+    return network("torchvision_video", "r3d_18")(num_classes=num_classes)
 
 
-class VideoResNet18(nn.Module):
-    """stem -> 4 stages of 2 basic blocks (64, 128, 256, 512) -> avgpool -> fc."""
-
-    def __init__(self, kinds: tuple[ConvKind, ConvKind, ConvKind, ConvKind],
-                 factorised_stem: bool = False, num_classes: int = 400) -> None:
-        super().__init__()
-        if factorised_stem:  # R(2+1)D: 1x7x7 to 45 channels, then 3x1x1
-            self.stem = nn.Sequential(
-                nn.Conv3d(3, 45, kernel_size=(1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3),
-                          bias=False),
-                nn.BatchNorm3d(45), nn.ReLU(inplace=True),
-                nn.Conv3d(45, 64, kernel_size=(3, 1, 1), padding=(1, 0, 0), bias=False),
-                nn.BatchNorm3d(64), nn.ReLU(inplace=True))
-        else:
-            self.stem = nn.Sequential(
-                nn.Conv3d(3, 64, kernel_size=(3, 7, 7), stride=(1, 2, 2), padding=(1, 3, 3),
-                          bias=False),
-                nn.BatchNorm3d(64), nn.ReLU(inplace=True))
-        cin = 64
-        for i, (planes, kind) in enumerate(zip((64, 128, 256, 512), kinds), 1):
-            stride = 1 if i == 1 else 2
-            downsample = None
-            if stride != 1 or cin != planes:
-                ds_stride = (1, stride, stride) if kind == "2d" else stride
-                downsample = nn.Sequential(
-                    nn.Conv3d(cin, planes, kernel_size=1, stride=ds_stride, bias=False),
-                    nn.BatchNorm3d(planes))
-            setattr(self, f"layer{i}", nn.Sequential(
-                VideoBasicBlock(kind, cin, planes, stride, downsample),
-                VideoBasicBlock(kind, planes, planes)))
-            cin = planes
-        self.avgpool = nn.AdaptiveAvgPool3d(1)
-        self.fc = nn.Linear(512, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, T, H, W)`` -> pooled features ``(N, 512)``."""
-        x = self.stem(x)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(self.avgpool(x), 1)
-
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(features)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    @property
-    def feature_dim(self) -> int:
-        return self.fc.in_features
-
-
-def r3d_18(num_classes: int = 400) -> VideoResNet18:
-    return VideoResNet18(("3d",) * 4, num_classes=num_classes)
-
-
-def mc3_18(num_classes: int = 400) -> VideoResNet18:
+def mc3_18(num_classes: int = 400):
     """Mixed convolutions: 3D in the first stage, spatial-only (1x3x3) after."""
-    return VideoResNet18(("3d", "2d", "2d", "2d"), num_classes=num_classes)
+    return network("torchvision_video", "mc3_18")(num_classes=num_classes)
 
 
-def r2plus1d_18(num_classes: int = 400) -> VideoResNet18:
-    return VideoResNet18(("2plus1d",) * 4, factorised_stem=True, num_classes=num_classes)
+def r2plus1d_18(num_classes: int = 400):
+    return network("torchvision_video", "r2plus1d_18")(num_classes=num_classes)
+
+
+_LICENSE = "BSD-3-Clause (torchvision code); weights trained on Kinetics-400 (research use)"
+_ACC = "torchvision docs, KINETICS400_V1 weights, video-level (5 clips of 16 frames)"
+
+
+def _torchvision(name: str, builder, filename: str, top1: float, top5: float,
+                 description: str, docs: str = "") -> ModelEntry:
+    """torchvision names each file with the first 8 hex digits of its sha256 and checks
+    only those: so do we (sha256_prefix)."""
+    return ModelEntry(
+        name=name, builder=builder, arch=filename.split("-")[0], preset=TORCHVISION_KINETICS,
+        weights=(WeightsFile(filename=filename, format="torchvision",
+                             urls=(f"https://download.pytorch.org/models/{filename}",),
+                             sha256_prefix=filename.rsplit("-", 1)[1].split(".")[0],
+                             digest_source="the file name torchvision publishes: its first "
+                                           "8 hex digits of the sha256 (torchvision checks "
+                                           "just those)",
+                             note="torchvision.models.video"),),
+        accuracy=f"{top1}% top-1, {top5}% top-5, Kinetics-400 val ({_ACC}){docs}",
+        top1=top1, top5=top5, description=description, license=_LICENSE)
+
+
+register_model(_torchvision(
+    "tv-r3d18-k400", r3d_18, "r3d_18-b3b3357e.pth", 63.2, 83.479,
+    "R3D-18, Tran et al. 2018 (torchvision r3d_18), 16x112x112 clips"))
+register_model(_torchvision(
+    "tv-mc3-18-k400", mc3_18, "mc3_18-a90a0ba3.pth", 63.96, 84.13,
+    "MC3-18, Tran et al. 2018 (torchvision mc3_18), 16x112x112 clips"))
+register_model(_torchvision(
+    "tv-r2plus1d18-k400", r2plus1d_18, "r2plus1d_18-91a641e6.pth", 57.5, 78.81,
+    "R(2+1)D-18, Tran et al. 2018 (torchvision r2plus1d_18), 16x112x112 clips",
+    " (as the torchvision 0.13 docs state it)"))

@@ -16,9 +16,14 @@ onnxruntime    cpu/cuda fp32
 opencv         cpu      cv2.dnn on the ONNX export, the classic approach
 =============  =======  ===============================================================
 
-:func:`load_runtime` is the one entry point: a registry model plus weights (``.pth``,
-the published ``.onnx``, or an ``.onnx``/``.xml`` written by ``har export``, which
-runs directly in its runtime from its own metadata).
+:func:`load_runtime` is the one model factory: from a registry name, a weights file
+(``.pth``, the published ``.onnx``, or an ``.onnx``/``.xml`` written by ``har export``,
+which runs directly in its runtime from its own metadata) or a ``har train`` run
+folder, it gives a ready runtime that carries the registry entry's name, the labels,
+preset and video head of the weights, and their digest. Every front end loads through
+it: :class:`har.Recognizer` (so ``har predict``, ``eval``, ``live``, ``serve``,
+``index``), the Ray engine's actors; its PyTorch stage,
+:func:`har.models.zoo.load_model`, is what ``har train`` and ``har export`` start from.
 """
 
 from __future__ import annotations
@@ -447,8 +452,13 @@ def _discard_export(path: Path) -> None:
 def load_runtime(model: str, weights=None, *, backend: str = "auto", device: str = "cpu",
                  precision: str = "auto", batch_size: int | None = None,
                  sha256: str | None = None, module=None) -> Runtime:
-    """The runtime for registry ``model`` with ``weights``, carrying ``labels``,
-    ``preset``, ``model_name`` and ``weights_sha256``.
+    """The one model factory: the runtime for registry ``model`` with ``weights``,
+    carrying ``labels``, ``preset``, ``model_name``, ``weights_sha256`` and the video
+    head (``info``: :class:`~har.models.info.ModelInfo`).
+
+    ``weights``: None (the registry's published weights), a file, an http(s) URL, or
+    the folder of a ``har train`` run (its ``model.pth``). A fine-tuned checkpoint
+    keeps its own labels, preset and registry model (``model`` may name another).
 
     An ``.onnx`` or ``.xml`` written by ``har export`` runs directly in OpenVINO / ONNX
     Runtime (``backend="auto"`` picks OpenVINO for ``.xml``) from its metadata; its own
@@ -456,8 +466,9 @@ def load_runtime(model: str, weights=None, *, backend: str = "auto", device: str
     (:func:`har.models.zoo.load_model`) and handed to the runtime (exported once per
     weights sha256 for the non-torch runtimes).
     """
-    from ..models.zoo import get_entry, load_model
+    from ..models.zoo import get_entry, load_model, model_file
 
+    weights = model_file(weights)  # a run folder: its model.pth
     if backend == "auto":
         backend = auto_backend(device)
     _check_names(backend, precision)

@@ -55,41 +55,72 @@ def default_calibration(preset, n: int = DEFAULT_CALIBRATION_CLIPS,
 
 def video_calibration(folder: str | Path, preset, n: int = DEFAULT_CALIBRATION_CLIPS
                       ) -> Iterator[np.ndarray]:
-    """Up to ``n`` clips spread over the videos in ``folder`` (one clip per batch)."""
-    from ..video import VideoSource
+    """Up to ``n`` clips spread over the videos in ``folder`` (one clip per batch), made
+    as ``har predict`` makes them: the folder searched as ``har predict`` searches one
+    (:func:`har.sources.resolve_inputs`, its video extensions), frames decoded at the
+    preset's size (and rate), cut into back-to-back clips by
+    :class:`~har.sampling.ClipAssembler` and preprocessed by the preset itself.
 
-    folder = Path(folder)
-    exts = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
-    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts and p.is_file())
-    if not videos:
-        raise HarError(f"--calibrate {folder}: no videos there (.mp4, .avi, .mkv, .mov, .webm)")
-    per = max(1, n // len(videos))
+    A video that cannot be decoded is an error naming it, not skipped: an int8 model
+    calibrated on fewer videos than the folder holds would differ from the one asked
+    for without a word."""
+    from ..fsutil import display_path
+
+    sources = _calibration_sources(folder)
+    per = max(1, n // len(sources))
     got = 0
-    for v in videos:
+    for src in sources:
         try:
-            src = VideoSource(str(v))
-        except Exception:  # noqa: BLE001  (a broken video is skipped, not fatal)
-            continue
-        try:
-            size = preset.resized_size(src.info.height, src.info.width)
-            buf, taken = [], 0
-            for fr in src.frames(size):
-                buf.append(fr.rgb)
-                if len(buf) == preset.clip_len:
-                    yield np.asarray(preset(np.stack(buf)[None]), dtype=np.float32)
-                    got += 1
-                    taken += 1
-                    buf = []
-                    if taken >= per or got >= n:
-                        break
-        except Exception:  # noqa: BLE001
-            pass
-        finally:
-            src.close()
-        if got >= n:
-            return
+            for clip in calibration_clips(src, preset, per):
+                yield clip
+                got += 1
+                if got >= n:
+                    return
+        except (HarError, OSError) as exc:
+            reason = str(exc) if isinstance(exc, HarError) else \
+                f"{display_path(src.url)}: {exc.strerror or exc}"
+            raise HarError(f"--calibrate {display_path(folder)}: {reason} (or move that "
+                           "video out of the folder)") from None
     if got == 0:
-        raise HarError(f"--calibrate {folder}: no clip could be decoded from its videos")
+        raise HarError(f"--calibrate {display_path(folder)}: no clip could be cut from its "
+                       "videos; give a folder of videos of the target domain")
+
+
+def _calibration_sources(folder) -> list:
+    """The videos of ``folder`` as ``har predict`` finds them; one line when none."""
+    from ..fsutil import display_path
+    from ..sources import resolve_inputs
+
+    sources, errors = resolve_inputs([str(folder)])
+    if errors:
+        raise HarError(f"--calibrate: {errors[0][1]}")
+    if not sources:
+        raise HarError(f"--calibrate {display_path(folder)}: no videos there")
+    return sources
+
+
+def calibration_clips(source, preset, limit: int) -> Iterator[np.ndarray]:
+    """The first ``limit`` clips of ``source`` ((1, 3, T, S, S) float32 each), through
+    the decoder, the preset's frame rate, the clip assembler and the preset, as the
+    recognizer scores a video."""
+    from ..sampling import ClipAssembler, resample
+    from ..sources import open_video
+
+    if limit < 1:
+        return
+    video = open_video(source)
+    try:
+        info = video.info
+        frames = video.frames(preset.resized_size(info.height, info.width))
+        if preset.fps:
+            frames = resample(frames, preset.fps)
+        clips = ClipAssembler(preset.clip_len, stride=preset.clip_len, gaps=not preset.fps)
+        for k, (_, clip) in enumerate(clips(frames), 1):
+            yield preset(clip[None])
+            if k >= limit:
+                break
+    finally:
+        video.close()
 
 
 def quantize_openvino(ov_model, calibration: Iterable[np.ndarray] | None, input_shape):

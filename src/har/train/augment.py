@@ -9,11 +9,12 @@ Training follows the authors' recipe (kenshohara/3D-ResNets-PyTorch, ``main.py``
   ``1, 2^-1/4, 2^-1/2, 2^-3/4, 1/2``, at the centre or one of the four corners, the same
   for every frame of the clip, resized to the model's input size (bilinear);
 - **horizontal flip** with probability 1/2 (when enabled: see ``har train --flip``);
-- the preset's scaling and mean/std normalisation.
+- the preset's scaling and mean/std normalisation (:meth:`Preset.normalize`).
 
 Validation uses the test-time recipe: non-overlapping ``clip_len`` windows over the
 whole video (the last one loop-padded), centre crop, the video's score being the
-mean of its clips' probabilities: exactly what ``har predict`` computes.
+mean of its clips' probabilities: exactly what ``har predict`` computes, through
+:class:`~har.transforms.Preset` (the one test-time recipe).
 """
 
 from __future__ import annotations
@@ -45,17 +46,6 @@ def corner_box(h: int, w: int, scale: float, corner: str) -> tuple[int, int, int
     return y, x, side
 
 
-def normalize(x: torch.Tensor, preset: Preset) -> torch.Tensor:
-    """``(..., 3, T, H, W)`` float pixels (0-255) -> the model's input."""
-    shape = (3, 1, 1, 1)
-    if preset.scale != 1.0:
-        x = x * preset.scale
-    x = x - torch.tensor(preset.mean, dtype=x.dtype).view(shape)
-    if any(s != 1.0 for s in preset.std):
-        x = x / torch.tensor(preset.std, dtype=x.dtype).view(shape)
-    return x
-
-
 def train_clip(frames: np.ndarray, preset: Preset, rng: np.random.Generator, *,
                flip: bool = True, single_frame: bool = False) -> torch.Tensor:
     """One augmented training clip ``(3, T, crop, crop)`` float32 from ``(N, H, W, 3)``.
@@ -78,23 +68,23 @@ def train_clip(frames: np.ndarray, preset: Preset, rng: np.random.Generator, *,
                           align_corners=False)
     if flip and rng.random() < 0.5:
         t = t.flip(-1)
-    return normalize(t.permute(1, 0, 2, 3), preset).contiguous()
+    x = np.ascontiguousarray(t.permute(1, 0, 2, 3).numpy(), dtype=np.float32)
+    return torch.from_numpy(preset.normalize(x))
 
 
 def eval_clips(frames: np.ndarray, preset: Preset, *, stride: int | None = None,
                single_frame: bool = False) -> torch.Tensor:
     """The test-time clips of a video ``(n, 3, T, crop, crop)``: sliding windows of
-    ``clip_len`` every ``stride`` frames (default: non-overlapping), centre crop.
-    ``single_frame``: each clip is its middle frame repeated."""
+    ``clip_len`` every ``stride`` frames (default: non-overlapping, the last one
+    loop-padded), each through the preset (centre crop, scaling, normalisation), as
+    ``har predict`` scores them. ``single_frame``: each clip is its middle frame
+    repeated."""
     L = preset.clip_len
     specs = sliding_window(len(frames), L, stride or L)
-    h, w = frames.shape[1], frames.shape[2]
-    y0, x0 = preset.crop_box(h, w)
-    out = []
+    clips = []
     for spec in specs:
         idx = list(spec.frame_indices)
         if single_frame:
             idx = [idx[len(idx) // 2]] * L
-        clip = np.asarray(frames[idx, y0:y0 + preset.crop, x0:x0 + preset.crop])
-        out.append(clip)
-    return torch.from_numpy(preset(np.stack(out)))
+        clips.append(preset(np.asarray(frames[idx])[None]))  # one clip's frames at a time
+    return torch.from_numpy(np.concatenate(clips))

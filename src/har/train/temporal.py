@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -28,9 +27,9 @@ from ..models.temporal import TemporalHead, pad_sequences
 from .augment import eval_clips
 from .data import Dataset
 from .frames import FrameStore
-
-if TYPE_CHECKING:
-    from .trainer import RunResult
+from .run import (RunResult, data_doc, decode_datasets, finish_run, head_name, load_base,
+                  metrics_doc, model_checkpoint, progress_bar, replace_head, save_torch,
+                  write_history)
 
 
 @torch.no_grad()
@@ -82,11 +81,7 @@ def _video_eval(head: TemporalHead, fc, seqs: list[np.ndarray], y: list[int]) ->
 
 
 def train_temporal(train_set: Dataset, out: Path, o, *, val_set: Dataset | None,
-                   progress: bool, log) -> "RunResult":
-    from .trainer import (RunResult, _bar, _data_doc, _decode, _finish, _metrics_doc,
-                          head_name, load_base, model_checkpoint, replace_head, save_torch,
-                          write_history)
-
+                   progress: bool, log) -> RunResult:
     torch.manual_seed(o.seed)
     base = load_base(o)
     labels = train_set.labels
@@ -98,12 +93,12 @@ def train_temporal(train_set: Dataset, out: Path, o, *, val_set: Dataset | None,
         p.requires_grad_(False)
     log(f"model {base.entry.name} frozen ({'random init' if o.scratch else 'loaded weights'}); "
         f"learning a temporal head over clip embeddings, {len(labels)} classes")
-    train_store, val_store = _decode(train_set, val_set, base.preset, o, progress, log, out)
+    train_store, val_store = decode_datasets(train_set, val_set, base.preset, o, progress, log, out)
     t_start = time.monotonic()
     try:
         feats = clip_features(model, train_store, o.device, o.batch_size)
         val_feats = clip_features(model, val_store, o.device, o.batch_size) if val_store else {}
-        data_doc = _data_doc(train_set, val_set, train_store, val_store)
+        doc = data_doc(train_set, val_set, train_store, val_store)
     finally:
         train_store.close()
         if val_store is not None:
@@ -126,7 +121,7 @@ def train_temporal(train_set: Dataset, out: Path, o, *, val_set: Dataset | None,
     rng = np.random.default_rng(o.seed)
     bs = max(1, min(o.batch_size, len(seqs)))
     history = []
-    bar = _bar(progress, o.epochs, "temporal head", unit="epoch")
+    bar = progress_bar(progress, o.epochs, "temporal head", unit="epoch")
     for epoch in range(o.epochs):
         head.train()
         order = rng.permutation(len(seqs))
@@ -164,9 +159,9 @@ def train_temporal(train_set: Dataset, out: Path, o, *, val_set: Dataset | None,
     log(text)
     write_history(out, history)
     model = model.cpu()
-    save_torch(model_checkpoint(model, base, labels, o, epoch=o.epochs, data=data_doc,
+    save_torch(model_checkpoint(model, base, labels, o, epoch=o.epochs, data=doc,
                                 video_head=head.eval()), out / "model.pth")
-    metrics = _metrics_doc(o, base, labels, history, data_doc, "fp32", "n/a (frozen backbone)",
+    metrics = metrics_doc(o, base, labels, history, doc, "fp32", "n/a (frozen backbone)",
                            ["backbone"], elapsed, 0)
     metrics["head"] = {"type": "temporal", "config": head.config,
                        "train_video_acc": train_eval["acc"],
@@ -176,5 +171,5 @@ def train_temporal(train_set: Dataset, out: Path, o, *, val_set: Dataset | None,
                        "clip_classifier": "kept" if keep_fc else "fitted on frozen features"}
     del metrics["train_clips_per_s"]
     metrics["options"] = asdict(o)
-    _finish(out, labels, metrics)
+    finish_run(out, labels, metrics)
     return RunResult(out, metrics, history)

@@ -21,18 +21,13 @@ written after every epoch, so a killed run loses at most the epoch in progress.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
-import json
 import math
 import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -41,25 +36,23 @@ from torch import nn
 
 from ..defaults import DEFAULT_MODEL, FREEZE_POINTS, HEADS
 from ..errors import HarError
-from ..fsutil import atomic_open, atomic_path, display_path, remove_stale_temps
+from ..fsutil import display_path, remove_stale_temps
 from .augment import eval_clips, train_clip
 from .data import Dataset
 from .frames import FRAMES_PREFIX, FrameStore
+# Re-exported: the CLI and tests name them from here.
+from .run import (SCHEMA, Base, Log, RunResult, RunWriteError, data_doc,  # noqa: F401
+                  decode_datasets, finish_run, head_name, load_base, metrics_doc,
+                  model_checkpoint, progress_bar, replace_head, save_torch, write_history,
+                  write_json)
+from .temporal import train_temporal
 
-SCHEMA = "har.train/1"
 RUN_FILES = ("model.pth", "last.pth", "checkpoint.pth", "labels.txt", "metrics.json", "history.csv",
              "curves.png")
 # Class names that say which way something moves: a horizontal flip swaps them.
 _DIRECTION_WORDS = {"left", "right", "leftward", "rightward", "leftwards", "rightwards",
                     "clockwise", "counterclockwise", "anticlockwise", "cw", "ccw",
                     "east", "west", "ltr", "rtl", "l2r", "r2l"}
-
-Log = Callable[[str], None]
-
-
-class RunWriteError(HarError):
-    """A file of the run folder could not be written (a full disk): `har train` exit 1."""
-
 
 class ResumeMismatch(HarError):
     """--resume with other data or other settings than the run had: a usage error."""
@@ -161,20 +154,6 @@ def flip_decision(o: TrainOptions, labels) -> tuple[bool, str]:
 
 
 # -- models --------------------------------------------------------------------------------
-def head_name(model: nn.Module) -> str:
-    for name in ("fc", "classifier"):
-        if isinstance(getattr(model, name, None), nn.Linear):
-            return name
-    raise HarError(f"{type(model).__name__}: cannot find the classifier to replace")
-
-
-def replace_head(model: nn.Module, num_classes: int, seed: int = 0) -> None:
-    name = head_name(model)
-    old: nn.Linear = getattr(model, name)
-    torch.manual_seed(seed)
-    setattr(model, name, nn.Linear(old.in_features, num_classes))
-
-
 def freeze(model: nn.Module, through: str) -> list[str]:
     """Freeze the stem and the stages up to ``through`` (the authors' ``ft_begin_index``:
     conv1 = the stem, layerN = the stem and stages 1..N; layer4 = all but the head).
@@ -212,33 +191,6 @@ def set_train_mode(model: nn.Module, frozen: list[str]) -> None:
     model.train()
     for name in frozen:
         getattr(model, name).eval()
-
-
-@dataclass
-class Base:
-    """The starting model: the network, its labels and preset, where it came from."""
-
-    model: nn.Module
-    labels: tuple[str, ...]
-    preset: Any
-    entry: Any
-    weights_sha256: str | None
-    weights_path: str | None
-    video_head: Any = None
-
-
-def load_base(o: TrainOptions) -> Base:
-    from ..models.zoo import get_entry, load_model
-
-    entry = get_entry(o.model)
-    if o.scratch:
-        torch.manual_seed(o.seed)
-        model = entry.build()
-        return Base(model, entry.class_names, entry.preset, entry, None, None)
-    model = load_model(entry.name, weights=o.weights, sha256=o.sha256)
-    info = model.har_info
-    return Base(model, tuple(info.labels), info.preset, get_entry(info.model or entry.name),
-                info.weights_sha256, info.weights_path, getattr(model, "video_head", None))
 
 
 # -- precision -----------------------------------------------------------------------------
@@ -339,78 +291,7 @@ def prepare_out(out: str | os.PathLike, resume: bool) -> Path:
     return out
 
 
-@contextlib.contextmanager
-def _writing(dest: Path):
-    """A failed write (a full disk, a folder removed under us) is one line naming the
-    file; the previous version of the file, if any, is still whole."""
-    try:
-        yield
-    except OSError as exc:
-        raise RunWriteError(f"{display_path(dest)}: cannot be written "
-                            f"({exc.strerror or exc}); free some space and run again with "
-                            "--resume") from None
-
-
-def save_torch(obj: Any, dest: Path) -> None:
-    with _writing(dest), atomic_path(dest) as tmp:
-        torch.save(obj, tmp)
-
-
-def write_history(out: Path, history: list[dict]) -> None:
-    if not history:
-        return
-    keys: list[str] = []
-    for row in history:
-        keys += [k for k in row if k not in keys]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
-    w.writeheader()
-    for row in history:
-        w.writerow({k: ("" if row.get(k) is None else
-                        round(row[k], 6) if isinstance(row.get(k), float) else row[k])
-                    for k in keys})
-    with _writing(out / "history.csv"), atomic_open(out / "history.csv") as fh:
-        fh.write(buf.getvalue())
-    from ..plots import curves_png
-
-    with _writing(out / "curves.png"):
-        curves_png(out / "curves.png", history)
-
-
-def write_json(path: Path, doc: dict) -> None:
-    with _writing(path), atomic_open(path) as fh:
-        json.dump(doc, fh, indent=2)
-        fh.write("\n")
-
-
-def model_checkpoint(model: nn.Module, base: Base, labels, o: TrainOptions, *,
-                     epoch: int, data: dict, video_head=None) -> dict:
-    """The published layout plus labels, preset and provenance (docs/weights.md)."""
-    from .. import __version__
-    from ..models.info import preset_to_dict
-
-    doc = {"arch": base.entry.arch, "epoch": epoch,
-           "state_dict": {k: v.detach().cpu().contiguous().clone()
-                          for k, v in model.state_dict().items()},
-           "labels": list(labels), "preset": preset_to_dict(base.preset),
-           "har": {"model": base.entry.name, "version": __version__,
-                   "base_weights_sha256": base.weights_sha256 or "",
-                   "scratch": bool(o.scratch), "head": o.head,
-                   "freeze_through": o.freeze_through or "", "epochs": epoch,
-                   "data": data}}
-    if video_head is not None:
-        doc["video_head"] = video_head.to_checkpoint()
-    return doc
-
-
 # -- training ----------------------------------------------------------------------------------
-@dataclass
-class RunResult:
-    out: Path
-    metrics: dict
-    history: list[dict] = field(default_factory=list)
-
-
 def _epoch_order(n_ok: list[int], count: int, rng: np.random.Generator) -> list[int]:
     order: list[int] = []
     while len(order) < count:
@@ -522,8 +403,6 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
         raise HarError(f"{display_path(train_set.source)}: training needs at least 2 classes "
                        f"(found {len(train_set.labels)})")
     if o.head == "temporal":
-        from .temporal import train_temporal
-
         return train_temporal(train_set, out, o, val_set=val_set, progress=progress, log=log)
     torch.manual_seed(o.seed)
     rng = np.random.default_rng(o.seed)
@@ -539,7 +418,7 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
         f"{len(labels)} classes, frozen: {', '.join(frozen) or 'nothing'}; flip {flip_why}")
 
     try:
-        stores = _decode(train_set, val_set, preset, o, progress, log, out)
+        stores = decode_datasets(train_set, val_set, preset, o, progress, log, out)
     except OSError as exc:  # the frames folder could not be made in --out
         raise RunWriteError(f"{display_path(out)}: cannot keep decoded frames there "
                             f"({exc.strerror or exc}); free some space, or give an --out on "
@@ -585,13 +464,13 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
             precision = choose_precision(o, model, sample, log)
         scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
         diverged_at = None  # set from this run's first batch
-        data_doc = _data_doc(train_set, val_set, train_store, val_store)
+        doc = data_doc(train_set, val_set, train_store, val_store)
         t_start = time.monotonic()
         clips_seen = 0
         for epoch in range(start_epoch, o.epochs):
             set_train_mode(model, frozen)
             order = _epoch_order(n_ok, per_epoch, rng)
-            bar = _bar(progress, steps, f"epoch {epoch + 1}/{o.epochs}")
+            bar = progress_bar(progress, steps, f"epoch {epoch + 1}/{o.epochs}")
             loss_sum = correct = seen = 0
             t0 = time.monotonic()
             for s in range(steps):
@@ -639,7 +518,7 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
             log(_epoch_line(row, o.epochs))
             if _is_best(row, history):  # model.pth: the best epoch by validation
                 save_torch(model_checkpoint(model, base, labels, o, epoch=epoch + 1,
-                                            data=data_doc), out / "model.pth")
+                                            data=doc), out / "model.pth")
             save_torch({"format": SCHEMA, "options": asdict(o), "epoch": epoch + 1,
                         "model": model.state_dict(), "optimizer": opt.state_dict(),
                         "history": history, "rng": rng.bit_generator.state,
@@ -650,11 +529,11 @@ def train(train_set: Dataset, out: str | os.PathLike, options: TrainOptions | No
         elapsed = time.monotonic() - t_start
         model = model.to(memory_format=torch.contiguous_format).cpu()
         validated = any(h.get("val_video_acc") is not None for h in history)
-        save_torch(model_checkpoint(model, base, labels, o, epoch=o.epochs, data=data_doc),
+        save_torch(model_checkpoint(model, base, labels, o, epoch=o.epochs, data=doc),
                    out / ("last.pth" if validated else "model.pth"))
-        metrics = _metrics_doc(o, base, labels, history, data_doc, precision, flip_why,
+        metrics = metrics_doc(o, base, labels, history, doc, precision, flip_why,
                                frozen, elapsed, clips_seen)
-        _finish(out, labels, metrics)
+        finish_run(out, labels, metrics)
         return RunResult(out, metrics, history)
     finally:
         for st in stores:
@@ -690,83 +569,6 @@ def _short(base: Base) -> str:
     return display_path(base.weights_path or "published weights")
 
 
-def _decode(train_set, val_set, preset, o: TrainOptions, progress: bool, log: Log,
-            out: Path):
-    """Both datasets' frames (val's None without a val set), kept in hidden folders of
-    the run folder ``out``; on any failure the stores made so far are removed."""
-    n = len(train_set) + (len(val_set) if val_set is not None else 0)
-    bar = _bar(progress, n, "decoding", unit="video")
-    stores: list[FrameStore | None] = []
-    try:
-        for ds in (train_set, val_set):
-            stores.append(None if ds is None else FrameStore(
-                ds.samples, preset, workers=o.workers, progress=lambda k: bar.update(k),
-                workdir=str(out)))
-        for store in stores:
-            for _, msg in store.failed if store is not None else ():
-                log(f"warning: {msg}; left out")
-        train_store = stores[0]
-        if not train_store.ok:
-            raise HarError(f"{display_path(train_set.source)}: none of the training videos "
-                           "could be decoded")
-        if len({train_set.samples[i].label for i in train_store.ok}) < 2:
-            raise HarError(f"{display_path(train_set.source)}: the decodable videos cover "
-                           "fewer than 2 classes")
-    except BaseException:
-        for store in stores:
-            if store is not None:
-                store.close()
-        raise
-    finally:
-        bar.close()
-    return stores[0], stores[1]
-
-
-def _data_doc(train_set, val_set, train_store, val_store) -> dict:
-    doc = {"train": display_path(train_set.source), "layout": train_set.layout,
-           "train_videos": len(train_store.ok), "classes": len(train_set.labels),
-           "left_out": [display_path(train_set.samples[i].name) for i, _ in train_store.failed]}
-    if val_set is not None and val_store is not None:
-        doc.update(val=display_path(val_set.source), val_videos=len(val_store.ok))
-        doc["left_out"] += [display_path(val_set.samples[i].name) for i, _ in val_store.failed]
-    return doc
-
-
-def _metrics_doc(o, base, labels, history, data_doc, precision, flip_why, frozen,
-                 elapsed, clips_seen) -> dict:
-    from .. import __version__
-
-    last = history[-1] if history else {}
-    return {"schema": SCHEMA, "har_version": __version__, "model": base.entry.name,
-            "labels": list(labels), "final": last,
-            "best_val_video_acc": max((h["val_video_acc"] for h in history
-                                       if h.get("val_video_acc") is not None), default=None),
-            "options": asdict(o), "precision": precision, "flip": flip_why,
-            "frozen": frozen, "data": data_doc,
-            "train_seconds": round(elapsed, 2),
-            "train_clips_per_s": round(clips_seen / elapsed, 2) if elapsed > 0 else None,
-            "device": o.device, "machine": _machine()}
-
-
-def _finish(out: Path, labels, metrics: dict) -> None:
-    with _writing(out / "labels.txt"), atomic_open(out / "labels.txt") as fh:
-        fh.write("".join(f"{name}\n" for name in labels))
-    write_json(out / "metrics.json", metrics)
-
-
-def _machine() -> str:
-    import platform
-
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _epoch_line(row: dict, epochs: int) -> str:
     text = (f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f}, "
             f"clip acc {row['train_acc']:.1%}")
@@ -794,32 +596,3 @@ def _load_resume(out: Path, train_set: Dataset, o: TrainOptions) -> dict:
                        "the same DATA")
     return state
 
-
-class _NoBar:
-    def update(self, n: int = 1, **postfix) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class _Bar(_NoBar):
-    def __init__(self, total: int, desc: str, unit: str) -> None:
-        import sys
-
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
-                         dynamic_ncols=True)
-
-    def update(self, n: int = 1, **postfix) -> None:
-        if postfix:
-            self._bar.set_postfix({k: f"{v:.3f}" for k, v in postfix.items()}, refresh=False)
-        self._bar.update(n)
-
-    def close(self) -> None:
-        self._bar.close()
-
-
-def _bar(enabled: bool, total: int, desc: str, unit: str = "step") -> _NoBar:
-    return _Bar(total, desc, unit) if enabled else _NoBar()
