@@ -316,19 +316,16 @@ def test_archive_modules_import_nothing_from_the_cli():
 
 
 @pytest.mark.slow
-def test_ray_engine_keeps_a_fine_tuned_checkpoints_labels(videos, weights, tmp_path, capsys,
-                                                          monkeypatch):
+def test_ray_engine_keeps_a_fine_tuned_checkpoints_labels(videos, weights, tmp_path, capsys):
     pytest.importorskip("ray")
     pytest.importorskip("ray.data")
-    monkeypatch.setenv("HAR_RAY_NUM_CPUS", "2")
-    monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     local, ray_db = tmp_path / "local.db", tmp_path / "ray.db"
     inputs = [str(videos[0]), str(videos[2])]
     code, _, err = _run(["index", *inputs, "--db", str(local), *_opts(weights["tuned"])],
                         capsys)
     assert code == 0, err
-    code, _, err = _run(["index", *inputs, "--db", str(ray_db), "--engine", "ray",
-                         *_opts(weights["tuned"])], capsys)
+    code, err = _run_ray(["index", *inputs, "--db", str(ray_db), "--engine", "ray",
+                          *_opts(weights["tuned"])])
     assert code == 0, err
     q = ("SELECT v.path, v.model, v.weights_sha256, v.top_label, c.idx, c.top_label, c.topk "
          "FROM videos v JOIN clips c ON c.video_id = v.id ORDER BY v.path, c.idx")
@@ -338,9 +335,23 @@ def test_ray_engine_keeps_a_fine_tuned_checkpoints_labels(videos, weights, tmp_p
     used = {r[3] for r in b} | {r[5] for r in b}
     assert used <= set(EVIL_LABELS)  # the checkpoint's labels, not Kinetics names
     # The Ray run claimed the archive for its model, as the local one does.
-    code, _, err = _run(["index", str(videos[1]), "--db", str(ray_db), "--engine", "ray",
-                         *_opts(weights["a"])], capsys)
+    code, err = _run_ray(["index", str(videos[1]), "--db", str(ray_db), "--engine", "ray",
+                          *_opts(weights["a"])])
     assert code == 2 and "was indexed with" in err and "Traceback" not in err, err
+
+
+def _run_ray(argv: list[str]) -> tuple[int, str]:
+    """A Ray run in its own process: ray.init in the test process would stay for every
+    later test, its log handlers bound to one test's captured (then closed) stderr."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root / "src"), "HAR_RAY_NUM_CPUS": "2",
+           "RAY_USAGE_STATS_ENABLED": "0"}
+    p = subprocess.run([sys.executable, "-m", "har", *argv], capture_output=True, text=True,
+                       env=env, timeout=600)
+    return p.returncode, p.stderr
 
 
 def test_a_runtime_without_features_is_refused_not_silently_dropped(tmp_path):
