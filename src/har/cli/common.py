@@ -93,8 +93,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and runtime")
     g.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"model name (default {DEFAULT_MODEL}; `har models` lists them)")
-    g.add_argument("--weights", help="weights file (.pth/.onnx/.xml) or http(s) URL; "
-                   "default: the cached download")
+    g.add_argument("--weights", help="weights file (.pth/.onnx/.xml), a `har train` run "
+                   "folder, or http(s) URL; default: the cached download")
     g.add_argument("--sha256", help="expected sha256 of --weights (pins a URL download)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     g.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
