@@ -93,8 +93,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and runtime")
     g.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"model name (default {DEFAULT_MODEL}; `har models` lists them)")
-    g.add_argument("--weights", help="weights file (.pth/.onnx/.xml) or http(s) URL; "
-                   "default: the cached download")
+    g.add_argument("--weights", help="weights file (.pth/.onnx/.xml), a `har train` run "
+                   "folder, or http(s) URL; default: the cached download")
     g.add_argument("--sha256", help="expected sha256 of --weights (pins a URL download)")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     g.add_argument("--backend", default="auto", choices=("auto",) + BACKENDS,
@@ -261,8 +261,8 @@ def check_distinct_outputs(outputs: list[tuple[str, str]]) -> None:
             continue
         for other_opt, other in seen:
             if same_output(path, other):
-                raise UsageError(f"{opt} and {other_opt} both write {_shown(path)}; "
-                                 "give them different files")
+                raise UsageError(f"{opt} and {other_opt} both write {_shown(path)} (the "
+                                 "same file); give them different files")
         seen.append((opt, path))
 
 
@@ -349,3 +349,57 @@ def signals_ignored():
     finally:
         for sig, handler in saved:
             signal.signal(sig, handler)
+
+
+# -- per person (har.persons; docs/persons.md): predict and live -----------------------
+# --detect-every's default: every frame of a file; every 5th of a live stream, where a
+# detection must never hold the reader back
+DETECT_EVERY = {"file": 1, "live": 5}
+
+
+def add_person_arguments(p, *, live: bool) -> None:
+    """The --persons options of `har predict` (``live=False``: also --tracks, --mot and
+    --ava, which belong to one file) and `har live`."""
+    every = DETECT_EVERY["live" if live else "file"]
+    g = p.add_argument_group("per person", "Find the people in each video, follow them and "
+                             "recognize each one's action in a square crop around them "
+                             "(docs/persons.md). --jsonl then has person_start/"
+                             "person_clip/person_end events"
+                             + ("." if live else "; the JSON has a 'persons' list per video."))
+    g.add_argument("--persons", action="store_true",
+                   help="recognize each person's action instead of the whole frame's "
+                        "(one source)" if live else
+                        "recognize each person's action, besides the whole frame's")
+    if not live:
+        g.add_argument("--tracks", metavar="FILE",
+                       help="use these person tracks (MOTChallenge text: frame,id,left,top,"
+                            "width,height,conf,... with frames from 1) instead of detecting; "
+                            "one input only; implies --persons")
+    g.add_argument("--detector", metavar="hog|hog-fast|FILE.onnx", default="hog",
+                   help="person detector: 'hog' (built in, no download; default), "
+                        "'hog-fast' (4-6x faster, finds fewer people) or a YOLOX or "
+                        "ultralytics ONNX file")
+    g.add_argument("--detect-every", type=positive_int, default=every, metavar="N",
+                   help=f"run the detector on every N-th frame (default {every}); the "
+                        "tracker predicts the frames between"
+                        + ("; a detection that would fall behind the stream is skipped, "
+                           "never queued" if live else ""))
+    if not live:
+        g.add_argument("--mot", metavar="FILE",
+                       help="write the tracks har followed as MOTChallenge text (one input "
+                            "only); --tracks reads it back")
+        g.add_argument("--ava", metavar="FILE",
+                       help="write one CSV row per person, second and label in the AVA "
+                            "layout: video_id,timestamp,x1,y1,x2,y2,action_id,person_id,"
+                            "score ('-' for stdout)")
+    p.set_defaults(_detect_every_default=every)
+
+
+def check_person_options_unused(args) -> None:
+    """Without --persons: a usage error for the options that only --persons reads."""
+    for opt in ("mot", "ava"):
+        if getattr(args, opt, None):
+            raise UsageError(f"--{opt} writes per-person results; add --persons")
+    if args.detector != "hog" or args.detect_every != args._detect_every_default:
+        raise UsageError("--detector and --detect-every choose how --persons finds "
+                         "people; add --persons")

@@ -11,9 +11,10 @@ import time
 from ..fsutil import display_path
 from ..text import printable
 from . import ExitCode, UsageError, add_command, worst
-from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
-                     check_not_input, check_output_path, check_runtime_options,
-                     clean_stale_temps, make_recognizer, positive_int, positive_seconds,
+from .common import (add_clip_arguments, add_model_arguments, add_person_arguments,
+                     add_timeline_arguments, check_distinct_outputs, check_not_input,
+                     check_person_options_unused, check_output_path, check_runtime_options,
+                     clean_stale_temps, make_recognizer, positive_seconds,
                      signals_ignored, signals_interrupt, timeline_options)
 
 EPILOG = """\
@@ -73,29 +74,8 @@ def register(sub) -> None:
                    help="show the annotated frames in a window (needs a display and an "
                         "OpenCV with window support)")
     o.add_argument("--quiet", action="store_true", help="no line per clip on stderr")
-    g = p.add_argument_group("per person (docs/persons.md)")
-    g.add_argument("--persons", action="store_true",
-                   help="recognize each person's action instead of the whole frame's: "
-                        "person_start/person_clip/person_end events (one source)")
-    g.add_argument("--detector", metavar="hog|hog-fast|FILE.onnx", default="hog",
-                   help="person detector: 'hog' (built in; default), 'hog-fast' "
-                        "(4-6x faster, finds fewer people) or a YOLOX or "
-                        "ultralytics ONNX file")
-    g.add_argument("--detect-every", type=positive_int, default=5, metavar="N",
-                   help="run the detector on every N-th frame (default 5); a detection "
-                        "that would fall behind the stream is skipped, never queued")
+    add_person_arguments(p, live=True)
     p.set_defaults(func=cmd_live)
-
-
-def _same_output(a: str, b: str) -> bool:
-    import os
-
-    from ..fsutil import same_file
-
-    try:
-        return same_file(a, b) or os.path.realpath(a) == os.path.realpath(b)
-    except (OSError, ValueError):
-        return False
 
 
 def _check_outputs(args: argparse.Namespace, sources) -> None:
@@ -115,10 +95,7 @@ def _check_outputs(args: argparse.Namespace, sources) -> None:
     for flag, path in outputs:
         check_output_path(flag, path)
         check_not_input(flag, path, local)
-    if len(outputs) == 2 and _same_output(outputs[0][1], outputs[1][1]):
-        raise UsageError(f"--jsonl {printable(display_path(args.jsonl))} and --record "
-                         f"{printable(display_path(args.record))} name the same file; give "
-                         "each its own")
+    check_distinct_outputs(outputs)
 
 
 class _Cam:
@@ -519,9 +496,7 @@ def _close_all(timer, overlay, stream, jsonl_file, keep: bool) -> None:
 def _person_options(args, many: bool):
     """--persons: the PersonOptions (usage errors first), or None."""
     if not args.persons:
-        if args.detector != "hog" or args.detect_every != 5:
-            raise UsageError("--detector and --detect-every choose how --persons finds "
-                             "people; add --persons")
+        check_person_options_unused(args)
         return None
     if many:
         raise UsageError("--persons takes one source; run one har live per camera")

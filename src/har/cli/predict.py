@@ -21,7 +21,8 @@ from ..errors import HarError
 from ..fsutil import atomic_open, display_path
 from ..text import printable
 from . import ExitCode, UsageError, add_command, worst
-from .common import (add_clip_arguments, add_model_arguments, add_timeline_arguments,
+from .common import (DETECT_EVERY, add_clip_arguments, add_model_arguments,
+                     add_person_arguments, add_timeline_arguments, check_person_options_unused,
                      check_runtime_options, make_recognizer, positive_int, progress_bar,
                      check_not_input, check_output_path, clean_stale_temps, run_options,
                      same_output, signals_ignored, signals_interrupt)
@@ -108,7 +109,7 @@ def register(sub) -> None:
                         "and the probabilities over time (opens offline; docs/report.md)")
     t.add_argument("--segments-csv", metavar="FILE",
                    help="write one row per segment to FILE ('-' for stdout)")
-    _add_person_arguments(p)
+    add_person_arguments(p, live=False)
     p.set_defaults(func=cmd_predict)
 
 
@@ -710,44 +711,15 @@ def _write_video_outputs(result, plan: dict[str, dict[str, Path]], labels, args,
 
 
 # -- per person (har.persons; docs/persons.md) ------------------------------------------
-def _add_person_arguments(p) -> None:
-    g = p.add_argument_group("per person", "Find the people in each video, follow them and "
-                             "recognize each one's action in a square crop around them "
-                             "(docs/persons.md). The JSON then has a 'persons' list per "
-                             "video and --jsonl has person_start/person_clip/person_end.")
-    g.add_argument("--persons", action="store_true",
-                   help="recognize each person's action, besides the whole frame's")
-    g.add_argument("--tracks", metavar="FILE",
-                   help="use these person tracks (MOTChallenge text: frame,id,left,top,"
-                        "width,height,conf,... with frames from 1) instead of detecting; "
-                        "one input only; implies --persons")
-    g.add_argument("--detector", metavar="hog|hog-fast|FILE.onnx", default="hog",
-                   help="person detector: 'hog' (built in, no download; default), "
-                        "'hog-fast' (4-6x faster, finds fewer people) or a YOLOX or "
-                        "ultralytics ONNX file")
-    g.add_argument("--detect-every", type=positive_int, default=1, metavar="N",
-                   help="run the detector on every N-th frame; the tracker predicts the "
-                        "frames between (default 1)")
-    g.add_argument("--mot", metavar="FILE",
-                   help="write the tracks har followed as MOTChallenge text (one input "
-                        "only); --tracks reads it back")
-    g.add_argument("--ava", metavar="FILE",
-                   help="write one CSV row per person, second and label in the AVA layout: "
-                        "video_id,timestamp,x1,y1,x2,y2,action_id,person_id,score "
-                        "('-' for stdout)")
-
-
 def _check_persons(args, sources, n_inputs: int):
     """The PersonOptions for this run, or None without --persons; usage errors first."""
     if not (args.persons or args.tracks):
         for opt in ("mot", "ava"):
             if getattr(args, opt):
                 raise UsageError(f"--{opt} writes per-person results; add --persons")
-        if args.detector != "hog" or args.detect_every != 1:
-            raise UsageError("--detector and --detect-every choose how --persons finds "
-                             "people; add --persons")
+        check_person_options_unused(args)
         return None
-    if args.tracks and (args.detector != "hog" or args.detect_every != 1):
+    if args.tracks and (args.detector != "hog" or args.detect_every != DETECT_EVERY["file"]):
         raise UsageError("--tracks gives the people, so --detector/--detect-every have "
                          "nothing to do; drop one or the other")
     for opt in ("tracks", "mot"):

@@ -77,7 +77,7 @@ def register(sub) -> None:
                         f"{SCRATCH_MODEL}, which learns small datasets from random weights)")
     w = m.add_mutually_exclusive_group()
     w.add_argument("--weights", help="starting weights (.pth, .onnx or URL; a har model.pth "
-                   "too); default: the model's published Kinetics-400 weights")
+                   "or run folder too); default: the model's published Kinetics-400 weights")
     w.add_argument("--scratch", action="store_true", default=None,
                    help="random initialisation, no weights")
     m.add_argument("--sha256", help="expected sha256 of --weights")
