@@ -479,9 +479,11 @@ def test_event_ring_resume_and_missed():
     """The SSE ring: resume after an id of this run, everything kept for an id of
     another run, and how many a client that was away too long missed."""
     from har.serve.streams import EventRing, redact_url
+    from har.writers import EventWriter
 
     ring = EventRing("abc", size=3)
-    ids = [ring.add("clip", n=n)["id"] for n in range(5)]
+    writer = EventWriter(sink=ring)  # the one event writer, the ring as its sink
+    ids = [writer.emit("clip", n=n)["id"] for n in range(5)]
     assert ids == [f"abc-{n}" for n in range(5)] and ring.last_id == "abc-4"
     assert ring.start_after("abc-3") == 4
     assert ring.start_after("other-3") == 0 and ring.start_after("junk") == 0

@@ -44,6 +44,7 @@ from typing import Any
 
 from ..errors import HarError
 from ..fsutil import clean_text, remove_stale_temps
+from ..writers import EventWriter
 
 log = logging.getLogger("har.serve")
 
@@ -84,7 +85,8 @@ def shown_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 class EventRing:
-    """A stream's newest events (at most ``size``), numbered from 0."""
+    """A stream's newest events (at most ``size``), numbered from 0: the sink of the
+    stream's :class:`~har.writers.EventWriter`, which builds every event."""
 
     def __init__(self, epoch: str, size: int = 1000) -> None:
         self.epoch = epoch
@@ -92,15 +94,13 @@ class EventRing:
         self._next = 0
         self._lock = threading.Lock()
 
-    def add(self, type_: str, **fields: Any) -> dict[str, Any]:
-        wall = fields.pop("wall_time", None)
+    def __call__(self, event: dict[str, Any]) -> None:
+        """Keep ``event``, numbered: its ``id`` is ``<epoch>-<n>``."""
         with self._lock:
             n = self._next
             self._next += 1
-            event = {"type": type_, **fields, "id": f"{self.epoch}-{n}",
-                     "wall_time": round(time.time() if wall is None else wall, 6)}
+            event["id"] = f"{self.epoch}-{n}"
             self._ring.append((n, event))
-        return event
 
     @property
     def last_id(self) -> str | None:
@@ -174,6 +174,7 @@ class Stream:
         self.index: int | None = None
         self.stop = threading.Event()
         self.events = EventRing(epoch, ring)
+        self.writer = EventWriter(sink=self.events)  # every event of the stream
         self.latencies: deque[float] = deque(maxlen=1000)
         # seconds from a clip's last frame's capture on the sender's clock to its
         # scores (streams with a sender clock only)
@@ -228,7 +229,8 @@ class StreamHub:
         self.ring = ring
         self.allow_private = allow_private
         self.open_timeout_s, self.read_timeout_s = open_timeout_s, read_timeout_s
-        # the defaults, captured now: the job worker changes rec's settings per job
+        # the server's defaults (jobs take their own options per call; the recognizer
+        # is never changed)
         self.stride, self.k, self.timeline = rec.stride, rec.k, rec.timeline
         if not isinstance(rec._backend_lock, BusyLock):  # the model's time, all uses
             rec._backend_lock = BusyLock(rec._backend_lock)
@@ -491,7 +493,7 @@ class StreamHub:
             fields["snapshot"] = jpeg is not None
             if s.mp4:
                 fields.update(self._queue_mp4(s, fields))
-        event = s.events.add(type_, stream=s.id, name=s.name, **fields)
+        event = s.writer.emit(type_, stream=s.id, name=s.name, **fields)
         if _snapshot and jpeg is not None:
             s.snapshots[event["id"]] = jpeg
             while len(s.snapshots) > SNAPSHOTS:
