@@ -56,7 +56,13 @@ def main() -> int:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--model", default="r3d34-k400")
     ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--video", help="send this video (looped) instead of a generated one, "
+                    "e.g. a real multi-person video for --har-args '--persons ...'")
+    ap.add_argument("--har-args", default="", help="more `har live` options, one string "
+                    "(e.g. '--persons --detector hog-fast --stride 32'); with --persons "
+                    "the rows are the person_clip events")
     args = ap.parse_args()
+    import shlex
 
     import torch
 
@@ -69,7 +75,8 @@ def main() -> int:
     weights = work / f"resnet-{depth}-kinetics.pth"
     torch.save(published_checkpoint(randomize_(hara_resnet(depth, "A"), seed=1),
                                     f"resnet-{depth}"), weights)
-    video = make_video(work / "src.mp4", 90, size=(320, 240), fps=30)
+    video = Path(args.video) if args.video else make_video(work / "src.mp4", 90,
+                                                             size=(320, 240), fps=30)
     port = free_udp_port()
     seconds = args.minutes * 60
     events_path = work / "events.jsonl"
@@ -78,7 +85,7 @@ def main() -> int:
     cmd = [sys.executable, "-m", "har", "live", f"udp://127.0.0.1:{port}", "--model",
            args.model, "--weights", str(weights), "--backend", args.backend, "--jsonl",
            str(events_path), "--duration", str(seconds + 8), "--quiet",
-           "--read-timeout", "5"]
+           "--read-timeout", "5", *shlex.split(args.har_args)]
     har = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     samples: list[tuple[float, float]] = []
     stop = threading.Event()
@@ -101,7 +108,8 @@ def main() -> int:
     sampler.join()
 
     events = [json.loads(line) for line in events_path.read_text().splitlines()]
-    clips = [e for e in events if e["type"] == "clip"]
+    kind = "person_clip" if "--persons" in args.har_args else "clip"
+    clips = [e for e in events if e["type"] == kind]
     summary = next((e for e in events if e["type"] == "summary"), {})
     start = next((e for e in events if e["type"] == "start"), {})
     lat = np.array([c["latency_s"] for c in clips], dtype=float)
@@ -117,6 +125,10 @@ def main() -> int:
                     "note": "other work may have shared the machine"},
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "minutes": args.minutes, "model": args.model,
+        "video": str(args.video) if args.video else "generated 320x240 30 fps",
+        "har_args": args.har_args, "rows": kind,
+        "persons": len({c.get("person") for c in clips}) if kind == "person_clip" else None,
+        "detections_skipped": summary.get("detections_skipped"),
         "backend": start.get("settings", {}).get("backend"),
         "precision": start.get("settings", {}).get("precision"),
         "clips": len(clips), "skipped": summary.get("skipped"),
@@ -128,9 +140,12 @@ def main() -> int:
         "peak_rss_mb": {"first_minute": rss_first, "whole_run": rss_all},
         "stderr_tail": err[-500:],
     }
-    print(f"\nhar live, {args.minutes:g} min of 30 fps 320x240 UDP MPEG-TS, {args.model}, "
-          f"{result['backend']} {result['precision']}, {cpu_name()} ({os.cpu_count()} cores)")
-    rows = [("clips scored", f"{len(clips)}"), ("clips skipped", f"{summary.get('skipped')}"),
+    print(f"\nhar live, {args.minutes:g} min of {result['video']} as UDP MPEG-TS, "
+          f"{args.model}, {result['backend']} {result['precision']} {args.har_args}, "
+          f"{cpu_name()} ({os.cpu_count()} cores)")
+    rows = [(f"{kind} events", f"{len(clips)}"), ("clips skipped", f"{summary.get('skipped')}"),
+            ("persons", f"{result['persons']}"),
+            ("detections skipped", f"{summary.get('detections_skipped')}"),
             ("reconnects", f"{summary.get('reconnects')}")]
     for k in ("p50", "p95", "max"):
         v = result["latency_s"][k]
