@@ -567,8 +567,9 @@ def profile_run(model_name: str, weights, seconds: float, batch: int) -> dict:
                                    "converter": conv, "warm_peak_mb": wp,
                                    "over_mb": fp - wp, "target_mb": 300}
         print(f"\n## first-run memory: {fp:.0f} MB peak with an empty HAR_HOME (the process "
-              f"{own:.0f} MB; the converter child with its parent {child:.0f} MB), {wp:.0f} MB "
-              f"warm: +{fp - wp:.0f} MB (target: at most +300 MB)")
+              f"{own:.0f} MB; the converter child with its parent "
+              f"{'not run' if not conv else f'{child:.0f} MB'}), {wp:.0f} MB "
+              f"warm: {fp - wp:+.0f} MB (target: at most +300 MB)")
     return out
 
 
