@@ -361,6 +361,40 @@ def test_serve_events_use_the_senders_clock(tmp_path, r10_weights, source_video)
         rtsp.close()
 
 
+def test_har_live_clips_carry_the_senders_clock(tmp_path, r10_weights):
+    """`har live` on the skewed RTSP camera: clips after the first sender report carry
+    the capture times on the sender's clock and the latency from it; the summary has
+    its percentiles."""
+    import json
+
+    from conftest import har_main
+
+    rtsp = SkewedRtsp(tmp_path)
+    try:
+        res = har_main("live", rtsp.url, "--duration", "12", "--jsonl", "-", "--model",
+                       "r3d10-k400", "--weights", r10_weights, "--backend", "torch",
+                       "--quiet", timeout=120)
+        events = [json.loads(line) for line in res.stdout.splitlines()]
+        clips = [e for e in events if e["type"] == "clip"]
+        timed = [e for e in clips if "sender_wall_time" in e]
+        assert len(timed) >= 3, (res.stderr[-1000:], len(clips))
+        logged = rtsp.logged(until=max(e["sender_wall_time"] for e in timed))
+    finally:
+        rtsp.close()
+    # before the first sender report: no sender time; after it, every clip has one
+    first = min(e["index"] for e in timed)
+    assert all("sender_wall_time" in e for e in clips if e["index"] > first)
+    for e in timed:
+        for key in ("sender_wall_time", "sender_start_wall_time"):
+            capture, _ = nearest(logged, e[key])
+            assert abs(capture - e[key]) <= TOLERANCE_S, (key, e)
+        # this machine's wall_time is SKEW behind the sender's clock
+        assert 0 < e["wall_time"] + SKEW_S - e["sender_wall_time"] < 2.0, e
+        assert 0 <= e["sender_latency_s"] + SKEW_S - e["latency_s"] < 1.0, e
+    summary = events[-1]
+    assert summary["type"] == "summary" and summary["sender_latency_p95_s"] is not None
+
+
 @pytest.fixture(scope="module")
 def source_video(tmp_path_factory):
     from conftest import make_video

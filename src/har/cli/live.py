@@ -113,6 +113,7 @@ class _Cam:
         self.error = None
         self.ended: list[dict] = []  # the reader's `ended`, written after the last clip
         self.latencies: list[float] = []
+        self.sender_latencies: list[float] = []  # from the sender's clock (RTSP + RTCP)
         self.scored = 0
         self.segmenter = None
 
@@ -391,6 +392,10 @@ def cmd_live(args: argparse.Namespace) -> int:
                   "latency_p50_s": None if p50 is None else round(p50, 4),
                   "latency_p95_s": None if p95 is None else round(p95, 4),
                   "latency_max_s": round(max(lat), 4) if lat else None}
+        if cam.sender_latencies:  # only streams with a sender clock
+            s50, s95 = (percentile(cam.sender_latencies, q) for q in (50, 95))
+            fields["sender_latency_p50_s"] = round(s50, 4)
+            fields["sender_latency_p95_s"] = round(s95, 4)
         if cam.error is not None and cam.scored == 0:
             fields["error"] = str(cam.error)
         return fields
@@ -462,8 +467,19 @@ def _clip_out(args, cam: _Cam, clip, write, stream, ready, overlay, output_faile
     skipped = stream.skipped[ready.index(cam)] if isinstance(stream.skipped, list) \
         else stream.skipped
     latency_s = None if latency is None else round(latency, 4)
+    # the sender's clock, where the stream has one (RTSP with RTCP sender reports): the
+    # clip's first and last frame on it, and the latency from its last frame's capture
+    sent = {}
+    sent_end = cam.live.sender_time(clip.end_frame - 1)
+    sent_start = cam.live.sender_time(clip.start_frame)
+    if sent_end is not None and sent_start is not None:
+        sender_latency = time.time() - sent_end
+        cam.sender_latencies.append(sender_latency)
+        sent = {"sender_start_wall_time": round(sent_start, 6),
+                "sender_wall_time": round(sent_end, 6),
+                "sender_latency_s": round(sender_latency, 4)}
     write(lambda w: w.clip(cam.name, clip, person=person, latency_s=latency_s,
-                           skipped=skipped))
+                           skipped=skipped, **sent))
     if person is None:
         for type_, seg in cam.segmenter.add(clip):
             write(lambda w, type_=type_, seg=seg: w.emit(type_, path=cam.name, **seg))
