@@ -389,7 +389,7 @@ def test_har_live_clips_carry_the_senders_clock(tmp_path, r10_weights):
             capture, _ = nearest(logged, e[key])
             assert abs(capture - e[key]) <= TOLERANCE_S, (key, e)
         # this machine's wall_time is SKEW behind the sender's clock
-        assert 0 < e["wall_time"] + SKEW_S - e["sender_wall_time"] < 2.0, e
+        assert 0 < e["wall_time"] + SKEW_S - e["sender_wall_time"] < 5.0, e
         assert 0 <= e["sender_latency_s"] + SKEW_S - e["latency_s"] < 1.0, e
     summary = events[-1]
     assert summary["type"] == "summary" and summary["sender_latency_p95_s"] is not None
