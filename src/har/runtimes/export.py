@@ -191,10 +191,27 @@ def export_openvino(model: nn.Module, path: str | Path, input_shape=(16, 112, 11
 
 def export_onnx_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
     """One ONNX per (weights, clip shape) in the cache's ``exports/``."""
+    return _export_once(model, input_shape, "onnx", export_onnx, model_metadata(model))
+
+
+def export_openvino_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
+    """One OpenVINO IR per (weights, clip shape) in the cache's ``exports/``, next to
+    the ONNX exports the other runtimes use: OpenVINO's first run converts the module
+    directly, without the ONNX exporter's memory peak (:func:`convert_openvino`)."""
+    return _export_once(model, input_shape, "xml", export_openvino,
+                        {**model_metadata(model), "precision": "fp32"})
+
+
+def _export_once(model: nn.Module, input_shape, suffix: str, export, meta: dict) -> Path:
+    """``export(model, path, input_shape)`` into the cache's ``exports/`` unless the
+    file (and an IR's ``.bin``) is there; its sidecar holds ``meta``."""
+    from .metadata import read_sidecar
+
     t, h, w = input_shape
-    path = cache_dir() / "exports" / f"{state_key(model)}-{t}x{h}x{w}.onnx"
+    path = cache_dir() / "exports" / f"{state_key(model)}-{t}x{h}x{w}.{suffix}"
     remove_stale_temps(path.parent)  # what a killed export left
-    if not path.is_file():
+    files = [path, path.with_suffix(".bin")] if suffix == "xml" else [path]
+    if not all(f.is_file() for f in files):
         # A cache that cannot be written raises here, before the note: the caller then
         # runs uncached and says so instead.
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,33 +219,8 @@ def export_onnx_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
         print(f"note: converting {name} for the runtime: a one-time cost for these "
               f"weights (cached in {path.parent}); later runs start at once",
               file=sys.stderr)
-        export_onnx(model, path, input_shape)
-    from .metadata import read_sidecar
-
-    meta = model_metadata(model)
+        export(model, path, input_shape)
     if read_sidecar(path) != meta:  # missing, damaged or edited: the model's own metadata
-        write_sidecar(path, meta)
-    return path
-
-
-def export_openvino_cached(model: nn.Module, input_shape=(16, 112, 112)) -> Path:
-    """One OpenVINO IR per (weights, clip shape) in the cache's ``exports/``, next to
-    the ONNX exports the other runtimes use: OpenVINO's first run converts the module
-    directly, without the ONNX exporter's memory peak (:func:`convert_openvino`)."""
-    t, h, w = input_shape
-    path = cache_dir() / "exports" / f"{state_key(model)}-{t}x{h}x{w}.xml"
-    remove_stale_temps(path.parent)  # what a killed export left
-    if not (path.is_file() and path.with_suffix(".bin").is_file()):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        name = getattr(getattr(model, "har_info", None), "model", None) or "the model"
-        print(f"note: converting {name} for the runtime: a one-time cost for these "
-              f"weights (cached in {path.parent}); later runs start at once",
-              file=sys.stderr)
-        export_openvino(model, path, input_shape)
-    from .metadata import read_sidecar
-
-    meta = {**model_metadata(model), "precision": "fp32"}
-    if read_sidecar(path) != meta:
         write_sidecar(path, meta)
     return path
 
